@@ -1,0 +1,246 @@
+//! Code generation. Each expansion renders the key and tags and makes one
+//! call into `::redcache::__private`; the engine stays in the runtime crate.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::parse::{ParseStream, Parser};
+use syn::spanned::Spanned;
+use syn::{Expr, Ident, ItemFn, LitStr, Token};
+
+use crate::errors::Errors;
+use crate::function::{Function, Returns};
+use crate::options::{Options, Site, Stampede};
+use crate::template::Template;
+
+/// `#[cached(...)]` on an async fn.
+///
+/// ```text
+/// // Input:
+/// #[cached(ttl = 300, key = "product:<id>")]
+/// async fn get_product(id: u64) -> Result<Product, DbError> { body }
+/// // Output:
+/// async fn get_product(id: u64) -> Result<Product, DbError> {
+///     let __redcache_key = ::redcache::__private::Key::new().lit("product:").arg(&id).finish();
+///     ::redcache::__private::cached_result(
+///         ::redcache::__private::global(),
+///         ::redcache::__private::Call::new(&__redcache_key, Duration::from_secs(300)),
+///         async move { body },
+///     )
+///     .await
+/// }
+/// ```
+pub(crate) fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
+    let mut func: ItemFn = match syn::parse2(item.clone()) {
+        Ok(func) => func,
+        Err(error) => return with_error(item, error),
+    };
+    match cached_body(args, &func) {
+        Ok(block) => {
+            func.block = Box::new(block);
+            func.into_token_stream()
+        }
+        // Keep the user's fn so that the rest of the crate and IDEs still
+        // see it; the errors point at the attribute's tokens.
+        Err(error) => with_error(item, error),
+    }
+}
+
+fn cached_body(args: TokenStream, func: &ItemFn) -> syn::Result<syn::Block> {
+    let mut errors = Errors::default();
+    let parsed = (|input: ParseStream| Options::parse(input, Site::Attribute, &mut errors)).parse2(args);
+    let options = match parsed {
+        Ok((options, _)) => options,
+        Err(error) => {
+            errors.push(error);
+            Options::default()
+        }
+    };
+    options.require_ttl(Span::call_site(), &mut errors);
+    let function = Function::analyze(&func.sig, &mut errors);
+    let names = function.names();
+    for template in options.key.iter().chain(&options.tags) {
+        if let Err(error) = template.check_roots(&names, "fn") {
+            errors.push(error);
+        }
+    }
+    if options.key.is_none() {
+        for param in function.params.iter().filter(|p| p.name.is_none()) {
+            errors.push_new(
+                param.span,
+                "this parameter has no name to put in the default key: bind it to a name, or give the key with `key = \"...\"`",
+            );
+        }
+    }
+    if let (Some(flag), false) = (&options.cache_none, matches!(function.returns, Returns::Option)) {
+        errors.push_new(flag.span, "`cache_none` applies only to a fn returning `Option<T>`");
+    }
+    errors.finish()?;
+
+    let key = match &options.key {
+        Some(template) => template.render(),
+        None => default_key(func, &function),
+    };
+    let ttl = options.ttl.expect("checked by require_ttl").to_tokens();
+    let cache = cache_expr(options.cache.as_ref());
+    let block = &func.block;
+    let future = quote!(async move #block);
+    // The engine fn carries the span of the return type, so a value type
+    // that cannot be cached is reported there.
+    let return_span = function.return_type.map_or_else(Span::call_site, Spanned::span);
+    let (tags_let, call) = call_tokens(&options, ttl);
+    let body = match function.returns {
+        Returns::Result { value } => {
+            let engine = quote_spanned!(value.span()=> ::redcache::__private::cached_result);
+            quote!(#engine(#cache, #call, #future).await)
+        }
+        Returns::Option => {
+            let engine = quote_spanned!(return_span=> ::redcache::__private::cached_option);
+            let cache_none = options.cache_none.as_ref().is_some_and(|flag| flag.value);
+            quote!(#engine(#cache, #call, #cache_none, #future).await)
+        }
+        Returns::Value => {
+            let engine = quote_spanned!(return_span=> ::redcache::__private::cached_value);
+            quote!(#engine(#cache, #call, #future).await)
+        }
+    };
+    let key_var = key_var();
+    syn::parse2(quote!({
+        let #key_var = #key;
+        #tags_let
+        #body
+    }))
+}
+
+/// `get_or_load!(ttl = .., key = "..", async { .. })`: a future of the
+/// cached `Result`.
+pub(crate) fn get_or_load(input: TokenStream) -> TokenStream {
+    let mut errors = Errors::default();
+    let parsed = (|input: ParseStream| Options::parse(input, Site::Inline, &mut errors)).parse2(input);
+    let (options, future) = match parsed {
+        Ok(parsed) => parsed,
+        Err(error) => {
+            errors.push(error);
+            (Options::default(), None)
+        }
+    };
+    options.require_ttl(Span::call_site(), &mut errors);
+    if options.key.is_none() {
+        errors.push_new(Span::call_site(), "missing `key`: `get_or_load!` needs a key template, e.g. `key = \"product:<id>\"`");
+    }
+    if future.is_none() {
+        errors.push_new(Span::call_site(), "missing the future to cache: `get_or_load!(ttl = 60, key = \"...\", async { ... })`");
+    }
+    if let Err(error) = errors.finish() {
+        return error.into_compile_error();
+    }
+    let key = options.key.as_ref().map(Template::render);
+    let ttl = options.ttl.expect("checked by require_ttl").to_tokens();
+    let cache = cache_expr(options.cache.as_ref());
+    let (tags_let, call) = call_tokens(&options, ttl);
+    let key_var = key_var();
+    quote!(async {
+        let #key_var = #key;
+        #tags_let
+        ::redcache::__private::cached_result(#cache, #call, #future).await
+    })
+}
+
+/// `key!("product:<id>")` or `key!("product:<id>", id = 42)`.
+pub(crate) fn key(input: TokenStream) -> TokenStream {
+    match key_inner(input) {
+        Ok(tokens) => tokens,
+        Err(error) => error.into_compile_error(),
+    }
+}
+
+fn key_inner(input: TokenStream) -> syn::Result<TokenStream> {
+    let (lit, named) = (|input: ParseStream| {
+        let lit: LitStr = input.parse()?;
+        let mut named: Vec<(Ident, Expr)> = Vec::new();
+        while !input.is_empty() {
+            input.parse::<Token![,]>()?;
+            if input.is_empty() {
+                break;
+            }
+            let name: Ident = input.parse()?;
+            input.parse::<Token![=]>()?;
+            named.push((name, input.parse()?));
+        }
+        Ok((lit, named))
+    })
+    .parse2(input)?;
+    let template = Template::parse(&lit)?;
+    let mut errors = Errors::default();
+    for (name, _) in &named {
+        if !template.roots().any(|root| name == root) {
+            errors.push_new(name.span(), format!("`{name}` is not used by the template {:?}", lit.value()));
+        }
+    }
+    errors.finish()?;
+    let render = template.render();
+    let bindings = named.iter().map(|(name, value)| {
+        let name = format_ident!("{}", name, span = lit.span());
+        quote!(let #name = &(#value);)
+    });
+    Ok(quote!({ #(#bindings)* #render }))
+}
+
+/// The key of a fn without `key = ...`: its path and its arguments,
+/// `crate::module::fn_name:arg1:arg2` (methods: the type's name instead of
+/// the module's).
+fn default_key(func: &ItemFn, function: &Function<'_>) -> TokenStream {
+    let name = format!("::{}", func.sig.ident);
+    let path = if function.has_receiver {
+        quote!(.lit(::core::any::type_name::<Self>()).lit(#name))
+    } else {
+        quote!(.lit(::core::concat!(::core::module_path!(), #name)))
+    };
+    let args = function
+        .params
+        .iter()
+        .filter_map(|p| p.name.as_deref())
+        .filter(|name| *name != "self")
+        .map(|name| {
+            let ident = Ident::new(name, Span::call_site());
+            quote!(.lit(":").arg(&#ident))
+        });
+    quote!(::redcache::__private::Key::new() #path #(#args)* .finish())
+}
+
+/// The `let` of the tags (if any) and the `Call` built from the options.
+fn call_tokens(options: &Options, ttl: TokenStream) -> (TokenStream, TokenStream) {
+    let key_var = key_var();
+    let mut call = quote!(::redcache::__private::Call::new(&#key_var, #ttl));
+    let mut tags_let = TokenStream::new();
+    if !options.tags.is_empty() {
+        let tags_var = format_ident!("__redcache_tags", span = Span::mixed_site());
+        let tags = options.tags.iter().map(Template::render);
+        tags_let = quote!(let #tags_var = [#(#tags),*];);
+        call.extend(quote!(.tags(&#tags_var)));
+    }
+    let stampede = match options.stampede {
+        Some(Stampede::Off) => Some(quote!(Off)),
+        Some(Stampede::Local) => Some(quote!(Local)),
+        Some(Stampede::Distributed) | None => None,
+    };
+    if let Some(variant) = stampede {
+        call.extend(quote!(.stampede(::redcache::__private::Stampede::#variant)));
+    }
+    (tags_let, call)
+}
+
+fn cache_expr(cache: Option<&Expr>) -> TokenStream {
+    match cache {
+        Some(expr) => quote!(&(#expr)),
+        None => quote!(::redcache::__private::global()),
+    }
+}
+
+fn key_var() -> Ident {
+    format_ident!("__redcache_key", span = Span::mixed_site())
+}
+
+fn with_error(mut item: TokenStream, error: syn::Error) -> TokenStream {
+    item.extend(error.into_compile_error());
+    item
+}

@@ -1,0 +1,177 @@
+//! Key and tag templates: `"product:<id>"`, `"user:<user.id>"`.
+//!
+//! Parsed and checked at compile time; the expansion builds the key with
+//! `Key::new().lit(..).arg(&..)`, so nothing is parsed at run time.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::LitStr;
+
+#[derive(Debug, PartialEq)]
+pub(crate) enum Part {
+    Lit(String),
+    /// A parameter and the fields below it: `<user.id>` is `["user", "id"]`.
+    Arg(Vec<String>),
+}
+
+/// A parsed template and the literal it came from.
+pub(crate) struct Template {
+    pub(crate) parts: Vec<Part>,
+    pub(crate) lit: LitStr,
+}
+
+impl Template {
+    pub(crate) fn parse(lit: &LitStr) -> syn::Result<Self> {
+        let parts = parse_parts(&lit.value()).map_err(|message| syn::Error::new(lit.span(), message))?;
+        Ok(Template {
+            parts,
+            lit: lit.clone(),
+        })
+    }
+
+    /// The parameters the template names, in order, each once.
+    pub(crate) fn roots(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().filter_map(|part| match part {
+            Part::Arg(path) => Some(path[0].as_str()),
+            Part::Lit(_) => None,
+        })
+    }
+
+    /// Checks that every placeholder names one of `params`.
+    pub(crate) fn check_roots(&self, params: &[String], what: &str) -> syn::Result<()> {
+        for root in self.roots() {
+            if !params.iter().any(|p| p == root) {
+                let valid = if params.is_empty() {
+                    format!("this {what} has no parameters")
+                } else {
+                    format!("valid parameters: {}", params.join(", "))
+                };
+                return Err(syn::Error::new(
+                    self.lit.span(),
+                    format!("`<{root}>` does not name a parameter of this {what}; {valid}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `::redcache::__private::Key::new().lit("product:").arg(&id).finish()`
+    pub(crate) fn render(&self) -> TokenStream {
+        let span = self.lit.span();
+        let steps = self.parts.iter().map(|part| match part {
+            Part::Lit(text) => quote!(.lit(#text)),
+            Part::Arg(path) => {
+                let access = field_access(path, span);
+                quote_spanned!(span=> .arg(&#access))
+            }
+        });
+        quote!(::redcache::__private::Key::new() #(#steps)* .finish())
+    }
+}
+
+/// `user.id` as tokens; the root resolves where the template was written.
+fn field_access(path: &[String], span: Span) -> TokenStream {
+    let root = if path[0] == "self" {
+        quote_spanned!(span=> self)
+    } else {
+        let ident = format_ident!("{}", path[0], span = span);
+        quote!(#ident)
+    };
+    let fields = path[1..].iter().map(|field| match field.parse::<u32>() {
+        Ok(index) => {
+            let index = syn::Index {
+                index,
+                span,
+            };
+            quote!(.#index)
+        }
+        Err(_) => {
+            let ident = format_ident!("{}", field, span = span);
+            quote!(.#ident)
+        }
+    });
+    quote!(#root #(#fields)*)
+}
+
+fn parse_parts(template: &str) -> Result<Vec<Part>, String> {
+    if template.is_empty() {
+        return Err("a key template cannot be empty".into());
+    }
+    let mut parts = Vec::new();
+    let mut lit = String::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('<') {
+        lit.push_str(&rest[..open]);
+        rest = &rest[open + 1..];
+        if let Some(after) = rest.strip_prefix('<') {
+            lit.push('<');
+            rest = after;
+            continue;
+        }
+        let close = rest
+            .find('>')
+            .ok_or_else(|| format!("unclosed `<` in template {template:?}; write `<<` for a literal `<`"))?;
+        let inner = &rest[..close];
+        let path: Vec<String> = inner.split('.').map(str::to_string).collect();
+        let valid = path.iter().enumerate().all(|(i, segment)| {
+            is_ident(segment) || (i > 0 && !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()))
+        });
+        if inner.is_empty() || !valid {
+            return Err(format!(
+                "`<{inner}>` is not a placeholder: write a parameter name like `<id>` or a field like `<user.id>`"
+            ));
+        }
+        if !lit.is_empty() {
+            parts.push(Part::Lit(std::mem::take(&mut lit)));
+        }
+        parts.push(Part::Arg(path));
+        rest = &rest[close + 1..];
+    }
+    lit.push_str(rest);
+    if !lit.is_empty() {
+        parts.push(Part::Lit(lit));
+    }
+    Ok(parts)
+}
+
+fn is_ident(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c == '_' || c.is_alphabetic())
+        && chars.all(|c| c == '_' || c.is_alphanumeric())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arg(path: &[&str]) -> Part {
+        Part::Arg(path.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn splits_literals_and_placeholders() {
+        assert_eq!(
+            parse_parts("product:<id>:<user.id>!").unwrap(),
+            vec![
+                Part::Lit("product:".into()),
+                arg(&["id"]),
+                Part::Lit(":".into()),
+                arg(&["user", "id"]),
+                Part::Lit("!".into()),
+            ]
+        );
+        assert_eq!(parse_parts("<pair.0>").unwrap(), vec![arg(&["pair", "0"])]);
+    }
+
+    #[test]
+    fn double_angle_is_a_literal() {
+        assert_eq!(parse_parts("a<<b>").unwrap(), vec![Part::Lit("a<b>".into())]);
+    }
+
+    #[test]
+    fn rejects_malformed_templates() {
+        for bad in ["", "a:<id", "<>", "<a b>", "<0>", "<a..b>", "<a-b>"] {
+            assert!(parse_parts(bad).is_err(), "{bad:?}");
+        }
+    }
+}

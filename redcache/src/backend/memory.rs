@@ -1,0 +1,114 @@
+//! The embedded backend: two moka caches, one for entries and one for tag
+//! epochs, each entry expiring at its own deadline, as keys do in Redis.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::future::Cache as Moka;
+use moka::Expiry;
+
+use super::{Read, Write, EPOCH_MARGIN, INVALIDATED_EPOCH_TTL};
+use crate::entry::Epoch;
+
+#[derive(Clone)]
+struct Expiring<V> {
+    value: V,
+    deadline: Instant,
+}
+
+/// Expires every entry at the deadline stored with it.
+struct AtDeadline;
+
+impl<K, V> Expiry<K, Expiring<V>> for AtDeadline {
+    fn expire_after_create(&self, _: &K, v: &Expiring<V>, now: Instant) -> Option<Duration> {
+        Some(v.deadline.saturating_duration_since(now))
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &K,
+        v: &Expiring<V>,
+        now: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(v.deadline.saturating_duration_since(now))
+    }
+}
+
+pub(crate) struct MemoryBackend {
+    values: Moka<String, Expiring<Arc<[u8]>>>,
+    epochs: Moka<String, Expiring<Epoch>>,
+}
+
+impl MemoryBackend {
+    pub(crate) fn new(max_entries: u64) -> Self {
+        MemoryBackend {
+            values: Moka::builder()
+                .max_capacity(max_entries)
+                .expire_after(AtDeadline)
+                .build(),
+            // Epochs must not be evicted before their entries: an evicted
+            // epoch would read as 0 again. They are bounded by their TTL.
+            epochs: Moka::builder().expire_after(AtDeadline).build(),
+        }
+    }
+
+    pub(crate) async fn read(&self, key: &str, tag_keys: &[String]) -> Read {
+        let value = self.values.get(key).await.map(|e| e.value.to_vec());
+        let mut epochs = Vec::with_capacity(tag_keys.len());
+        for tag in tag_keys {
+            epochs.push(self.epochs.get(tag).await.map_or(0, |e| e.value));
+        }
+        Read { value, epochs }
+    }
+
+    pub(crate) async fn write(&self, w: Write<'_>) -> bool {
+        let need = w.ttl + EPOCH_MARGIN;
+        let mut unchanged = true;
+        for (tag, &read) in w.tag_keys.iter().zip(w.epochs) {
+            let now = self.extend_epoch(tag, need, |epoch| epoch).await;
+            unchanged &= now == read;
+        }
+        if unchanged {
+            let entry = Expiring {
+                value: Arc::from(w.bytes),
+                deadline: Instant::now() + w.ttl,
+            };
+            self.values.insert(w.key.to_string(), entry).await;
+        }
+        unchanged
+    }
+
+    pub(crate) async fn bump_epoch(&self, tag_key: &str) -> Epoch {
+        self.extend_epoch(tag_key, INVALIDATED_EPOCH_TTL, |epoch| epoch + 1)
+            .await
+    }
+
+    pub(crate) async fn delete(&self, key: &str) {
+        self.values.invalidate(key).await;
+    }
+
+    /// Atomically applies `step` to a tag's epoch (absent = 0) and makes it
+    /// live at least `need` from now; returns the new epoch.
+    async fn extend_epoch(&self, tag_key: &str, need: Duration, step: fn(Epoch) -> Epoch) -> Epoch {
+        let entry = self
+            .epochs
+            .entry(tag_key.to_string())
+            .and_upsert_with(|current| async move {
+                let now = Instant::now();
+                let (epoch, deadline) = match current {
+                    Some(e) => {
+                        let e = e.into_value();
+                        (e.value, e.deadline)
+                    }
+                    None => (0, now),
+                };
+                Expiring {
+                    value: step(epoch),
+                    deadline: deadline.max(now + need),
+                }
+            })
+            .await;
+        entry.into_value().value
+    }
+}

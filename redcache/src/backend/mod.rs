@@ -1,0 +1,106 @@
+//! Where entries live: Redis, or an embedded in-memory store with the same
+//! semantics. The engine in `cache.rs` talks to a [`Backend`] only through
+//! the operations below; each is one round trip on Redis.
+
+use std::time::Duration;
+
+use crate::entry::Epoch;
+use crate::error::Result;
+
+pub(crate) mod memory;
+pub(crate) mod redis;
+
+/// What a read found: the entry's bytes (if any) and the current epoch of
+/// each tag asked for, in order.
+#[derive(Debug, Default)]
+pub(crate) struct Read {
+    pub(crate) value: Option<Vec<u8>>,
+    pub(crate) epochs: Vec<Epoch>,
+}
+
+/// An entry to store, with the tag epochs its load was based on.
+pub(crate) struct Write<'a> {
+    pub(crate) key: &'a str,
+    pub(crate) bytes: &'a [u8],
+    pub(crate) ttl: Duration,
+    pub(crate) tag_keys: &'a [String],
+    pub(crate) epochs: &'a [Epoch],
+}
+
+/// How long a tag's epoch key outlives the entries recorded under it, so
+/// that an entry never outlives the epoch it was checked against.
+pub(crate) const EPOCH_MARGIN: Duration = Duration::from_secs(5);
+
+/// The least time an epoch key lives after an invalidation. A load that
+/// began before the invalidation must still see the bumped epoch when it
+/// writes, so the engine does not write loads that took longer than half
+/// of this (see `Cache::store`).
+pub(crate) const INVALIDATED_EPOCH_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+pub(crate) enum Backend {
+    Memory(memory::MemoryBackend),
+    Redis(redis::RedisBackend),
+    /// The configuration could not be used (global cache only): every
+    /// operation fails, so cached calls run their function.
+    Unavailable(String),
+}
+
+impl Backend {
+    pub(crate) async fn read(&self, key: &str, tag_keys: &[String]) -> Result<Read> {
+        match self {
+            Backend::Memory(b) => Ok(b.read(key, tag_keys).await),
+            Backend::Redis(b) => b.read(key, tag_keys).await,
+            Backend::Unavailable(why) => Err(unavailable(why)),
+        }
+    }
+
+    /// Stores the entry unless one of its tags was invalidated since the
+    /// epochs were read; returns whether it was stored.
+    pub(crate) async fn write(&self, write: Write<'_>) -> Result<bool> {
+        match self {
+            Backend::Memory(b) => Ok(b.write(write).await),
+            Backend::Redis(b) => b.write(write).await,
+            Backend::Unavailable(why) => Err(unavailable(why)),
+        }
+    }
+
+    pub(crate) async fn bump_epoch(&self, tag_key: &str) -> Result<Epoch> {
+        match self {
+            Backend::Memory(b) => Ok(b.bump_epoch(tag_key).await),
+            Backend::Redis(b) => b.bump_epoch(tag_key).await,
+            Backend::Unavailable(why) => Err(unavailable(why)),
+        }
+    }
+
+    pub(crate) async fn delete(&self, key: &str) -> Result<()> {
+        match self {
+            Backend::Memory(b) => {
+                b.delete(key).await;
+                Ok(())
+            }
+            Backend::Redis(b) => b.delete(key).await,
+            Backend::Unavailable(why) => Err(unavailable(why)),
+        }
+    }
+
+    /// The Redis backend, when loads must also be coordinated across
+    /// processes (the embedded backend lives in one process).
+    pub(crate) fn distributed(&self) -> Option<&redis::RedisBackend> {
+        match self {
+            Backend::Redis(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Backend::Memory(_) => "memory",
+            Backend::Redis(_) => "redis",
+            Backend::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
+fn unavailable(why: &str) -> crate::Error {
+    crate::Error::Unavailable(why.to_string())
+}

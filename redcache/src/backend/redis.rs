@@ -1,0 +1,171 @@
+//! The Redis backend, on a redis-rs [`ConnectionManager`]: one multiplexed
+//! connection that reconnects by itself. Timeouts are applied by the engine
+//! around every operation (the manager's own do not bound the wait while it
+//! reconnects).
+
+use std::time::Duration;
+
+use futures_util::future::try_join_all;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, Script};
+
+use super::{Read, Write, EPOCH_MARGIN, INVALIDATED_EPOCH_TTL};
+use crate::entry::Epoch;
+use crate::error::{Error, Result};
+
+static TOUCH_EPOCH: &str = include_str!("../scripts/touch_epoch.lua");
+static BUMP_EPOCH: &str = include_str!("../scripts/bump_epoch.lua");
+static UNLOCK: &str = include_str!("../scripts/unlock.lua");
+
+pub(crate) struct RedisBackend {
+    conn: ConnectionManager,
+    touch_epoch: Script,
+    bump_epoch: Script,
+    unlock: Script,
+}
+
+impl RedisBackend {
+    /// Prepares a connection without waiting for it: a cache built while
+    /// Redis is down works (by running functions) and connects once Redis
+    /// is back.
+    pub(crate) fn connect_lazy(url: &str, connect_timeout: Duration) -> Result<Self> {
+        let client = Client::open(url).map_err(|source| Error::InvalidUrl {
+            url: url.to_string(),
+            source,
+        })?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(connect_timeout))
+            .set_min_delay(Duration::from_millis(10))
+            .set_max_delay(Duration::from_millis(500))
+            .set_number_of_retries(usize::MAX);
+        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
+        Ok(RedisBackend {
+            conn,
+            touch_epoch: Script::new(TOUCH_EPOCH),
+            bump_epoch: Script::new(BUMP_EPOCH),
+            unlock: Script::new(UNLOCK),
+        })
+    }
+
+    /// The entry and the epoch of each tag, in one pipeline.
+    pub(crate) async fn read(&self, key: &str, tag_keys: &[String]) -> Result<Read> {
+        let mut conn = self.conn.clone();
+        if tag_keys.is_empty() {
+            let value: Option<Vec<u8>> = redis::cmd("GET").arg(key).query_async(&mut conn).await?;
+            return Ok(Read {
+                value,
+                epochs: Vec::new(),
+            });
+        }
+        let mut pipe = redis::pipe();
+        pipe.get(key);
+        for tag in tag_keys {
+            pipe.get(tag);
+        }
+        let mut replies: Vec<Option<Vec<u8>>> = pipe.query_async(&mut conn).await?;
+        let epochs = replies
+            .drain(1..)
+            .map(|raw| parse_epoch(raw.as_deref()))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Read {
+            value: replies.pop().flatten(),
+            epochs,
+        })
+    }
+
+    pub(crate) async fn write(&self, w: Write<'_>) -> Result<bool> {
+        // First make every epoch key outlive the entry, then write the entry:
+        // were the order reversed, a failure in between could leave an entry
+        // whose epoch key expires first and reads as 0 again.
+        let need = millis(w.ttl + EPOCH_MARGIN);
+        let current: Vec<i64> = try_join_all(w.tag_keys.iter().map(|tag| {
+            let mut conn = self.conn.clone();
+            let mut call = self.touch_epoch.key(tag);
+            call.arg(need);
+            async move { call.invoke_async::<i64>(&mut conn).await }
+        }))
+        .await?;
+        let unchanged = current
+            .iter()
+            .zip(w.epochs)
+            .all(|(&now, &read)| u64::try_from(now) == Ok(read));
+        if !unchanged {
+            return Ok(false);
+        }
+        let mut conn = self.conn.clone();
+        redis::cmd("SET")
+            .arg(w.key)
+            .arg(w.bytes)
+            .arg("PX")
+            .arg(millis(w.ttl))
+            .query_async::<()>(&mut conn)
+            .await?;
+        Ok(true)
+    }
+
+    pub(crate) async fn bump_epoch(&self, tag_key: &str) -> Result<Epoch> {
+        let mut conn = self.conn.clone();
+        let epoch: u64 = self
+            .bump_epoch
+            .key(tag_key)
+            .arg(millis(INVALIDATED_EPOCH_TTL))
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(epoch)
+    }
+
+    pub(crate) async fn delete(&self, key: &str) -> Result<()> {
+        let mut conn = self.conn.clone();
+        redis::cmd("DEL").arg(key).query_async::<()>(&mut conn).await?;
+        Ok(())
+    }
+
+    /// `SET key token NX PX ttl`: true when this caller now holds the lock.
+    pub(crate) async fn try_lock(&self, key: &str, token: &str, ttl: Duration) -> Result<bool> {
+        let mut conn = self.conn.clone();
+        let reply: Option<String> = redis::cmd("SET")
+            .arg(key)
+            .arg(token)
+            .arg("NX")
+            .arg("PX")
+            .arg(millis(ttl))
+            .query_async(&mut conn)
+            .await?;
+        Ok(reply.is_some())
+    }
+
+    /// Deletes the lock if `token` still holds it.
+    pub(crate) async fn unlock(&self, key: &str, token: &str) -> Result<()> {
+        let mut conn = self.conn.clone();
+        self.unlock
+            .key(key)
+            .arg(token)
+            .invoke_async::<i64>(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// A round trip, to find out whether Redis answers.
+    pub(crate) async fn ping(&self) -> Result<()> {
+        let mut conn = self.conn.clone();
+        redis::cmd("PING").query_async::<String>(&mut conn).await?;
+        Ok(())
+    }
+}
+
+fn parse_epoch(raw: Option<&[u8]>) -> Result<Epoch> {
+    match raw {
+        None => Ok(0),
+        Some(bytes) => std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or(Error::UnexpectedReply(
+                "a tag epoch key holds something other than an integer",
+            )),
+    }
+}
+
+/// Milliseconds for `PX`/`PEXPIRE`, at least 1 (0 is an error in Redis).
+fn millis(d: Duration) -> u64 {
+    (d.as_millis() as u64).max(1)
+}

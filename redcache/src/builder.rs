@@ -1,0 +1,203 @@
+//! [`CacheBuilder`]: how a [`Cache`] is configured.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::backend::memory::MemoryBackend;
+use crate::backend::redis::RedisBackend;
+use crate::backend::Backend;
+use crate::cache::{Cache, Inner};
+use crate::error::{Error, Result};
+
+/// The environment variables [`Cache::from_env`] reads, first match wins.
+pub const ENV_VARS: [&str; 2] = ["REDCACHE_URL", "REDIS_URL"];
+
+#[derive(Debug, Clone)]
+enum Target {
+    Memory,
+    Redis(String),
+}
+
+/// Configures and builds a [`Cache`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), redcache::Error> {
+/// let cache = redcache::Cache::builder()
+///     .memory()                              // or .redis("redis://127.0.0.1:6379")
+///     .namespace("shop")
+///     .op_timeout(Duration::from_millis(50))
+///     .build()
+///     .await?;
+/// # drop(cache); Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until .build().await"]
+pub struct CacheBuilder {
+    target: Target,
+    namespace: String,
+    op_timeout: Duration,
+    connect_timeout: Duration,
+    lock_ttl: Duration,
+    lock_wait: Duration,
+    max_entries: u64,
+}
+
+impl Default for CacheBuilder {
+    fn default() -> Self {
+        CacheBuilder {
+            target: Target::Memory,
+            namespace: "redcache".to_string(),
+            op_timeout: Duration::from_millis(50),
+            connect_timeout: Duration::from_secs(1),
+            lock_ttl: Duration::from_secs(10),
+            lock_wait: Duration::from_secs(2),
+            max_entries: 100_000,
+        }
+    }
+}
+
+impl CacheBuilder {
+    /// The embedded in-memory backend (the default): nothing to run, one
+    /// process. Same semantics as Redis, minus the sharing between processes.
+    pub fn memory(mut self) -> Self {
+        self.target = Target::Memory;
+        self
+    }
+
+    /// A Redis server, e.g. `redis://127.0.0.1:6379`, `redis://:password@host/2`
+    /// or `redis://user:password@host:6379/0`.
+    pub fn redis(mut self, url: impl Into<String>) -> Self {
+        self.target = Target::Redis(url.into());
+        self
+    }
+
+    /// Picks the backend from a URL: `memory` (or `memory://`) for the
+    /// embedded backend, anything else is a Redis URL.
+    pub fn url(self, url: &str) -> Self {
+        match url.trim() {
+            "memory" | "memory://" => self.memory(),
+            url => self.redis(url),
+        }
+    }
+
+    /// The prefix of every key the cache writes (default `redcache`), so
+    /// that several applications can share one Redis.
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// The longest a cached call waits for one Redis operation before it
+    /// gives up on the cache and runs the function (default 50 ms).
+    pub fn op_timeout(mut self, timeout: Duration) -> Self {
+        self.op_timeout = timeout;
+        self
+    }
+
+    /// The longest one attempt to (re)connect to Redis may take (default 1 s).
+    /// Calls never wait for it longer than the operation timeout.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long the cross-process load lock is held at most (default 10 s):
+    /// if its holder dies, others take over after this.
+    pub fn lock_ttl(mut self, ttl: Duration) -> Self {
+        self.lock_ttl = ttl;
+        self
+    }
+
+    /// How long a caller waits for another process's load before it loads
+    /// itself (default 2 s).
+    pub fn lock_wait(mut self, wait: Duration) -> Self {
+        self.lock_wait = wait;
+        self
+    }
+
+    /// The most entries the embedded backend keeps (default 100 000); the
+    /// least recently and frequently used go first.
+    pub fn max_entries(mut self, max: u64) -> Self {
+        self.max_entries = max;
+        self
+    }
+
+    /// Builds the cache.
+    ///
+    /// A Redis backend connects in the background: if Redis is down, the
+    /// cache is built anyway (a warning is logged), cached functions run
+    /// their body, and caching resumes once Redis answers.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidUrl`] for a URL the Redis client cannot parse,
+    /// [`Error::Config`] for an empty namespace or a zero timeout.
+    pub async fn build(self) -> Result<Cache> {
+        let cache = self.build_now()?;
+        if let Some(redis) = cache.inner.backend.distributed() {
+            match tokio::time::timeout(self.connect_timeout, redis.ping()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::warn!(target: "redcache", %error,
+                    "redis is not reachable yet; cached calls run their function until it is"),
+                Err(_) => tracing::warn!(target: "redcache", timeout = ?self.connect_timeout,
+                    "redis did not answer in time; cached calls run their function until it does"),
+            }
+        }
+        Ok(cache)
+    }
+
+    /// Builds without waiting for the backend (used for the global cache,
+    /// which is built on first use). Must run inside a tokio runtime.
+    pub(crate) fn build_now(&self) -> Result<Cache> {
+        if self.namespace.is_empty() || self.namespace.chars().any(char::is_whitespace) {
+            return Err(Error::Config("the namespace must be non-empty and without spaces"));
+        }
+        if self.op_timeout.is_zero() || self.lock_ttl.is_zero() {
+            return Err(Error::Config("op_timeout and lock_ttl must be greater than zero"));
+        }
+        let backend = match &self.target {
+            Target::Memory => Backend::Memory(MemoryBackend::new(self.max_entries)),
+            Target::Redis(url) => Backend::Redis(RedisBackend::connect_lazy(url, self.connect_timeout)?),
+        };
+        Ok(Cache {
+            inner: Arc::new(Inner::new(
+                backend,
+                &self.namespace,
+                self.op_timeout,
+                self.lock_ttl,
+                self.lock_wait,
+            )),
+        })
+    }
+
+    /// A cache whose every backend operation fails with `reason`: cached
+    /// calls run their function. The global cache falls back to it when the
+    /// environment names a backend that cannot be used.
+    pub(crate) fn unavailable(&self, reason: String) -> Cache {
+        Cache {
+            inner: Arc::new(Inner::new(
+                Backend::Unavailable(reason),
+                "redcache",
+                self.op_timeout,
+                self.lock_ttl,
+                self.lock_wait,
+            )),
+        }
+    }
+
+    /// The builder [`Cache::from_env`] uses: `REDCACHE_URL`, else
+    /// `REDIS_URL`, else the embedded backend.
+    pub(crate) fn from_env() -> Self {
+        let url = ENV_VARS
+            .iter()
+            .find_map(|var| std::env::var(var).ok().filter(|v| !v.trim().is_empty()));
+        match url {
+            Some(url) => CacheBuilder::default().url(&url),
+            None => CacheBuilder::default(),
+        }
+    }
+}

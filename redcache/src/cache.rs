@@ -1,0 +1,467 @@
+//! [`Cache`], the handle users hold, and the cache-aside engine behind
+//! every cached call.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::backend::{Backend, Read, Write, INVALIDATED_EPOCH_TTL};
+use crate::builder::CacheBuilder;
+use crate::entry::{self, Decoded, Epoch};
+use crate::error::{Error, Result};
+use crate::flight::{Flights, Joined, Leader, Outcome};
+use crate::stats::{Counters, Stats};
+
+/// How concurrent misses of one key are coordinated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Stampede {
+    /// Every caller that misses runs the function.
+    Off,
+    /// Callers in one process share one load.
+    Local,
+    /// As `Local`, and across processes a Redis lock lets one process load
+    /// while the others wait for its value (the default; on the embedded
+    /// backend this is `Local`).
+    #[default]
+    Distributed,
+}
+
+/// One cached call: its key, TTL, tags and stampede policy.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Call<'a> {
+    pub(crate) key: &'a str,
+    pub(crate) ttl: Duration,
+    pub(crate) tags: &'a [String],
+    pub(crate) stampede: Stampede,
+}
+
+/// A cache: a cheap, cloneable handle on a backend (Redis or embedded).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), redcache::Error> {
+/// let cache = redcache::Cache::builder().memory().namespace("shop").build().await?;
+///
+/// let price: Result<u32, std::io::Error> = cache
+///     .get_or_load("price:42", Duration::from_secs(60), &["category:7"], || async { Ok(1999) })
+///     .await;
+/// assert_eq!(price?, 1999);
+///
+/// cache.invalidate_tag("category:7").await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Cache {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) backend: Backend,
+    value_prefix: String,
+    tag_prefix: String,
+    lock_prefix: String,
+    op_timeout: Duration,
+    lock_ttl: Duration,
+    lock_wait: Duration,
+    flights: Flights,
+    counters: Counters,
+}
+
+impl Inner {
+    pub(crate) fn new(
+        backend: Backend,
+        namespace: &str,
+        op_timeout: Duration,
+        lock_ttl: Duration,
+        lock_wait: Duration,
+    ) -> Self {
+        Inner {
+            backend,
+            // Entries, tag epochs and locks live under distinct prefixes, so
+            // no rendered key can ever name a key of another kind.
+            value_prefix: format!("{namespace}:v:"),
+            tag_prefix: format!("{namespace}:tag:"),
+            lock_prefix: format!("{namespace}:lock:"),
+            op_timeout,
+            lock_ttl,
+            lock_wait,
+            flights: Flights::default(),
+            counters: Counters::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("backend", &self.inner.backend.name())
+            .field("prefix", &self.inner.value_prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AsRef<Cache> for Cache {
+    fn as_ref(&self) -> &Cache {
+        self
+    }
+}
+
+/// What waiting on another process's load lock ended with.
+enum Locking<T> {
+    /// This caller holds the lock under this token and loads.
+    Held(String),
+    /// The other process stored the value meanwhile (decoded, and encoded
+    /// for this process's followers).
+    Found(T, Vec<u8>),
+    /// Load without the lock (waited too long, or Redis failed).
+    Unlocked,
+}
+
+impl Cache {
+    /// A builder, set to the embedded backend until told otherwise.
+    pub fn builder() -> CacheBuilder {
+        CacheBuilder::default()
+    }
+
+    /// Builds a cache from the environment: `REDCACHE_URL`, else `REDIS_URL`
+    /// (a Redis URL, or `memory`), else the embedded backend.
+    ///
+    /// # Errors
+    ///
+    /// As [`CacheBuilder::build`], for an unparsable URL.
+    pub async fn from_env() -> Result<Cache> {
+        CacheBuilder::from_env().build().await
+    }
+
+    /// Returns the cached value of `key`, or runs `load`, caches an `Ok`
+    /// value for `ttl` under `tags` and returns it. An `Err` is returned and
+    /// not cached. This is what `#[cached]` calls.
+    ///
+    /// The key is taken as it is (use [`key!`](crate::key) to render one
+    /// with escaped arguments). Backend failures never reach the caller:
+    /// `load` runs instead.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let cache = redcache::Cache::builder().build().await?;
+    /// let id = 42;
+    /// let name = cache
+    ///     .get_or_load(&redcache::key!("user:<id>"), Duration::from_secs(300), &[], || async {
+    ///         Ok::<_, std::io::Error>(format!("user {id}"))
+    ///     })
+    ///     .await?;
+    /// assert_eq!(name, "user 42");
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Only the errors of `load`.
+    pub async fn get_or_load<T, E, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Duration,
+        tags: &[&str],
+        load: F,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+        let call = Call {
+            key,
+            ttl,
+            tags: &tags,
+            stampede: Stampede::default(),
+        };
+        self.load_through(call, |_| true, load()).await
+    }
+
+    /// Invalidates every entry cached under `tag`, in one atomic increment
+    /// whatever the number of entries.
+    ///
+    /// Once this returns, no call returns a value whose load began before
+    /// it, from any process sharing the backend, even if that load finishes
+    /// afterwards.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Redis`] or [`Error::Timeout`] if the invalidation could not
+    /// be recorded: the caller must know, since a lost invalidation would
+    /// leave stale values.
+    pub async fn invalidate_tag(&self, tag: &str) -> Result<()> {
+        let tag_key = format!("{}{tag}", self.inner.tag_prefix);
+        let epoch = self.op(self.inner.backend.bump_epoch(&tag_key)).await?;
+        Counters::bump(&self.inner.counters.invalidations);
+        tracing::debug!(target: "redcache", tag, epoch, "tag invalidated");
+        Ok(())
+    }
+
+    /// Deletes the entry of one key, as a template renders it (see
+    /// [`key!`](crate::key)).
+    ///
+    /// Unlike [`invalidate_tag`](Self::invalidate_tag), a load of this key
+    /// that is already running may still store its result afterwards; use a
+    /// tag where that race matters.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Redis`] or [`Error::Timeout`] if Redis could not be reached.
+    pub async fn invalidate_key(&self, key: &str) -> Result<()> {
+        let key = format!("{}{key}", self.inner.value_prefix);
+        self.op(self.inner.backend.delete(&key)).await
+    }
+
+    /// The counters of this cache (shared by its clones).
+    pub fn stats(&self) -> Stats {
+        self.inner.counters.snapshot()
+    }
+
+    /// Bounds a backend operation by the operation timeout (Redis only: the
+    /// embedded backend does no I/O).
+    async fn op<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {
+        if self.inner.backend.distributed().is_none() {
+            return fut.await;
+        }
+        let limit = self.inner.op_timeout;
+        tokio::time::timeout(limit, fut)
+            .await
+            .unwrap_or(Err(Error::Timeout(limit)))
+    }
+
+    fn backend_failed(&self, op: &'static str, error: &Error) {
+        Counters::bump(&self.inner.counters.errors);
+        tracing::warn!(target: "redcache", op, %error, "cache backend failed; running the function");
+    }
+
+    /// The engine: cache-aside with single flight, the cross-process lock
+    /// and tag epochs. `keep` says whether a loaded value is stored.
+    pub(crate) async fn load_through<T, E, Fut>(
+        &self,
+        call: Call<'_>,
+        keep: fn(&T) -> bool,
+        load: Fut,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let counters = &self.inner.counters;
+        let key = format!("{}{}", self.inner.value_prefix, call.key);
+        let tag_keys: Vec<String> = call
+            .tags
+            .iter()
+            .map(|tag| format!("{}{tag}", self.inner.tag_prefix))
+            .collect();
+
+        // Read, and either return a fresh value, wait for the load of this
+        // process's leader, or become the leader.
+        let (epochs, leader) = loop {
+            let epochs = match self.op(self.inner.backend.read(&key, &tag_keys)).await {
+                Ok(Read { value, epochs }) => {
+                    if let Some(bytes) = value {
+                        match entry::decode::<T>(&bytes, call.tags, &epochs) {
+                            Decoded::Fresh(value) => {
+                                Counters::bump(&counters.hits);
+                                tracing::trace!(target: "redcache", key = call.key, "hit");
+                                return Ok(value);
+                            }
+                            Decoded::Stale => {
+                                Counters::bump(&counters.stale);
+                                tracing::debug!(target: "redcache", key = call.key, "stale");
+                            }
+                            Decoded::Invalid => {
+                                Counters::bump(&counters.undecodable);
+                                tracing::warn!(target: "redcache", key = call.key,
+                                    "entry does not decode as this type; treating it as a miss");
+                            }
+                        }
+                    }
+                    Some(epochs)
+                }
+                Err(error) => {
+                    self.backend_failed("read", &error);
+                    None
+                }
+            };
+            Counters::bump(&counters.misses);
+            tracing::debug!(target: "redcache", key = call.key, "miss");
+            if call.stampede == Stampede::Off {
+                break (epochs, None);
+            }
+            match self.inner.flights.join((key.clone(), epochs.clone())) {
+                Joined::Leader(leader) => break (epochs, Some(leader)),
+                Joined::Follower(follower) => {
+                    Counters::bump(&counters.coalesced);
+                    if let Outcome::Value(bytes) = follower.wait().await {
+                        if let Some(value) = entry::decode_value::<T>(&bytes) {
+                            return Ok(value);
+                        }
+                    }
+                    // The leader failed or was cancelled: start over.
+                }
+            }
+        };
+        self.lead(call, &key, &tag_keys, epochs, leader, keep, load).await
+    }
+
+    #[allow(clippy::too_many_arguments)] // the engine's state, spelled out for the reader
+    async fn lead<T, E, Fut>(
+        &self,
+        call: Call<'_>,
+        key: &str,
+        tag_keys: &[String],
+        epochs: Option<Vec<Epoch>>,
+        leader: Option<Leader<'_>>,
+        keep: fn(&T) -> bool,
+        load: Fut,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let lock = match (call.stampede, &epochs) {
+            (Stampede::Distributed, Some(_)) => self.lock_or_wait(call, key, tag_keys).await,
+            _ => Locking::Unlocked,
+        };
+        let token = match lock {
+            Locking::Found(value, bytes) => {
+                if let Some(leader) = leader {
+                    leader.finish(Outcome::Value(Arc::from(bytes)));
+                }
+                return Ok(value);
+            }
+            Locking::Held(token) => Some(token),
+            Locking::Unlocked => None,
+        };
+
+        let started = Instant::now();
+        Counters::bump(&self.inner.counters.loads);
+        let result = load.await;
+        tracing::debug!(target: "redcache", key = call.key, elapsed = ?started.elapsed(),
+            ok = result.is_ok(), "load");
+
+        if let Ok(value) = &result {
+            let zeros;
+            let recorded = match &epochs {
+                Some(epochs) => epochs.as_slice(),
+                None => {
+                    zeros = vec![0; call.tags.len()];
+                    &zeros
+                }
+            };
+            match entry::encode(value, call.tags, recorded) {
+                Ok(bytes) => {
+                    // A load that outlived the guaranteed life of an
+                    // invalidated epoch could match an epoch key recreated at
+                    // 0, so its value is returned but not stored.
+                    let in_time = started.elapsed() < INVALIDATED_EPOCH_TTL / 2;
+                    if keep(value) && epochs.is_some() && in_time {
+                        self.store(call, key, tag_keys, recorded, &bytes).await;
+                    }
+                    if let Some(leader) = leader {
+                        leader.finish(Outcome::Value(Arc::from(bytes)));
+                    }
+                }
+                Err(error) => {
+                    Counters::bump(&self.inner.counters.errors);
+                    tracing::warn!(target: "redcache", key = call.key, %error,
+                        "value does not encode; not cached");
+                }
+            }
+        }
+        if let (Some(token), Some(redis)) = (token, self.inner.backend.distributed()) {
+            let lock_key = format!("{}{}", self.inner.lock_prefix, call.key);
+            if let Err(error) = self.op(redis.unlock(&lock_key, &token)).await {
+                self.backend_failed("unlock", &error);
+            }
+        }
+        result
+    }
+
+    async fn store(&self, call: Call<'_>, key: &str, tag_keys: &[String], epochs: &[Epoch], bytes: &[u8]) {
+        let write = Write {
+            key,
+            bytes,
+            ttl: call.ttl,
+            tag_keys,
+            epochs,
+        };
+        match self.op(self.inner.backend.write(write)).await {
+            Ok(true) => {}
+            Ok(false) => {
+                Counters::bump(&self.inner.counters.stale);
+                tracing::debug!(target: "redcache", key = call.key,
+                    "a tag was invalidated during the load; value returned, not stored");
+            }
+            Err(error) => self.backend_failed("write", &error),
+        }
+    }
+
+    /// Takes the cross-process load lock of `call`, or waits (bounded) for
+    /// the process holding it to store the value.
+    async fn lock_or_wait<T: DeserializeOwned>(
+        &self,
+        call: Call<'_>,
+        key: &str,
+        tag_keys: &[String],
+    ) -> Locking<T> {
+        let Some(redis) = self.inner.backend.distributed() else {
+            return Locking::Unlocked;
+        };
+        let lock_key = format!("{}{}", self.inner.lock_prefix, call.key);
+        let token = format!("{:032x}", rand::random::<u128>());
+        let deadline = Instant::now() + self.inner.lock_wait;
+        let mut backoff = Duration::from_millis(5);
+        let mut waited = false;
+        loop {
+            match self.op(redis.try_lock(&lock_key, &token, self.inner.lock_ttl)).await {
+                Ok(true) => return Locking::Held(token),
+                Ok(false) => {}
+                Err(error) => {
+                    self.backend_failed("lock", &error);
+                    return Locking::Unlocked;
+                }
+            }
+            if !waited {
+                waited = true;
+                Counters::bump(&self.inner.counters.lock_waits);
+                tracing::debug!(target: "redcache", key = call.key, "lock wait");
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                tracing::warn!(target: "redcache", key = call.key, waited = ?self.inner.lock_wait,
+                    "another process holds the load lock too long; loading without it");
+                return Locking::Unlocked;
+            }
+            tokio::time::sleep(backoff.min(deadline - now)).await;
+            backoff = (backoff * 2).min(Duration::from_millis(100));
+            match self.op(redis.read(key, tag_keys)).await {
+                Ok(Read { value: Some(bytes), epochs }) => {
+                    if let Decoded::Fresh(value) = entry::decode::<T>(&bytes, call.tags, &epochs) {
+                        return Locking::Found(value, bytes);
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    self.backend_failed("read", &error);
+                    return Locking::Unlocked;
+                }
+            }
+        }
+    }
+
+}

@@ -1,0 +1,42 @@
+use std::time::Duration;
+
+/// What can go wrong when building a [`Cache`](crate::Cache) or asking it to
+/// invalidate.
+///
+/// Cached calls never return this error: when the backend fails they run the
+/// function instead (see the crate documentation on fail-open behaviour). Only
+/// operations whose whole point is to reach the backend, such as
+/// [`Cache::invalidate_tag`](crate::Cache::invalidate_tag), report it, so that
+/// an invalidation is never silently lost.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The connection string could not be understood.
+    #[error("invalid Redis URL {url:?}: {source}")]
+    InvalidUrl {
+        /// The URL as given (credentials included: do not log it as is).
+        url: String,
+        /// What the Redis client said about it.
+        #[source]
+        source: redis::RedisError,
+    },
+    /// A builder option has a value that cannot work.
+    #[error("invalid cache configuration: {0}")]
+    Config(&'static str),
+    /// Redis answered with an error or the connection failed.
+    #[error("redis operation failed: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// A key the framework owns holds something it did not write.
+    #[error("unexpected data in Redis: {0}")]
+    UnexpectedReply(&'static str),
+    /// Redis did not answer within the operation timeout.
+    #[error("redis did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The global cache could not be built from the environment; the
+    /// message says why (for example an unparsable `REDIS_URL`).
+    #[error("the global cache is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A shorthand for `Result<T, redcache::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

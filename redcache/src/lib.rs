@@ -1,0 +1,70 @@
+//! Caching for async Rust, on Redis or in memory.
+//!
+//! Annotate an async fn and its results are cached, with stampede
+//! protection and tag invalidation:
+//!
+//! ```
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Clone, Serialize, Deserialize)]
+//! struct Product { id: u64, name: String }
+//!
+//! #[redcache::cached(ttl = 300, key = "product:<id>", tags = ["category:<category_id>"])]
+//! async fn get_product(id: u64, category_id: u64) -> Result<Product, std::io::Error> {
+//!     Ok(Product { id, name: format!("product {id} in {category_id}") })
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let first = get_product(42, 7).await?;   // miss: runs the body
+//! let again = get_product(42, 7).await?;   // hit
+//! redcache::invalidate_tag("category:7").await?;
+//! # assert_eq!(first.name, again.name);
+//! # Ok(()) }
+//! ```
+//!
+//! Without configuration the global cache is built from the environment:
+//! `REDCACHE_URL`, else `REDIS_URL`, else the embedded in-memory backend. Set
+//! another with [`set_global`], or give a fn its own with `cache = <expr>`.
+//!
+//! # Guarantees
+//!
+//! - **Every key expires.** Entries, tag epochs and locks are all written
+//!   with a TTL; the cache never uses `KEYS` or `FLUSHALL`.
+//! - **One load per key.** Concurrent misses of a key in one process share
+//!   one load (a cancelled or panicking leader hands over to a waiter); on
+//!   Redis a lock makes other processes wait (bounded) for that value.
+//! - **Race-free tag invalidation in O(1).** Once [`invalidate_tag`] returns,
+//!   no call returns a value whose load began before it, in any process.
+//! - **Fail-open.** Every Redis operation is bounded by a timeout (50 ms by
+//!   default); when Redis fails, the function runs and its value is
+//!   returned. Only [`Cache::invalidate_tag`] and friends report errors.
+//! - **Bad data is a miss.** An entry that does not decode is reloaded and
+//!   overwritten, never a panic.
+//! - **Keys cannot be forged.** Arguments are escaped (see [`Key`]).
+
+#![warn(missing_docs)]
+
+mod backend;
+mod builder;
+mod cache;
+mod entry;
+mod error;
+mod flight;
+mod global;
+mod key;
+mod stats;
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
+pub use builder::{CacheBuilder, ENV_VARS};
+pub use cache::{Cache, Stampede};
+pub use error::{Error, Result};
+pub use global::{invalidate_key, invalidate_tag, set_global};
+pub use key::{Key, KeyArg};
+pub use stats::Stats;
+
+#[doc(inline)]
+pub use redcache_macros::{cached, get_or_load, key};

@@ -1,0 +1,91 @@
+//! What the macros expand to. Not a public API: names and signatures here
+//! change without notice. The logic lives in the engine (`cache.rs`), so
+//! that expansions stay a few readable lines.
+
+use std::convert::Infallible;
+use std::future::Future;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+pub use crate::cache::Stampede;
+pub use crate::global::global;
+pub use crate::key::{Key, KeyArg};
+pub use core::time::Duration;
+
+use crate::cache::Cache;
+
+/// The bound on a cached value, with an error message that says what to do.
+#[diagnostic::on_unimplemented(
+    message = "the cached value type `{Self}` must implement `Serialize` and `DeserializeOwned`",
+    label = "this value is stored in the cache",
+    note = "add `#[derive(serde::Serialize, serde::Deserialize)]` to the type"
+)]
+pub trait Cacheable: Serialize + DeserializeOwned {}
+
+impl<T: Serialize + DeserializeOwned> Cacheable for T {}
+
+/// One call of a cached function.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a>(crate::cache::Call<'a>);
+
+impl<'a> Call<'a> {
+    pub fn new(key: &'a str, ttl: Duration) -> Self {
+        Call(crate::cache::Call {
+            key,
+            ttl,
+            tags: &[],
+            stampede: Stampede::default(),
+        })
+    }
+
+    pub fn tags(mut self, tags: &'a [String]) -> Self {
+        self.0.tags = tags;
+        self
+    }
+
+    pub fn stampede(mut self, stampede: Stampede) -> Self {
+        self.0.stampede = stampede;
+        self
+    }
+}
+
+/// A fn returning `Result<T, E>`: `Ok` values are cached.
+pub async fn cached_result<C, T, E, Fut>(cache: C, call: Call<'_>, load: Fut) -> Result<T, E>
+where
+    C: AsRef<Cache>,
+    T: Cacheable,
+    Fut: Future<Output = Result<T, E>>,
+{
+    cache.as_ref().load_through(call.0, |_| true, load).await
+}
+
+/// A fn returning `Option<T>`: `Some` values are cached, and `None` too when
+/// `cache_none` is set.
+pub async fn cached_option<C, T, Fut>(cache: C, call: Call<'_>, cache_none: bool, load: Fut) -> Option<T>
+where
+    C: AsRef<Cache>,
+    Option<T>: Cacheable,
+    Fut: Future<Output = Option<T>>,
+{
+    let keep: fn(&Option<T>) -> bool = if cache_none { |_| true } else { Option::is_some };
+    let loaded = async { Ok::<_, Infallible>(load.await) };
+    match cache.as_ref().load_through(call.0, keep, loaded).await {
+        Ok(value) => value,
+        Err(never) => match never {},
+    }
+}
+
+/// A fn returning any other type: every value is cached.
+pub async fn cached_value<C, T, Fut>(cache: C, call: Call<'_>, load: Fut) -> T
+where
+    C: AsRef<Cache>,
+    T: Cacheable,
+    Fut: Future<Output = T>,
+{
+    let loaded = async { Ok::<_, Infallible>(load.await) };
+    match cache.as_ref().load_through(call.0, |_| true, loaded).await {
+        Ok(value) => value,
+        Err(never) => match never {},
+    }
+}
