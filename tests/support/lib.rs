@@ -78,6 +78,27 @@ impl RedisServer {
         }
     }
 
+    /// Suspends the server (SIGSTOP): it keeps its connections open and
+    /// answers nothing, like a server stuck in a long command.
+    pub fn freeze(&self) {
+        self.signal("STOP");
+    }
+
+    /// Resumes a frozen server (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("the server is running").id();
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {pid} failed");
+    }
+
     /// Sends one command in the inline protocol and returns the raw reply.
     pub fn command(&self, line: &str) -> String {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to test redis");

@@ -1,0 +1,226 @@
+//! What only the Redis backend can show: the keys it writes, data written by
+//! others, several processes, and Redis going away.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redcache::Cache;
+use redcache_suite::{unique_namespace, RedisServer};
+use redis::AsyncCommands;
+
+const TTL: Duration = Duration::from_secs(60);
+
+async fn cache_on(server: &RedisServer, namespace: &str) -> Cache {
+    Cache::builder()
+        .redis(server.url())
+        .namespace(namespace)
+        .op_timeout(Duration::from_secs(2))
+        .build()
+        .await
+        .unwrap()
+}
+
+async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// Every key under `namespace`, found with SCAN (never KEYS).
+async fn keys_under(conn: &mut redis::aio::MultiplexedConnection, namespace: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut iter: redis::AsyncIter<String> = conn.scan_match(format!("{namespace}:*")).await.unwrap();
+    while let Some(key) = iter.next_item().await {
+        keys.push(key.unwrap());
+    }
+    keys.sort();
+    keys
+}
+
+#[tokio::test]
+async fn every_key_the_framework_writes_has_a_ttl() {
+    let server = RedisServer::start();
+    let ns = unique_namespace("ttl");
+    let cache = cache_on(&server, &ns).await;
+    let mut conn = raw(&server).await;
+
+    // An entry with tags, an invalidated tag, and a load holding the lock.
+    cache.get_or_load("a", TTL, &["t1", "t2"], || async { Ok::<_, String>(1) }).await.unwrap();
+    cache.invalidate_tag("t1").await.unwrap();
+    cache.invalidate_tag("never-used").await.unwrap();
+    let (locked_tx, locked_rx) = tokio::sync::oneshot::channel();
+    let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+    let holder = {
+        let cache = cache.clone();
+        tokio::spawn(async move {
+            cache
+                .get_or_load("b", TTL, &["t2"], || async move {
+                    let _ = locked_tx.send(());
+                    let _ = release_rx.await;
+                    Ok::<_, String>(2)
+                })
+                .await
+        })
+    };
+    locked_rx.await.unwrap();
+
+    let keys = keys_under(&mut conn, &ns).await;
+    for expected in ["v:a", "tag:t1", "tag:t2", "tag:never-used", "lock:b"] {
+        assert!(keys.contains(&format!("{ns}:{expected}")), "{expected} missing from {keys:?}");
+    }
+    for key in &keys {
+        let pttl: i64 = conn.pttl(key).await.unwrap();
+        assert!(pttl > 0, "{key} has no expiry (PTTL {pttl})");
+    }
+    release_tx.send(()).unwrap();
+    holder.await.unwrap().unwrap();
+    for key in keys_under(&mut conn, &ns).await {
+        let pttl: i64 = conn.pttl(&key).await.unwrap();
+        assert!(pttl > 0, "{key} has no expiry (PTTL {pttl})");
+    }
+}
+
+#[tokio::test]
+async fn a_tag_epoch_outlives_every_entry_recorded_under_it() {
+    let server = RedisServer::start();
+    let ns = unique_namespace("epoch");
+    let cache = cache_on(&server, &ns).await;
+    let mut conn = raw(&server).await;
+    let long = Duration::from_secs(3 * 24 * 3600);
+    cache.invalidate_tag("t").await.unwrap();
+    cache.get_or_load("short", Duration::from_secs(5), &["t"], || async { Ok::<_, String>(1) }).await.unwrap();
+    cache.get_or_load("long", long, &["t"], || async { Ok::<_, String>(1) }).await.unwrap();
+    let entry: i64 = conn.pttl(format!("{ns}:v:long")).await.unwrap();
+    let epoch: i64 = conn.pttl(format!("{ns}:tag:t")).await.unwrap();
+    assert!(epoch > entry, "epoch PTTL {epoch} must exceed entry PTTL {entry}");
+    // A later, shorter entry does not shorten the epoch's life.
+    cache.get_or_load("short2", Duration::from_secs(5), &["t"], || async { Ok::<_, String>(1) }).await.unwrap();
+    let epoch_after: i64 = conn.pttl(format!("{ns}:tag:t")).await.unwrap();
+    assert!(epoch_after > entry, "epoch PTTL {epoch_after} shrank below entry PTTL {entry}");
+}
+
+#[tokio::test]
+async fn entries_are_readable_json_in_redis() {
+    let server = RedisServer::start();
+    let ns = unique_namespace("json");
+    let cache = cache_on(&server, &ns).await;
+    let mut conn = raw(&server).await;
+    cache
+        .get_or_load("user:1", TTL, &["team:3"], || async { Ok::<_, String>(vec!["ada".to_string(), "grace".to_string()]) })
+        .await
+        .unwrap();
+    let stored: String = conn.get(format!("{ns}:v:user:1")).await.unwrap();
+    assert!(stored.starts_with(r#"{"v":1,"at":"#), "{stored}");
+    assert!(stored.ends_with(r#""tags":[["team:3",0]],"value":["ada","grace"]}"#), "{stored}");
+}
+
+#[tokio::test]
+async fn garbage_in_redis_is_a_miss_and_is_overwritten() {
+    let server = RedisServer::start();
+    let ns = unique_namespace("garbage");
+    let cache = cache_on(&server, &ns).await;
+    let mut conn = raw(&server).await;
+    let key = format!("{ns}:v:k");
+    for garbage in [&b"\xff\xfe not json"[..], br#"{"v":1,"at":0,"tags":[],"value":"text"}"#, br#"{"v":9}"#, b""] {
+        let _: () = conn.set(&key, garbage).await.unwrap();
+        let value = cache.get_or_load("k", TTL, &[], || async { Ok::<_, String>(41u32) }).await;
+        assert_eq!(value, Ok(41));
+        let stored: String = conn.get(&key).await.unwrap();
+        assert!(stored.contains(r#""value":41"#), "not overwritten: {stored}");
+    }
+    // A tag epoch holding garbage is a backend error: the function runs.
+    let _: () = conn.set(format!("{ns}:tag:t"), "not a number").await.unwrap();
+    let value = cache.get_or_load("k2", TTL, &["t"], || async { Ok::<_, String>(7u32) }).await;
+    assert_eq!(value, Ok(7));
+    assert_eq!(cache.stats().undecodable, 4);
+}
+
+#[tokio::test]
+async fn a_caller_waits_for_the_lock_holder_in_another_instance_and_gets_its_value() {
+    let server = RedisServer::start();
+    let ns = unique_namespace("lock");
+    let (a, b) = (cache_on(&server, &ns).await, cache_on(&server, &ns).await);
+    let loads = Arc::new(AtomicUsize::new(0));
+    let load = |loads: Arc<AtomicUsize>| async move {
+        loads.fetch_add(1, SeqCst);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        Ok::<_, String>("shared".to_string())
+    };
+    let first = {
+        let (a, loads) = (a.clone(), loads.clone());
+        tokio::spawn(async move { a.get_or_load("k", TTL, &[], || load(loads)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let second = b.get_or_load("k", TTL, &[], || load(loads.clone())).await;
+    assert_eq!(second, Ok("shared".to_string()));
+    assert_eq!(first.await.unwrap(), Ok("shared".to_string()));
+    assert_eq!(loads.load(SeqCst), 1);
+    assert_eq!(b.stats().lock_waits, 1);
+}
+
+#[tokio::test]
+async fn a_lock_held_too_long_is_waited_for_a_bounded_time_then_loaded_around() {
+    let server = RedisServer::start();
+    let ns = unique_namespace("stuck");
+    let cache = Cache::builder()
+        .redis(server.url())
+        .namespace(&ns)
+        .op_timeout(Duration::from_secs(2))
+        .lock_wait(Duration::from_millis(300))
+        .build()
+        .await
+        .unwrap();
+    let mut conn = raw(&server).await;
+    // A process that took the lock and died without releasing it.
+    let _: () = redis::cmd("SET")
+        .arg(format!("{ns}:lock:k"))
+        .arg("dead-process")
+        .arg("PX")
+        .arg(60_000)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let value = tokio::time::timeout(
+        Duration::from_secs(10),
+        cache.get_or_load("k", TTL, &[], || async { Ok::<_, String>(5u8) }),
+    )
+    .await
+    .expect("a stuck lock must not make callers hang");
+    assert_eq!(value, Ok(5));
+    assert_eq!(cache.stats().lock_waits, 1);
+    let holder: String = conn.get(format!("{ns}:lock:k")).await.unwrap();
+    assert_eq!(holder, "dead-process", "a caller must never release a lock it does not hold");
+}
+
+#[test]
+fn several_os_processes_on_one_cold_key_run_one_load() {
+    let server = RedisServer::start();
+    let ns = unique_namespace("procs");
+    let start_at = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() + 2000;
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_stampede-worker"))
+                .args([server.url(), ns.clone(), "cold".to_string(), start_at.to_string()])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("start a worker process")
+        })
+        .collect();
+    let outputs: Vec<String> = children
+        .into_iter()
+        .map(|child| {
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "worker failed: {out:?}");
+            String::from_utf8(out.stdout).unwrap()
+        })
+        .collect();
+    let loaded = outputs.iter().filter(|o| o.contains("LOADED")).count();
+    let values: Vec<&str> = outputs.iter().filter_map(|o| o.lines().find_map(|l| l.strip_prefix("VALUE "))).collect();
+    assert_eq!(loaded, 1, "exactly one process must load: {outputs:?}");
+    assert_eq!(values.len(), 4);
+    assert!(values.iter().all(|v| *v == values[0]), "all processes must see one value: {values:?}");
+}
