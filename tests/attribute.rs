@@ -1,0 +1,220 @@
+//! `#[cached]`, `get_or_load!` and `key!` as users write them.
+
+use std::fmt::Display;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+
+use redcache::{cached, Cache};
+use redcache_suite::{unique_namespace, RedisServer};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Product {
+    id: u64,
+    category: u64,
+    version: usize,
+}
+
+#[derive(Debug, PartialEq)]
+struct DbError(String);
+
+struct User {
+    id: u32,
+    name: String,
+}
+
+struct Repo {
+    cache: Cache,
+    loads: Arc<AtomicUsize>,
+}
+
+impl Repo {
+    async fn new(cache: Cache) -> Self {
+        Repo {
+            cache,
+            loads: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    fn load(&self) -> usize {
+        self.loads.fetch_add(1, SeqCst) + 1
+    }
+
+    fn loads(&self) -> usize {
+        self.loads.load(SeqCst)
+    }
+
+    /// A product, cached under its id and tagged with its category.
+    #[cached(ttl = 60, key = "product:<id>", tags = ["category:<category>"], cache = self.cache)]
+    pub(crate) async fn product(&self, id: u64, category: u64) -> Result<Product, DbError> {
+        let version = self.load();
+        if id == 0 {
+            return Err(DbError("no product 0".into()));
+        }
+        Ok(Product { id, category, version })
+    }
+
+    #[cached(ttl = "5m", cache = self.cache)]
+    async fn default_key(&self, a: u32, b: &str) -> Result<String, DbError> {
+        self.load();
+        Ok(format!("{a}/{b}"))
+    }
+
+    #[cached(ttl = 60, key = "user:<user.id>", tag = "users", cache = self.cache)]
+    async fn nickname(&self, user: &User) -> Option<String> {
+        self.load();
+        (!user.name.is_empty()).then(|| user.name.to_lowercase())
+    }
+
+    #[cached(ttl = 60, key = "maybe:<id>", cache_none = true, cache = self.cache)]
+    async fn maybe(&self, id: u32) -> Option<u32> {
+        self.load();
+        (id % 2 == 0).then_some(id)
+    }
+
+    #[cached(ttl = "90s", key = "plain:<id>", cache = self.cache, stampede = "local")]
+    async fn plain(&self, id: u32) -> Vec<u32> {
+        self.load();
+        vec![id; 3]
+    }
+
+    #[cached(ttl = 60, key = "pair:<a>:<b>", cache = self.cache)]
+    async fn pair(&self, a: &str, b: &str) -> Result<String, DbError> {
+        self.load();
+        Ok(format!("{a}|{b}"))
+    }
+
+    #[cached(ttl = 60, key = "generic:<x>", cache = &self.cache)]
+    async fn generic<T>(&self, x: T) -> Result<String, DbError>
+    where
+        T: Display + Send + Sync,
+    {
+        self.load();
+        Ok(format!("<{x}>"))
+    }
+}
+
+async fn memory_repo() -> Repo {
+    Repo::new(Cache::builder().namespace(unique_namespace("attr")).build().await.unwrap()).await
+}
+
+#[tokio::test]
+async fn result_fns_cache_ok_and_not_err() {
+    let repo = memory_repo().await;
+    let first = repo.product(1, 7).await.unwrap();
+    assert_eq!(repo.product(1, 7).await.unwrap(), first);
+    assert_eq!(repo.loads(), 1);
+    assert_eq!(repo.product(0, 7).await, Err(DbError("no product 0".into())));
+    assert_eq!(repo.product(0, 7).await, Err(DbError("no product 0".into())));
+    assert_eq!(repo.loads(), 3, "errors are not cached");
+}
+
+#[tokio::test]
+async fn tags_from_arguments_invalidate_their_entries() {
+    let repo = memory_repo().await;
+    repo.product(1, 7).await.unwrap();
+    repo.product(2, 8).await.unwrap();
+    repo.cache.invalidate_tag("category:7").await.unwrap();
+    assert_eq!(repo.product(1, 7).await.unwrap().version, 3, "category 7 reloads");
+    assert_eq!(repo.product(2, 8).await.unwrap().version, 2, "category 8 stays");
+}
+
+#[tokio::test]
+async fn key_macro_renders_the_attribute_key_for_invalidate_key() {
+    let repo = memory_repo().await;
+    repo.product(5, 1).await.unwrap();
+    repo.product(6, 1).await.unwrap();
+    let id = 5;
+    repo.cache.invalidate_key(&redcache::key!("product:<id>")).await.unwrap();
+    repo.product(5, 1).await.unwrap();
+    repo.product(6, 1).await.unwrap();
+    assert_eq!(repo.loads(), 3, "only product 5 reloads");
+    // Arguments are escaped identically by both.
+    repo.pair("a b", "c").await.unwrap();
+    repo.cache.invalidate_key(&redcache::key!("pair:<a>:<b>", a = "a b", b = "c")).await.unwrap();
+    repo.pair("a b", "c").await.unwrap();
+    assert_eq!(repo.loads(), 5);
+}
+
+#[tokio::test]
+async fn option_fns_cache_some_and_none_only_when_asked() {
+    let repo = memory_repo().await;
+    let ada = User { id: 1, name: "Ada".into() };
+    let nobody = User { id: 2, name: String::new() };
+    assert_eq!(repo.nickname(&ada).await.as_deref(), Some("ada"));
+    assert_eq!(repo.nickname(&ada).await.as_deref(), Some("ada"));
+    assert_eq!(repo.nickname(&nobody).await, None);
+    assert_eq!(repo.nickname(&nobody).await, None);
+    assert_eq!(repo.loads(), 3, "Some cached once, None loaded each time");
+    assert_eq!(repo.maybe(1).await, None);
+    assert_eq!(repo.maybe(1).await, None);
+    assert_eq!(repo.loads(), 4, "with cache_none, None is cached");
+}
+
+#[tokio::test]
+async fn plain_return_types_are_cached_as_they_are() {
+    let repo = memory_repo().await;
+    assert_eq!(repo.plain(4).await, vec![4, 4, 4]);
+    assert_eq!(repo.plain(4).await, vec![4, 4, 4]);
+    assert_eq!(repo.loads(), 1);
+}
+
+#[tokio::test]
+async fn arguments_cannot_forge_a_shared_key() {
+    let repo = memory_repo().await;
+    assert_eq!(repo.pair("1:2", "3").await.unwrap(), "1:2|3");
+    assert_eq!(repo.pair("1", "2:3").await.unwrap(), "1|2:3");
+    assert_eq!(repo.pair("*", "{x}").await.unwrap(), "*|{x}");
+    assert_eq!(repo.pair("%2A", "{x}").await.unwrap(), "%2A|{x}");
+    assert_eq!(repo.pair("a\nb", " ").await.unwrap(), "a\nb| ");
+    assert_eq!(repo.loads(), 5);
+}
+
+#[tokio::test]
+async fn self_is_not_part_of_the_key() {
+    let cache = Cache::builder().namespace(unique_namespace("attr")).build().await.unwrap();
+    let (one, two) = (Repo::new(cache.clone()).await, Repo::new(cache).await);
+    one.product(3, 3).await.unwrap();
+    two.product(3, 3).await.unwrap();
+    assert_eq!((one.loads(), two.loads()), (1, 0));
+}
+
+#[tokio::test]
+async fn generic_methods_work() {
+    let repo = memory_repo().await;
+    assert_eq!(repo.generic(5u8).await.unwrap(), "<5>");
+    assert_eq!(repo.generic("5").await.unwrap(), "<5>", "same rendered key");
+    assert_eq!(repo.loads(), 1);
+}
+
+#[tokio::test]
+async fn get_or_load_macro_caches_a_block() {
+    let cache = Cache::builder().namespace(unique_namespace("inline")).build().await.unwrap();
+    let loads = AtomicUsize::new(0);
+    for _ in 0..3 {
+        let id = 9;
+        let value = redcache::get_or_load!(ttl = 60, key = "inline:<id>", tags = ["t"], cache = cache, async {
+            loads.fetch_add(1, SeqCst);
+            Ok::<_, DbError>(id * 2)
+        })
+        .await;
+        assert_eq!(value, Ok(18));
+    }
+    assert_eq!(loads.load(SeqCst), 1);
+}
+
+#[tokio::test]
+async fn default_keys_are_readable_in_redis() {
+    let server = RedisServer::start();
+    let ns = unique_namespace("keys");
+    let repo = Repo::new(Cache::builder().redis(server.url()).namespace(&ns).build().await.unwrap()).await;
+    assert_eq!(repo.default_key(1, "x y").await.unwrap(), "1/x y");
+    assert_eq!(repo.default_key(1, "x y").await.unwrap(), "1/x y");
+    assert_eq!(repo.loads(), 1);
+    let reply = server.command(&format!("EXISTS {ns}:v:attribute::Repo::default_key:1:x%20y"));
+    assert_eq!(reply, ":1\r\n", "the default key is the type path, fn name and escaped arguments");
+    let reply = server.command(&format!("EXISTS {ns}:v:product:1"));
+    assert_eq!(reply, ":0\r\n");
+    repo.product(1, 2).await.unwrap();
+    assert_eq!(server.command(&format!("EXISTS {ns}:v:product:1")), ":1\r\n");
+}
