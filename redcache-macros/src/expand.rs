@@ -84,24 +84,23 @@ fn cached_body(args: TokenStream, func: &ItemFn) -> syn::Result<syn::Block> {
     let cache = cache_expr(options.cache.as_ref());
     let block = &func.block;
     let future = quote!(async move #block);
-    // The engine fn carries the span of the return type, so a value type
-    // that cannot be cached is reported there.
     let return_span = function.return_type.map_or_else(Span::call_site, Spanned::span);
     let (tags_let, call) = call_tokens(&options, ttl);
+    // The call carries the span of the return type (its value type for a
+    // `Result`), so a value type that cannot be cached is reported there.
     let body = match function.returns {
-        Returns::Result { value } => {
-            let engine = quote_spanned!(value.span()=> ::redcache::__private::cached_result);
-            quote!(#engine(#cache, #call, #future).await)
-        }
+        Returns::Result { value } => quote_spanned!(value.span()=>
+            ::redcache::__private::cached_result(#cache, #call, #future).await
+        ),
         Returns::Option => {
-            let engine = quote_spanned!(return_span=> ::redcache::__private::cached_option);
             let cache_none = options.cache_none.as_ref().is_some_and(|flag| flag.value);
-            quote!(#engine(#cache, #call, #cache_none, #future).await)
+            quote_spanned!(return_span=>
+                ::redcache::__private::cached_option(#cache, #call, #cache_none, #future).await
+            )
         }
-        Returns::Value => {
-            let engine = quote_spanned!(return_span=> ::redcache::__private::cached_value);
-            quote!(#engine(#cache, #call, #future).await)
-        }
+        Returns::Value => quote_spanned!(return_span=>
+            ::redcache::__private::cached_value(#cache, #call, #future).await
+        ),
     };
     let key_var = key_var();
     syn::parse2(quote!({
@@ -195,15 +194,12 @@ fn default_key(func: &ItemFn, function: &Function<'_>) -> TokenStream {
     } else {
         quote!(.lit(::core::concat!(::core::module_path!(), #name)))
     };
-    let args = function
-        .params
-        .iter()
-        .filter_map(|p| p.name.as_deref())
-        .filter(|name| *name != "self")
-        .map(|name| {
-            let ident = Ident::new(name, Span::call_site());
-            quote!(.lit(":").arg(&#ident))
-        });
+    // Each argument is spanned at its parameter, so an argument that cannot
+    // be part of a key is reported there.
+    let args = function.params.iter().filter(|p| p.name.as_deref() != Some("self")).filter_map(|param| {
+        let ident = Ident::new(param.name.as_deref()?, param.span);
+        Some(quote_spanned!(param.span=> .lit(":").arg(&#ident)))
+    });
     quote!(::redcache::__private::Key::new() #path #(#args)* .finish())
 }
 

@@ -151,7 +151,8 @@ impl Options {
 
     /// Reports a missing `ttl` at `span` (the attribute or macro call).
     pub(crate) fn require_ttl(&self, span: Span, errors: &mut Errors) {
-        if self.ttl.is_none() {
+        // A `ttl` that was given but rejected has its own error already.
+        if !self.seen.iter().any(|name| name == "ttl") {
             errors.push_new(
                 span,
                 "missing `ttl`: every cached key needs an expiry, e.g. `ttl = 300` (seconds) or `ttl = \"5m\"`",

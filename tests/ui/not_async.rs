@@ -1,0 +1,6 @@
+#[redcache::cached(ttl = 60)]
+fn get_product(id: u64) -> u64 {
+    id
+}
+
+fn main() {}
