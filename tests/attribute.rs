@@ -51,7 +51,11 @@ impl Repo {
         if id == 0 {
             return Err(DbError("no product 0".into()));
         }
-        Ok(Product { id, category, version })
+        Ok(Product {
+            id,
+            category,
+            version,
+        })
     }
 
     #[cached(ttl = "5m", cache = self.cache)]
@@ -95,7 +99,14 @@ impl Repo {
 }
 
 async fn memory_repo() -> Repo {
-    Repo::new(Cache::builder().namespace(unique_namespace("attr")).build().await.unwrap()).await
+    Repo::new(
+        Cache::builder()
+            .namespace(unique_namespace("attr"))
+            .build()
+            .await
+            .unwrap(),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -104,8 +115,14 @@ async fn result_fns_cache_ok_and_not_err() {
     let first = repo.product(1, 7).await.unwrap();
     assert_eq!(repo.product(1, 7).await.unwrap(), first);
     assert_eq!(repo.loads(), 1);
-    assert_eq!(repo.product(0, 7).await, Err(DbError("no product 0".into())));
-    assert_eq!(repo.product(0, 7).await, Err(DbError("no product 0".into())));
+    assert_eq!(
+        repo.product(0, 7).await,
+        Err(DbError("no product 0".into()))
+    );
+    assert_eq!(
+        repo.product(0, 7).await,
+        Err(DbError("no product 0".into()))
+    );
     assert_eq!(repo.loads(), 3, "errors are not cached");
 }
 
@@ -115,8 +132,16 @@ async fn tags_from_arguments_invalidate_their_entries() {
     repo.product(1, 7).await.unwrap();
     repo.product(2, 8).await.unwrap();
     repo.cache.invalidate_tag("category:7").await.unwrap();
-    assert_eq!(repo.product(1, 7).await.unwrap().version, 3, "category 7 reloads");
-    assert_eq!(repo.product(2, 8).await.unwrap().version, 2, "category 8 stays");
+    assert_eq!(
+        repo.product(1, 7).await.unwrap().version,
+        3,
+        "category 7 reloads"
+    );
+    assert_eq!(
+        repo.product(2, 8).await.unwrap().version,
+        2,
+        "category 8 stays"
+    );
 }
 
 #[tokio::test]
@@ -125,13 +150,19 @@ async fn key_macro_renders_the_attribute_key_for_invalidate_key() {
     repo.product(5, 1).await.unwrap();
     repo.product(6, 1).await.unwrap();
     let id = 5;
-    repo.cache.invalidate_key(&redcache::key!("product:<id>")).await.unwrap();
+    repo.cache
+        .invalidate_key(&redcache::key!("product:<id>"))
+        .await
+        .unwrap();
     repo.product(5, 1).await.unwrap();
     repo.product(6, 1).await.unwrap();
     assert_eq!(repo.loads(), 3, "only product 5 reloads");
     // Arguments are escaped identically by both.
     repo.pair("a b", "c").await.unwrap();
-    repo.cache.invalidate_key(&redcache::key!("pair:<a>:<b>", a = "a b", b = "c")).await.unwrap();
+    repo.cache
+        .invalidate_key(&redcache::key!("pair:<a>:<b>", a = "a b", b = "c"))
+        .await
+        .unwrap();
     repo.pair("a b", "c").await.unwrap();
     assert_eq!(repo.loads(), 5);
 }
@@ -139,8 +170,14 @@ async fn key_macro_renders_the_attribute_key_for_invalidate_key() {
 #[tokio::test]
 async fn option_fns_cache_some_and_none_only_when_asked() {
     let repo = memory_repo().await;
-    let ada = User { id: 1, name: "Ada".into() };
-    let nobody = User { id: 2, name: String::new() };
+    let ada = User {
+        id: 1,
+        name: "Ada".into(),
+    };
+    let nobody = User {
+        id: 2,
+        name: String::new(),
+    };
     assert_eq!(repo.nickname(&ada).await.as_deref(), Some("ada"));
     assert_eq!(repo.nickname(&ada).await.as_deref(), Some("ada"));
     assert_eq!(repo.nickname(&nobody).await, None);
@@ -172,7 +209,11 @@ async fn arguments_cannot_forge_a_shared_key() {
 
 #[tokio::test]
 async fn self_is_not_part_of_the_key() {
-    let cache = Cache::builder().namespace(unique_namespace("attr")).build().await.unwrap();
+    let cache = Cache::builder()
+        .namespace(unique_namespace("attr"))
+        .build()
+        .await
+        .unwrap();
     let (one, two) = (Repo::new(cache.clone()).await, Repo::new(cache).await);
     one.product(3, 3).await.unwrap();
     two.product(3, 3).await.unwrap();
@@ -189,14 +230,24 @@ async fn generic_methods_work() {
 
 #[tokio::test]
 async fn get_or_load_macro_caches_a_block() {
-    let cache = Cache::builder().namespace(unique_namespace("inline")).build().await.unwrap();
+    let cache = Cache::builder()
+        .namespace(unique_namespace("inline"))
+        .build()
+        .await
+        .unwrap();
     let loads = AtomicUsize::new(0);
     for _ in 0..3 {
         let id = 9;
-        let value = redcache::get_or_load!(ttl = 60, key = "inline:<id>", tags = ["t"], cache = cache, async {
-            loads.fetch_add(1, SeqCst);
-            Ok::<_, DbError>(id * 2)
-        })
+        let value = redcache::get_or_load!(
+            ttl = 60,
+            key = "inline:<id>",
+            tags = ["t"],
+            cache = cache,
+            async {
+                loads.fetch_add(1, SeqCst);
+                Ok::<_, DbError>(id * 2)
+            }
+        )
         .await;
         assert_eq!(value, Ok(18));
     }
@@ -207,14 +258,30 @@ async fn get_or_load_macro_caches_a_block() {
 async fn default_keys_are_readable_in_redis() {
     let server = RedisServer::start();
     let ns = unique_namespace("keys");
-    let repo = Repo::new(Cache::builder().redis(server.url()).namespace(&ns).build().await.unwrap()).await;
+    let repo = Repo::new(
+        Cache::builder()
+            .redis(server.url())
+            .namespace(&ns)
+            .build()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(repo.default_key(1, "x y").await.unwrap(), "1/x y");
     assert_eq!(repo.default_key(1, "x y").await.unwrap(), "1/x y");
     assert_eq!(repo.loads(), 1);
-    let reply = server.command(&format!("EXISTS {ns}:v:attribute::Repo::default_key:1:x%20y"));
-    assert_eq!(reply, ":1\r\n", "the default key is the type path, fn name and escaped arguments");
+    let reply = server.command(&format!(
+        "EXISTS {ns}:v:attribute::Repo::default_key:1:x%20y"
+    ));
+    assert_eq!(
+        reply, ":1\r\n",
+        "the default key is the type path, fn name and escaped arguments"
+    );
     let reply = server.command(&format!("EXISTS {ns}:v:product:1"));
     assert_eq!(reply, ":0\r\n");
     repo.product(1, 2).await.unwrap();
-    assert_eq!(server.command(&format!("EXISTS {ns}:v:product:1")), ":1\r\n");
+    assert_eq!(
+        server.command(&format!("EXISTS {ns}:v:product:1")),
+        ":1\r\n"
+    );
 }

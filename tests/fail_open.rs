@@ -20,11 +20,17 @@ async fn until_cached(cache: &Cache, key: &str, limit: Duration) -> Duration {
     let loads = AtomicUsize::new(0);
     loop {
         let before = loads.load(SeqCst);
-        cache.get_or_load(key, TTL, &[], || counted(&loads, 1)).await.unwrap();
+        cache
+            .get_or_load(key, TTL, &[], || counted(&loads, 1))
+            .await
+            .unwrap();
         if loads.load(SeqCst) == before {
             return began.elapsed();
         }
-        assert!(began.elapsed() < limit, "caching did not resume within {limit:?}");
+        assert!(
+            began.elapsed() < limit,
+            "caching did not resume within {limit:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -41,14 +47,30 @@ async fn stopping_redis_mid_test_runs_the_function_and_caching_resumes_after() {
         .await
         .unwrap();
     let loads = AtomicUsize::new(0);
-    assert_eq!(cache.get_or_load("k", TTL, &["t"], || counted(&loads, 1)).await, Ok(1));
-    assert_eq!(cache.get_or_load("k", TTL, &["t"], || counted(&loads, 2)).await, Ok(1));
+    assert_eq!(
+        cache
+            .get_or_load("k", TTL, &["t"], || counted(&loads, 1))
+            .await,
+        Ok(1)
+    );
+    assert_eq!(
+        cache
+            .get_or_load("k", TTL, &["t"], || counted(&loads, 2))
+            .await,
+        Ok(1)
+    );
     assert_eq!(loads.load(SeqCst), 1);
 
     server.stop();
     for i in 0..20 {
-        let value = cache.get_or_load("k", TTL, &["t"], || counted(&loads, 100 + i)).await;
-        assert_eq!(value, Ok(100 + i), "with Redis down every call runs the function");
+        let value = cache
+            .get_or_load("k", TTL, &["t"], || counted(&loads, 100 + i))
+            .await;
+        assert_eq!(
+            value,
+            Ok(100 + i),
+            "with Redis down every call runs the function"
+        );
     }
     assert_eq!(loads.load(SeqCst), 21);
     assert!(cache.stats().errors >= 20, "{:?}", cache.stats());
@@ -77,8 +99,18 @@ async fn a_cache_built_while_redis_is_down_runs_functions_then_connects() {
         .await
         .expect("building must not fail because Redis is down");
     let loads = AtomicUsize::new(0);
-    assert_eq!(cache.get_or_load("k", TTL, &[], || counted(&loads, 1)).await, Ok(1));
-    assert_eq!(cache.get_or_load("k", TTL, &[], || counted(&loads, 2)).await, Ok(2));
+    assert_eq!(
+        cache
+            .get_or_load("k", TTL, &[], || counted(&loads, 1))
+            .await,
+        Ok(1)
+    );
+    assert_eq!(
+        cache
+            .get_or_load("k", TTL, &[], || counted(&loads, 2))
+            .await,
+        Ok(2)
+    );
     server.restart();
     until_cached(&cache, "k", Duration::from_secs(10)).await;
 }
@@ -94,7 +126,10 @@ async fn a_frozen_redis_does_not_hang_a_cached_call() {
         .build()
         .await
         .unwrap();
-    cache.get_or_load("warm", TTL, &[], || async { Ok::<_, String>(0u8) }).await.unwrap();
+    cache
+        .get_or_load("warm", TTL, &[], || async { Ok::<_, String>(0u8) })
+        .await
+        .unwrap();
     server.freeze();
     let loads = AtomicUsize::new(0);
     let value = tokio::time::timeout(

@@ -25,12 +25,21 @@ async fn the_global_cache_comes_from_redcache_url_and_set_global_replaces_it() {
     assert_eq!(square(12).await, 144);
     assert_eq!(LOADS.load(SeqCst), 1);
     let reply = server.command("EXISTS redcache:v:global::square:12");
-    assert_eq!(reply, ":1\r\n", "the entry is in the server REDCACHE_URL names, default namespace");
+    assert_eq!(
+        reply, ":1\r\n",
+        "the entry is in the server REDCACHE_URL names, default namespace"
+    );
 
     redcache::set_global(Cache::builder().memory().build().await.unwrap());
     assert_eq!(square(12).await, 144);
     assert_eq!(LOADS.load(SeqCst), 2, "a new global cache starts empty");
-    redcache::invalidate_key(&redcache::key!("global::square:<x>", x = 12)).await.unwrap();
+    redcache::invalidate_key(&redcache::key!("global::square:<x>", x = 12))
+        .await
+        .unwrap();
     assert_eq!(square(12).await, 144);
-    assert_eq!(LOADS.load(SeqCst), 3, "invalidate_key acts on the global cache");
+    assert_eq!(
+        LOADS.load(SeqCst),
+        3,
+        "invalidate_key acts on the global cache"
+    );
 }

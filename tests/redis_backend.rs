@@ -33,7 +33,8 @@ async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
 /// Every key under `namespace`, found with SCAN (never KEYS).
 async fn keys_under(conn: &mut redis::aio::MultiplexedConnection, namespace: &str) -> Vec<String> {
     let mut keys = Vec::new();
-    let mut iter: redis::AsyncIter<String> = conn.scan_match(format!("{namespace}:*")).await.unwrap();
+    let mut iter: redis::AsyncIter<String> =
+        conn.scan_match(format!("{namespace}:*")).await.unwrap();
     while let Some(key) = iter.next_item().await {
         keys.push(key.unwrap());
     }
@@ -49,7 +50,10 @@ async fn every_key_the_framework_writes_has_a_ttl() {
     let mut conn = raw(&server).await;
 
     // An entry with tags, an invalidated tag, and a load holding the lock.
-    cache.get_or_load("a", TTL, &["t1", "t2"], || async { Ok::<_, String>(1) }).await.unwrap();
+    cache
+        .get_or_load("a", TTL, &["t1", "t2"], || async { Ok::<_, String>(1) })
+        .await
+        .unwrap();
     cache.invalidate_tag("t1").await.unwrap();
     cache.invalidate_tag("never-used").await.unwrap();
     let (locked_tx, locked_rx) = tokio::sync::oneshot::channel();
@@ -70,7 +74,10 @@ async fn every_key_the_framework_writes_has_a_ttl() {
 
     let keys = keys_under(&mut conn, &ns).await;
     for expected in ["v:a", "tag:t1", "tag:t2", "tag:never-used", "lock:b"] {
-        assert!(keys.contains(&format!("{ns}:{expected}")), "{expected} missing from {keys:?}");
+        assert!(
+            keys.contains(&format!("{ns}:{expected}")),
+            "{expected} missing from {keys:?}"
+        );
     }
     for key in &keys {
         let pttl: i64 = conn.pttl(key).await.unwrap();
@@ -92,15 +99,34 @@ async fn a_tag_epoch_outlives_every_entry_recorded_under_it() {
     let mut conn = raw(&server).await;
     let long = Duration::from_secs(3 * 24 * 3600);
     cache.invalidate_tag("t").await.unwrap();
-    cache.get_or_load("short", Duration::from_secs(5), &["t"], || async { Ok::<_, String>(1) }).await.unwrap();
-    cache.get_or_load("long", long, &["t"], || async { Ok::<_, String>(1) }).await.unwrap();
+    cache
+        .get_or_load("short", Duration::from_secs(5), &["t"], || async {
+            Ok::<_, String>(1)
+        })
+        .await
+        .unwrap();
+    cache
+        .get_or_load("long", long, &["t"], || async { Ok::<_, String>(1) })
+        .await
+        .unwrap();
     let entry: i64 = conn.pttl(format!("{ns}:v:long")).await.unwrap();
     let epoch: i64 = conn.pttl(format!("{ns}:tag:t")).await.unwrap();
-    assert!(epoch > entry, "epoch PTTL {epoch} must exceed entry PTTL {entry}");
+    assert!(
+        epoch > entry,
+        "epoch PTTL {epoch} must exceed entry PTTL {entry}"
+    );
     // A later, shorter entry does not shorten the epoch's life.
-    cache.get_or_load("short2", Duration::from_secs(5), &["t"], || async { Ok::<_, String>(1) }).await.unwrap();
+    cache
+        .get_or_load("short2", Duration::from_secs(5), &["t"], || async {
+            Ok::<_, String>(1)
+        })
+        .await
+        .unwrap();
     let epoch_after: i64 = conn.pttl(format!("{ns}:tag:t")).await.unwrap();
-    assert!(epoch_after > entry, "epoch PTTL {epoch_after} shrank below entry PTTL {entry}");
+    assert!(
+        epoch_after > entry,
+        "epoch PTTL {epoch_after} shrank below entry PTTL {entry}"
+    );
 }
 
 #[tokio::test]
@@ -110,12 +136,17 @@ async fn entries_are_readable_json_in_redis() {
     let cache = cache_on(&server, &ns).await;
     let mut conn = raw(&server).await;
     cache
-        .get_or_load("user:1", TTL, &["team:3"], || async { Ok::<_, String>(vec!["ada".to_string(), "grace".to_string()]) })
+        .get_or_load("user:1", TTL, &["team:3"], || async {
+            Ok::<_, String>(vec!["ada".to_string(), "grace".to_string()])
+        })
         .await
         .unwrap();
     let stored: String = conn.get(format!("{ns}:v:user:1")).await.unwrap();
     assert!(stored.starts_with(r#"{"v":1,"at":"#), "{stored}");
-    assert!(stored.ends_with(r#""tags":[["team:3",0]],"value":["ada","grace"]}"#), "{stored}");
+    assert!(
+        stored.ends_with(r#""tags":[["team:3",0]],"value":["ada","grace"]}"#),
+        "{stored}"
+    );
 }
 
 #[tokio::test]
@@ -125,16 +156,31 @@ async fn garbage_in_redis_is_a_miss_and_is_overwritten() {
     let cache = cache_on(&server, &ns).await;
     let mut conn = raw(&server).await;
     let key = format!("{ns}:v:k");
-    for garbage in [&b"\xff\xfe not json"[..], br#"{"v":1,"at":0,"tags":[],"value":"text"}"#, br#"{"v":9}"#, b""] {
+    for garbage in [
+        &b"\xff\xfe not json"[..],
+        br#"{"v":1,"at":0,"tags":[],"value":"text"}"#,
+        br#"{"v":9}"#,
+        b"",
+    ] {
         let _: () = conn.set(&key, garbage).await.unwrap();
-        let value = cache.get_or_load("k", TTL, &[], || async { Ok::<_, String>(41u32) }).await;
+        let value = cache
+            .get_or_load("k", TTL, &[], || async { Ok::<_, String>(41u32) })
+            .await;
         assert_eq!(value, Ok(41));
         let stored: String = conn.get(&key).await.unwrap();
-        assert!(stored.contains(r#""value":41"#), "not overwritten: {stored}");
+        assert!(
+            stored.contains(r#""value":41"#),
+            "not overwritten: {stored}"
+        );
     }
     // A tag epoch holding garbage is a backend error: the function runs.
-    let _: () = conn.set(format!("{ns}:tag:t"), "not a number").await.unwrap();
-    let value = cache.get_or_load("k2", TTL, &["t"], || async { Ok::<_, String>(7u32) }).await;
+    let _: () = conn
+        .set(format!("{ns}:tag:t"), "not a number")
+        .await
+        .unwrap();
+    let value = cache
+        .get_or_load("k2", TTL, &["t"], || async { Ok::<_, String>(7u32) })
+        .await;
     assert_eq!(value, Ok(7));
     assert_eq!(cache.stats().undecodable, 4);
 }
@@ -193,18 +239,30 @@ async fn a_lock_held_too_long_is_waited_for_a_bounded_time_then_loaded_around() 
     assert_eq!(value, Ok(5));
     assert_eq!(cache.stats().lock_waits, 1);
     let holder: String = conn.get(format!("{ns}:lock:k")).await.unwrap();
-    assert_eq!(holder, "dead-process", "a caller must never release a lock it does not hold");
+    assert_eq!(
+        holder, "dead-process",
+        "a caller must never release a lock it does not hold"
+    );
 }
 
 #[test]
 fn several_os_processes_on_one_cold_key_run_one_load() {
     let server = RedisServer::start();
     let ns = unique_namespace("procs");
-    let start_at = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() + 2000;
+    let start_at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        + 2000;
     let children: Vec<_> = (0..4)
         .map(|_| {
             Command::new(env!("CARGO_BIN_EXE_stampede-worker"))
-                .args([server.url(), ns.clone(), "cold".to_string(), start_at.to_string()])
+                .args([
+                    server.url(),
+                    ns.clone(),
+                    "cold".to_string(),
+                    start_at.to_string(),
+                ])
                 .stdout(std::process::Stdio::piped())
                 .spawn()
                 .expect("start a worker process")
@@ -219,8 +277,14 @@ fn several_os_processes_on_one_cold_key_run_one_load() {
         })
         .collect();
     let loaded = outputs.iter().filter(|o| o.contains("LOADED")).count();
-    let values: Vec<&str> = outputs.iter().filter_map(|o| o.lines().find_map(|l| l.strip_prefix("VALUE "))).collect();
+    let values: Vec<&str> = outputs
+        .iter()
+        .filter_map(|o| o.lines().find_map(|l| l.strip_prefix("VALUE ")))
+        .collect();
     assert_eq!(loaded, 1, "exactly one process must load: {outputs:?}");
     assert_eq!(values.len(), 4);
-    assert!(values.iter().all(|v| *v == values[0]), "all processes must see one value: {values:?}");
+    assert!(
+        values.iter().all(|v| *v == values[0]),
+        "all processes must see one value: {values:?}"
+    );
 }

@@ -22,7 +22,12 @@ struct Fixture {
 impl Fixture {
     async fn memory() -> Self {
         let namespace = unique_namespace("sem");
-        let cache = Cache::builder().memory().namespace(&namespace).build().await.unwrap();
+        let cache = Cache::builder()
+            .memory()
+            .namespace(&namespace)
+            .build()
+            .await
+            .unwrap();
         Fixture {
             cache,
             server: None,
@@ -105,19 +110,35 @@ on_both_backends!(
 
 async fn a_miss_loads_and_the_next_call_hits(f: Fixture) {
     let loads = AtomicUsize::new(0);
-    let first = f.cache.get_or_load("k", TTL, &[], || counted(&loads, 7u32)).await;
-    let second = f.cache.get_or_load("k", TTL, &[], || counted(&loads, 8u32)).await;
+    let first = f
+        .cache
+        .get_or_load("k", TTL, &[], || counted(&loads, 7u32))
+        .await;
+    let second = f
+        .cache
+        .get_or_load("k", TTL, &[], || counted(&loads, 8u32))
+        .await;
     assert_eq!((first, second), (Ok(7), Ok(7)));
     assert_eq!(loads.load(SeqCst), 1);
     let stats = f.cache.stats();
-    assert_eq!((stats.hits, stats.misses, stats.loads), (1, 1, 1), "{stats:?}");
+    assert_eq!(
+        (stats.hits, stats.misses, stats.loads),
+        (1, 1, 1),
+        "{stats:?}"
+    );
 }
 
 async fn errors_are_returned_and_not_cached(f: Fixture) {
-    let failed: Result<u32, String> = f.cache.get_or_load("k", TTL, &[], || async { Err("db down".to_string()) }).await;
+    let failed: Result<u32, String> = f
+        .cache
+        .get_or_load("k", TTL, &[], || async { Err("db down".to_string()) })
+        .await;
     assert_eq!(failed, Err("db down".to_string()));
     let loads = AtomicUsize::new(0);
-    let ok = f.cache.get_or_load("k", TTL, &[], || counted(&loads, 1u32)).await;
+    let ok = f
+        .cache
+        .get_or_load("k", TTL, &[], || counted(&loads, 1u32))
+        .await;
     assert_eq!(ok, Ok(1));
     assert_eq!(loads.load(SeqCst), 1, "the error must not have been cached");
 }
@@ -125,11 +146,20 @@ async fn errors_are_returned_and_not_cached(f: Fixture) {
 async fn entries_expire_after_their_ttl(f: Fixture) {
     let loads = AtomicUsize::new(0);
     let short = Duration::from_millis(300);
-    f.cache.get_or_load("k", short, &[], || counted(&loads, 1u8)).await.unwrap();
-    f.cache.get_or_load("k", short, &[], || counted(&loads, 1u8)).await.unwrap();
+    f.cache
+        .get_or_load("k", short, &[], || counted(&loads, 1u8))
+        .await
+        .unwrap();
+    f.cache
+        .get_or_load("k", short, &[], || counted(&loads, 1u8))
+        .await
+        .unwrap();
     assert_eq!(loads.load(SeqCst), 1);
     tokio::time::sleep(Duration::from_millis(700)).await;
-    f.cache.get_or_load("k", short, &[], || counted(&loads, 1u8)).await.unwrap();
+    f.cache
+        .get_or_load("k", short, &[], || counted(&loads, 1u8))
+        .await
+        .unwrap();
     assert_eq!(loads.load(SeqCst), 2, "the entry must have expired");
 }
 
@@ -154,7 +184,11 @@ async fn stampede_of_200_callers_runs_one_load(f: Fixture) {
     for caller in callers {
         assert_eq!(caller.await.unwrap(), Ok("value".to_string()));
     }
-    assert_eq!(loads.load(SeqCst), 1, "200 concurrent callers must share one load");
+    assert_eq!(
+        loads.load(SeqCst),
+        1,
+        "200 concurrent callers must share one load"
+    );
 }
 
 async fn a_cancelled_leader_hands_the_load_to_a_waiter(f: Fixture) {
@@ -176,11 +210,17 @@ async fn a_cancelled_leader_hands_the_load_to_a_waiter(f: Fixture) {
     started_rx.await.unwrap();
     let waiter = {
         let (cache, loads) = (f.cache.clone(), loads.clone());
-        tokio::spawn(async move { cache.get_or_load("k", TTL, &[], || counted(&loads, 2u32)).await })
+        tokio::spawn(async move {
+            cache
+                .get_or_load("k", TTL, &[], || counted(&loads, 2u32))
+                .await
+        })
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
     leader.abort();
-    let value = tokio::time::timeout(Duration::from_secs(10), waiter).await.expect("the waiter must not hang");
+    let value = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("the waiter must not hang");
     assert_eq!(value.unwrap(), Ok(2));
     assert_eq!(loads.load(SeqCst), 2);
 }
@@ -206,12 +246,18 @@ async fn a_panicking_leader_hands_the_load_to_a_waiter(f: Fixture) {
     let loads = Arc::new(AtomicUsize::new(0));
     let waiter = {
         let (cache, loads) = (f.cache.clone(), loads.clone());
-        tokio::spawn(async move { cache.get_or_load("k", TTL, &[], || counted(&loads, 3u32)).await })
+        tokio::spawn(async move {
+            cache
+                .get_or_load("k", TTL, &[], || counted(&loads, 3u32))
+                .await
+        })
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
     go_tx.send(()).unwrap();
     assert!(leader.await.unwrap_err().is_panic());
-    let value = tokio::time::timeout(Duration::from_secs(10), waiter).await.expect("the waiter must not hang");
+    let value = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("the waiter must not hang");
     assert_eq!(value.unwrap(), Ok(3));
     assert_eq!(loads.load(SeqCst), 1);
 }
@@ -221,7 +267,12 @@ async fn invalidate_tag_reloads_every_key_under_it_and_no_other(f: Fixture) {
     let fill = |key: &'static str, tag: &'static str| {
         let cache = f.cache.clone();
         let loads = &loads;
-        async move { cache.get_or_load(key, TTL, &[tag, "all"], || counted(loads, key.to_string())).await.unwrap() }
+        async move {
+            cache
+                .get_or_load(key, TTL, &[tag, "all"], || counted(loads, key.to_string()))
+                .await
+                .unwrap()
+        }
     };
     for (key, tag) in [("a", "red"), ("b", "red"), ("c", "red"), ("d", "blue")] {
         fill(key, tag).await;
@@ -234,7 +285,11 @@ async fn invalidate_tag_reloads_every_key_under_it_and_no_other(f: Fixture) {
     assert_eq!(loads.load(SeqCst), 7, "a, b and c reload; d does not");
     f.cache.invalidate_tag("all").await.unwrap();
     fill("d", "blue").await;
-    assert_eq!(loads.load(SeqCst), 8, "a second tag of d invalidates it too");
+    assert_eq!(
+        loads.load(SeqCst),
+        8,
+        "a second tag of d invalidates it too"
+    );
     assert_eq!(f.cache.stats().invalidations, 2);
 }
 
@@ -265,18 +320,26 @@ async fn invalidation_racing_a_slow_loader_never_serves_the_old_value(f: Fixture
         let cache = f.cache.clone();
         tokio::spawn(async move {
             cache
-                .get_or_load("product", TTL, &["category"], || async { Ok::<_, String>("new".to_string()) })
+                .get_or_load("product", TTL, &["category"], || async {
+                    Ok::<_, String>("new".to_string())
+                })
                 .await
         })
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
     finish_tx.send(()).unwrap();
-    assert_eq!(slow.await.unwrap(), Ok("old".to_string()), "A returns what it loaded");
+    assert_eq!(
+        slow.await.unwrap(),
+        Ok("old".to_string()),
+        "A returns what it loaded"
+    );
     assert_eq!(after.await.unwrap(), Ok("new".to_string()));
     // Later calls, in this instance and another, see only the new value.
     for cache in [&f.cache, &other] {
         let value = cache
-            .get_or_load("product", TTL, &["category"], || async { Ok::<_, String>("reloaded".to_string()) })
+            .get_or_load("product", TTL, &["category"], || async {
+                Ok::<_, String>("reloaded".to_string())
+            })
             .await;
         assert_eq!(value, Ok("new".to_string()));
     }
@@ -285,18 +348,33 @@ async fn invalidation_racing_a_slow_loader_never_serves_the_old_value(f: Fixture
 async fn invalidation_from_another_instance_is_seen(f: Fixture) {
     let other = f.another_instance().await;
     let loads = AtomicUsize::new(0);
-    f.cache.get_or_load("k", TTL, &["t"], || counted(&loads, 1u8)).await.unwrap();
+    f.cache
+        .get_or_load("k", TTL, &["t"], || counted(&loads, 1u8))
+        .await
+        .unwrap();
     other.invalidate_tag("t").await.unwrap();
-    f.cache.get_or_load("k", TTL, &["t"], || counted(&loads, 1u8)).await.unwrap();
+    f.cache
+        .get_or_load("k", TTL, &["t"], || counted(&loads, 1u8))
+        .await
+        .unwrap();
     assert_eq!(loads.load(SeqCst), 2);
 }
 
 async fn an_entry_of_another_type_is_a_miss_and_is_overwritten(f: Fixture) {
     let loads = AtomicUsize::new(0);
-    f.cache.get_or_load("k", TTL, &[], || counted(&loads, "text".to_string())).await.unwrap();
-    let number = f.cache.get_or_load("k", TTL, &[], || counted(&loads, 5u64)).await;
+    f.cache
+        .get_or_load("k", TTL, &[], || counted(&loads, "text".to_string()))
+        .await
+        .unwrap();
+    let number = f
+        .cache
+        .get_or_load("k", TTL, &[], || counted(&loads, 5u64))
+        .await;
     assert_eq!(number, Ok(5));
-    let again = f.cache.get_or_load("k", TTL, &[], || counted(&loads, 6u64)).await;
+    let again = f
+        .cache
+        .get_or_load("k", TTL, &[], || counted(&loads, 6u64))
+        .await;
     assert_eq!(again, Ok(5), "the undecodable entry was overwritten");
     assert_eq!(loads.load(SeqCst), 2);
     assert_eq!(f.cache.stats().undecodable, 1);
@@ -304,19 +382,37 @@ async fn an_entry_of_another_type_is_a_miss_and_is_overwritten(f: Fixture) {
 
 async fn invalidate_key_removes_one_entry(f: Fixture) {
     let loads = AtomicUsize::new(0);
-    f.cache.get_or_load("a", TTL, &[], || counted(&loads, 1u8)).await.unwrap();
-    f.cache.get_or_load("b", TTL, &[], || counted(&loads, 1u8)).await.unwrap();
+    f.cache
+        .get_or_load("a", TTL, &[], || counted(&loads, 1u8))
+        .await
+        .unwrap();
+    f.cache
+        .get_or_load("b", TTL, &[], || counted(&loads, 1u8))
+        .await
+        .unwrap();
     f.cache.invalidate_key("a").await.unwrap();
-    f.cache.get_or_load("a", TTL, &[], || counted(&loads, 1u8)).await.unwrap();
-    f.cache.get_or_load("b", TTL, &[], || counted(&loads, 1u8)).await.unwrap();
+    f.cache
+        .get_or_load("a", TTL, &[], || counted(&loads, 1u8))
+        .await
+        .unwrap();
+    f.cache
+        .get_or_load("b", TTL, &[], || counted(&loads, 1u8))
+        .await
+        .unwrap();
     assert_eq!(loads.load(SeqCst), 3);
 }
 
 async fn untagged_and_tagged_entries_of_one_key_do_not_mix(f: Fixture) {
     let loads = AtomicUsize::new(0);
-    f.cache.get_or_load("k", TTL, &["t"], || counted(&loads, 1u8)).await.unwrap();
+    f.cache
+        .get_or_load("k", TTL, &["t"], || counted(&loads, 1u8))
+        .await
+        .unwrap();
     // The same key asked with other tags is not served the entry made under
     // "t": its validity would not follow the tags the caller relies on.
-    f.cache.get_or_load("k", TTL, &["u"], || counted(&loads, 2u8)).await.unwrap();
+    f.cache
+        .get_or_load("k", TTL, &["u"], || counted(&loads, 2u8))
+        .await
+        .unwrap();
     assert_eq!(loads.load(SeqCst), 2);
 }

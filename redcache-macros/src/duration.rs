@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Literal, Span, TokenStream};
 use quote::quote_spanned;
 use syn::{Expr, ExprLit, Lit};
 
@@ -47,10 +47,10 @@ impl SpannedDuration {
     pub(crate) fn to_tokens(self) -> TokenStream {
         let span = self.span;
         if self.value.subsec_millis() == 0 {
-            let secs = self.value.as_secs();
+            let secs = Literal::u64_unsuffixed(self.value.as_secs());
             quote_spanned!(span=> ::redcache::__private::Duration::from_secs(#secs))
         } else {
-            let millis = self.value.as_millis() as u64;
+            let millis = Literal::u64_unsuffixed(self.value.as_millis() as u64);
             quote_spanned!(span=> ::redcache::__private::Duration::from_millis(#millis))
         }
     }
@@ -69,7 +69,9 @@ fn parse_text(text: &str) -> Option<Duration> {
         "d" => 86_400_000,
         _ => return None,
     };
-    number.checked_mul(millis_per_unit).map(Duration::from_millis)
+    number
+        .checked_mul(millis_per_unit)
+        .map(Duration::from_millis)
 }
 
 #[cfg(test)]

@@ -47,7 +47,8 @@ pub(crate) fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
 
 fn cached_body(args: TokenStream, func: &ItemFn) -> syn::Result<syn::Block> {
     let mut errors = Errors::default();
-    let parsed = (|input: ParseStream| Options::parse(input, Site::Attribute, &mut errors)).parse2(args);
+    let parsed =
+        (|input: ParseStream| Options::parse(input, Site::Attribute, &mut errors)).parse2(args);
     let options = match parsed {
         Ok((options, _)) => options,
         Err(error) => {
@@ -71,8 +72,14 @@ fn cached_body(args: TokenStream, func: &ItemFn) -> syn::Result<syn::Block> {
             );
         }
     }
-    if let (Some(flag), false) = (&options.cache_none, matches!(function.returns, Returns::Option)) {
-        errors.push_new(flag.span, "`cache_none` applies only to a fn returning `Option<T>`");
+    if let (Some(flag), false) = (
+        &options.cache_none,
+        matches!(function.returns, Returns::Option),
+    ) {
+        errors.push_new(
+            flag.span,
+            "`cache_none` applies only to a fn returning `Option<T>`",
+        );
     }
     errors.finish()?;
 
@@ -84,7 +91,9 @@ fn cached_body(args: TokenStream, func: &ItemFn) -> syn::Result<syn::Block> {
     let cache = cache_expr(options.cache.as_ref());
     let block = &func.block;
     let future = quote!(async move #block);
-    let return_span = function.return_type.map_or_else(Span::call_site, Spanned::span);
+    let return_span = function
+        .return_type
+        .map_or_else(Span::call_site, Spanned::span);
     let (tags_let, call) = call_tokens(&options, ttl);
     // The call carries the span of the return type (its value type for a
     // `Result`), so a value type that cannot be cached is reported there.
@@ -114,7 +123,8 @@ fn cached_body(args: TokenStream, func: &ItemFn) -> syn::Result<syn::Block> {
 /// cached `Result`.
 pub(crate) fn get_or_load(input: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
-    let parsed = (|input: ParseStream| Options::parse(input, Site::Inline, &mut errors)).parse2(input);
+    let parsed =
+        (|input: ParseStream| Options::parse(input, Site::Inline, &mut errors)).parse2(input);
     let (options, future) = match parsed {
         Ok(parsed) => parsed,
         Err(error) => {
@@ -124,10 +134,16 @@ pub(crate) fn get_or_load(input: TokenStream) -> TokenStream {
     };
     options.require_ttl(Span::call_site(), &mut errors);
     if options.key.is_none() {
-        errors.push_new(Span::call_site(), "missing `key`: `get_or_load!` needs a key template, e.g. `key = \"product:<id>\"`");
+        errors.push_new(
+            Span::call_site(),
+            "missing `key`: `get_or_load!` needs a key template, e.g. `key = \"product:<id>\"`",
+        );
     }
     if future.is_none() {
-        errors.push_new(Span::call_site(), "missing the future to cache: `get_or_load!(ttl = 60, key = \"...\", async { ... })`");
+        errors.push_new(
+            Span::call_site(),
+            "missing the future to cache: `get_or_load!(ttl = 60, key = \"...\", async { ... })`",
+        );
     }
     if let Err(error) = errors.finish() {
         return error.into_compile_error();
@@ -172,7 +188,10 @@ fn key_inner(input: TokenStream) -> syn::Result<TokenStream> {
     let mut errors = Errors::default();
     for (name, _) in &named {
         if !template.roots().any(|root| name == root) {
-            errors.push_new(name.span(), format!("`{name}` is not used by the template {:?}", lit.value()));
+            errors.push_new(
+                name.span(),
+                format!("`{name}` is not used by the template {:?}", lit.value()),
+            );
         }
     }
     errors.finish()?;
@@ -196,10 +215,14 @@ fn default_key(func: &ItemFn, function: &Function<'_>) -> TokenStream {
     };
     // Each argument is spanned at its parameter, so an argument that cannot
     // be part of a key is reported there.
-    let args = function.params.iter().filter(|p| p.name.as_deref() != Some("self")).filter_map(|param| {
-        let ident = Ident::new(param.name.as_deref()?, param.span);
-        Some(quote_spanned!(param.span=> .lit(":").arg(&#ident)))
-    });
+    let args = function
+        .params
+        .iter()
+        .filter(|p| p.name.as_deref() != Some("self"))
+        .filter_map(|param| {
+            let ident = Ident::new(param.name.as_deref()?, param.span);
+            Some(quote_spanned!(param.span=> .lit(":").arg(&#ident)))
+        });
     quote!(::redcache::__private::Key::new() #path #(#args)* .finish())
 }
 

@@ -33,7 +33,10 @@ impl<'a> Function<'a> {
     /// Reads `sig`, reporting what `#[cached]` cannot work with.
     pub(crate) fn analyze(sig: &'a Signature, errors: &mut Errors) -> Self {
         if let Some(constness) = &sig.constness {
-            errors.push_new(constness.span, "`#[cached]` cannot go on a `const fn`: caching happens at run time");
+            errors.push_new(
+                constness.span,
+                "`#[cached]` cannot go on a `const fn`: caching happens at run time",
+            );
         }
         if sig.asyncness.is_none() {
             errors.push_new(
@@ -64,7 +67,10 @@ impl<'a> Function<'a> {
             .collect();
         let (returns, return_type) = match &sig.output {
             ReturnType::Default => {
-                errors.push_new(sig.ident.span(), "a cached fn must return the value to cache");
+                errors.push_new(
+                    sig.ident.span(),
+                    "a cached fn must return the value to cache",
+                );
                 (Returns::Value, None)
             }
             ReturnType::Type(_, ty) => (classify(ty), Some(&**ty)),
@@ -84,9 +90,15 @@ impl<'a> Function<'a> {
 }
 
 fn classify(ty: &Type) -> Returns<'_> {
-    let Type::Path(path) = ty else { return Returns::Value };
-    let Some(last) = path.path.segments.last() else { return Returns::Value };
-    let PathArguments::AngleBracketed(args) = &last.arguments else { return Returns::Value };
+    let Type::Path(path) = ty else {
+        return Returns::Value;
+    };
+    let Some(last) = path.path.segments.last() else {
+        return Returns::Value;
+    };
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return Returns::Value;
+    };
     let first_type = args.args.iter().find_map(|arg| match arg {
         GenericArgument::Type(ty) => Some(ty),
         _ => None,

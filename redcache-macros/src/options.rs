@@ -22,7 +22,15 @@ pub(crate) enum Site {
 impl Site {
     fn allowed(self) -> &'static [&'static str] {
         match self {
-            Site::Attribute => &["ttl", "key", "tags", "tag", "cache", "stampede", "cache_none"],
+            Site::Attribute => &[
+                "ttl",
+                "key",
+                "tags",
+                "tag",
+                "cache",
+                "stampede",
+                "cache_none",
+            ],
             Site::Inline => &["ttl", "key", "tags", "tag", "cache", "stampede"],
         }
     }
@@ -51,11 +59,16 @@ impl Options {
     /// Parses `name = value, ...`; for [`Site::Inline`], the last item is
     /// the future to cache, returned with the options. Recoverable mistakes
     /// go to `errors`; a syntax error ends parsing.
-    pub(crate) fn parse(input: ParseStream, site: Site, errors: &mut Errors) -> syn::Result<(Options, Option<Expr>)> {
+    pub(crate) fn parse(
+        input: ParseStream,
+        site: Site,
+        errors: &mut Errors,
+    ) -> syn::Result<(Options, Option<Expr>)> {
         let mut options = Options::default();
         let mut future = None;
         while !input.is_empty() {
-            let is_option = input.peek(Ident) && (input.peek2(Token![=]) || input.peek2(Token![,]) || peek_last(input));
+            let is_option = input.peek(Ident)
+                && (input.peek2(Token![=]) || input.peek2(Token![,]) || peek_last(input));
             if site == Site::Inline && !is_option {
                 future = Some(input.parse::<Expr>()?);
                 if !input.is_empty() {
@@ -97,14 +110,20 @@ impl Options {
             if text == "cache_none" {
                 self.cache_none = Some(LitBool::new(true, name.span()));
             } else {
-                errors.push_new(name.span(), format!("`{text}` needs a value: `{text} = ...`"));
+                errors.push_new(
+                    name.span(),
+                    format!("`{text}` needs a value: `{text} = ...`"),
+                );
             }
             return;
         };
         let result = match text.as_str() {
             "ttl" => SpannedDuration::parse(&value, "ttl").and_then(|ttl| {
                 if ttl.value.is_zero() {
-                    Err(syn::Error::new(ttl.span, "`ttl` must be greater than zero: every cached key needs an expiry"))
+                    Err(syn::Error::new(
+                        ttl.span,
+                        "`ttl` must be greater than zero: every cached key needs an expiry",
+                    ))
                 } else {
                     self.ttl = Some(ttl);
                     Ok(())
@@ -119,11 +138,17 @@ impl Options {
             }
             "stampede" => stampede(&value).map(|s| self.stampede = Some(s)),
             "cache_none" => match &value {
-                Expr::Lit(ExprLit { lit: Lit::Bool(flag), .. }) => {
+                Expr::Lit(ExprLit {
+                    lit: Lit::Bool(flag),
+                    ..
+                }) => {
                     self.cache_none = Some(flag.clone());
                     Ok(())
                 }
-                other => Err(syn::Error::new_spanned(other, "`cache_none` takes `true` or `false`")),
+                other => Err(syn::Error::new_spanned(
+                    other,
+                    "`cache_none` takes `true` or `false`",
+                )),
             },
             _ => unreachable!("every allowed option is handled above"),
         };
@@ -169,7 +194,9 @@ fn peek_last(input: ParseStream) -> bool {
 
 fn template(value: &Expr, option: &str) -> syn::Result<Template> {
     match value {
-        Expr::Lit(ExprLit { lit: Lit::Str(lit), .. }) => Template::parse(lit),
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(lit), ..
+        }) => Template::parse(lit),
         other => Err(syn::Error::new_spanned(
             other,
             format!("`{option}` takes a string template such as \"product:<id>\""),
@@ -180,7 +207,9 @@ fn template(value: &Expr, option: &str) -> syn::Result<Template> {
 fn stampede(value: &Expr) -> syn::Result<Stampede> {
     let expected = "`stampede` is one of \"distributed\" (default), \"local\" or \"off\"";
     match value {
-        Expr::Lit(ExprLit { lit: Lit::Str(lit), .. }) => match lit.value().as_str() {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(lit), ..
+        }) => match lit.value().as_str() {
             "off" => Ok(Stampede::Off),
             "local" => Ok(Stampede::Local),
             "distributed" => Ok(Stampede::Distributed),
@@ -197,7 +226,8 @@ fn unknown_option(name: &str, site: Site) -> String {
         }
         "name" | "key_prefix" | "prefix" => " (the key template is called `key`)".to_string(),
         "cache_none" if site == Site::Inline => {
-            " (`get_or_load!` caches the `Ok` of a `Result`; there is no `None` to cache)".to_string()
+            " (`get_or_load!` caches the `Ok` of a `Result`; there is no `None` to cache)"
+                .to_string()
         }
         _ => String::new(),
     };

@@ -8,17 +8,38 @@ use std::path::Path;
 fn expand_file(source: &str) -> String {
     let mut file: syn::File = syn::parse_str(source).expect("fixture parses");
     for item in &mut file.items {
-        let syn::Item::Fn(func) = item else { continue };
-        let Some(index) = func.attrs.iter().position(|a| a.path().is_ident("cached")) else { continue };
-        let attr = func.attrs.remove(index);
-        let args = match attr.meta {
-            syn::Meta::List(list) => list.tokens,
-            _ => proc_macro2::TokenStream::new(),
-        };
-        let expanded = crate::expand::cached(args, quote::quote!(#func));
-        *item = syn::parse2(expanded).expect("expansion is an item");
+        match item {
+            syn::Item::Fn(func) => {
+                if let Some(args) = take_cached_args(&mut func.attrs) {
+                    let expanded = crate::expand::cached(args, quote::quote!(#func));
+                    *item = syn::parse2(expanded).expect("expansion is an item");
+                }
+            }
+            syn::Item::Impl(block) => {
+                for impl_item in &mut block.items {
+                    let syn::ImplItem::Fn(method) = impl_item else {
+                        continue;
+                    };
+                    if let Some(args) = take_cached_args(&mut method.attrs) {
+                        let expanded = crate::expand::cached(args, quote::quote!(#method));
+                        *impl_item = syn::parse2(expanded).expect("expansion is a method");
+                    }
+                }
+            }
+            _ => {}
+        }
     }
     prettyplease::unparse(&file)
+}
+
+/// Removes `#[cached(...)]` from `attrs`, as the compiler does before it
+/// calls the macro, and returns its arguments.
+fn take_cached_args(attrs: &mut Vec<syn::Attribute>) -> Option<proc_macro2::TokenStream> {
+    let index = attrs.iter().position(|a| a.path().is_ident("cached"))?;
+    match attrs.remove(index).meta {
+        syn::Meta::List(list) => Some(list.tokens),
+        _ => Some(proc_macro2::TokenStream::new()),
+    }
 }
 
 #[test]
@@ -37,10 +58,20 @@ fn expansions_match_snapshots() {
         if bless {
             fs::write(&snapshot, &expanded).unwrap();
         }
-        let expected = fs::read_to_string(&snapshot)
-            .unwrap_or_else(|_| panic!("no snapshot {}: run with REDCACHE_BLESS=1", snapshot.display()));
-        assert_eq!(expanded, expected, "expansion of {name} changed (REDCACHE_BLESS=1 to accept)");
+        let expected = fs::read_to_string(&snapshot).unwrap_or_else(|_| {
+            panic!(
+                "no snapshot {}: run with REDCACHE_BLESS=1",
+                snapshot.display()
+            )
+        });
+        assert_eq!(
+            expanded, expected,
+            "expansion of {name} changed (REDCACHE_BLESS=1 to accept)"
+        );
         checked += 1;
     }
-    assert!(checked >= 3, "expected at least three fixtures in tests/expand, found {checked}");
+    assert!(
+        checked >= 3,
+        "expected at least three fixtures in tests/expand, found {checked}"
+    );
 }

@@ -22,7 +22,8 @@ pub(crate) struct Template {
 
 impl Template {
     pub(crate) fn parse(lit: &LitStr) -> syn::Result<Self> {
-        let parts = parse_parts(&lit.value()).map_err(|message| syn::Error::new(lit.span(), message))?;
+        let parts =
+            parse_parts(&lit.value()).map_err(|message| syn::Error::new(lit.span(), message))?;
         Ok(Template {
             parts,
             lit: lit.clone(),
@@ -79,10 +80,7 @@ fn field_access(path: &[String], span: Span) -> TokenStream {
     };
     let fields = path[1..].iter().map(|field| match field.parse::<u32>() {
         Ok(index) => {
-            let index = syn::Index {
-                index,
-                span,
-            };
+            let index = syn::Index { index, span };
             quote!(.#index)
         }
         Err(_) => {
@@ -108,13 +106,14 @@ fn parse_parts(template: &str) -> Result<Vec<Part>, String> {
             rest = after;
             continue;
         }
-        let close = rest
-            .find('>')
-            .ok_or_else(|| format!("unclosed `<` in template {template:?}; write `<<` for a literal `<`"))?;
+        let close = rest.find('>').ok_or_else(|| {
+            format!("unclosed `<` in template {template:?}; write `<<` for a literal `<`")
+        })?;
         let inner = &rest[..close];
         let path: Vec<String> = inner.split('.').map(str::to_string).collect();
         let valid = path.iter().enumerate().all(|(i, segment)| {
-            is_ident(segment) || (i > 0 && !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()))
+            is_ident(segment)
+                || (i > 0 && !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()))
         });
         if inner.is_empty() || !valid {
             return Err(format!(
@@ -165,7 +164,10 @@ mod tests {
 
     #[test]
     fn double_angle_is_a_literal() {
-        assert_eq!(parse_parts("a<<b>").unwrap(), vec![Part::Lit("a<b>".into())]);
+        assert_eq!(
+            parse_parts("a<<b>").unwrap(),
+            vec![Part::Lit("a<b>".into())]
+        );
     }
 
     #[test]

@@ -84,6 +84,25 @@ impl CacheBuilder {
         }
     }
 
+    /// Picks the backend from the environment, as [`Cache::from_env`] does:
+    /// `REDCACHE_URL`, else `REDIS_URL`, else the embedded backend.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), redcache::Error> {
+    /// let cache = redcache::Cache::builder().url_from_env().namespace("shop").build().await?;
+    /// # drop(cache); Ok(()) }
+    /// ```
+    pub fn url_from_env(self) -> Self {
+        let url = ENV_VARS
+            .iter()
+            .find_map(|var| std::env::var(var).ok().filter(|v| !v.trim().is_empty()));
+        match url {
+            Some(url) => self.url(&url),
+            None => self.memory(),
+        }
+    }
+
     /// The prefix of every key the cache writes (default `redcache`), so
     /// that several applications can share one Redis.
     pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
@@ -154,14 +173,20 @@ impl CacheBuilder {
     /// which is built on first use). Must run inside a tokio runtime.
     pub(crate) fn build_now(&self) -> Result<Cache> {
         if self.namespace.is_empty() || self.namespace.chars().any(char::is_whitespace) {
-            return Err(Error::Config("the namespace must be non-empty and without spaces"));
+            return Err(Error::Config(
+                "the namespace must be non-empty and without spaces",
+            ));
         }
         if self.op_timeout.is_zero() || self.lock_ttl.is_zero() {
-            return Err(Error::Config("op_timeout and lock_ttl must be greater than zero"));
+            return Err(Error::Config(
+                "op_timeout and lock_ttl must be greater than zero",
+            ));
         }
         let backend = match &self.target {
             Target::Memory => Backend::Memory(MemoryBackend::new(self.max_entries)),
-            Target::Redis(url) => Backend::Redis(RedisBackend::connect_lazy(url, self.connect_timeout)?),
+            Target::Redis(url) => {
+                Backend::Redis(RedisBackend::connect_lazy(url, self.connect_timeout)?)
+            }
         };
         Ok(Cache {
             inner: Arc::new(Inner::new(
@@ -189,15 +214,8 @@ impl CacheBuilder {
         }
     }
 
-    /// The builder [`Cache::from_env`] uses: `REDCACHE_URL`, else
-    /// `REDIS_URL`, else the embedded backend.
+    /// The builder [`Cache::from_env`] uses.
     pub(crate) fn from_env() -> Self {
-        let url = ENV_VARS
-            .iter()
-            .find_map(|var| std::env::var(var).ok().filter(|v| !v.trim().is_empty()));
-        match url {
-            Some(url) => CacheBuilder::default().url(&url),
-            None => CacheBuilder::default(),
-        }
+        CacheBuilder::default().url_from_env()
     }
 }

@@ -46,7 +46,7 @@ pub(crate) struct Call<'a> {
 /// ```
 /// use std::time::Duration;
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), redcache::Error> {
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let cache = redcache::Cache::builder().memory().namespace("shop").build().await?;
 ///
 /// let price: Result<u32, std::io::Error> = cache
@@ -315,7 +315,8 @@ impl Cache {
                 }
             }
         };
-        self.lead(call, &key, &tag_keys, epochs, leader, keep, load).await
+        self.lead(call, &key, &tag_keys, epochs, leader, keep, load)
+            .await
     }
 
     #[allow(clippy::too_many_arguments)] // the engine's state, spelled out for the reader
@@ -392,7 +393,14 @@ impl Cache {
         result
     }
 
-    async fn store(&self, call: Call<'_>, key: &str, tag_keys: &[String], epochs: &[Epoch], bytes: &[u8]) {
+    async fn store(
+        &self,
+        call: Call<'_>,
+        key: &str,
+        tag_keys: &[String],
+        epochs: &[Epoch],
+        bytes: &[u8],
+    ) {
         let write = Write {
             key,
             bytes,
@@ -428,7 +436,10 @@ impl Cache {
         let mut backoff = Duration::from_millis(5);
         let mut waited = false;
         loop {
-            match self.op(redis.try_lock(&lock_key, &token, self.inner.lock_ttl)).await {
+            match self
+                .op(redis.try_lock(&lock_key, &token, self.inner.lock_ttl))
+                .await
+            {
                 Ok(true) => return Locking::Held(token),
                 Ok(false) => {}
                 Err(error) => {
@@ -450,7 +461,10 @@ impl Cache {
             tokio::time::sleep(backoff.min(deadline - now)).await;
             backoff = (backoff * 2).min(Duration::from_millis(100));
             match self.op(redis.read(key, tag_keys)).await {
-                Ok(Read { value: Some(bytes), epochs }) => {
+                Ok(Read {
+                    value: Some(bytes),
+                    epochs,
+                }) => {
                     if let Decoded::Fresh(value) = entry::decode::<T>(&bytes, call.tags, &epochs) {
                         return Locking::Found(value, bytes);
                     }
@@ -463,5 +477,4 @@ impl Cache {
             }
         }
     }
-
 }

@@ -64,7 +64,11 @@ pub(crate) fn encode<T: Serialize>(
     let entry = EntryRef {
         v: FORMAT_VERSION,
         at: now_millis(),
-        tags: tags.iter().map(String::as_str).zip(epochs.iter().copied()).collect(),
+        tags: tags
+            .iter()
+            .map(String::as_str)
+            .zip(epochs.iter().copied())
+            .collect(),
         value,
     };
     serde_json::to_vec(&entry)
@@ -123,7 +127,10 @@ mod tests {
     fn round_trip_with_matching_epochs_is_fresh() {
         let t = tags(&["category:7"]);
         let bytes = encode(&vec![1u32, 2], &t, &[3]).unwrap();
-        assert_eq!(decode::<Vec<u32>>(&bytes, &t, &[3]), Decoded::Fresh(vec![1, 2]));
+        assert_eq!(
+            decode::<Vec<u32>>(&bytes, &t, &[3]),
+            Decoded::Fresh(vec![1, 2])
+        );
     }
 
     #[test]
@@ -131,7 +138,10 @@ mod tests {
         let bytes = encode(&"lamp", &tags(&["c:1"]), &[0]).unwrap();
         let text = String::from_utf8(bytes).unwrap();
         assert!(text.starts_with(r#"{"v":1,"at":"#), "{text}");
-        assert!(text.ends_with(r#","tags":[["c:1",0]],"value":"lamp"}"#), "{text}");
+        assert!(
+            text.ends_with(r#","tags":[["c:1",0]],"value":"lamp"}"#),
+            "{text}"
+        );
     }
 
     #[test]

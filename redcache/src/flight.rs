@@ -128,8 +128,12 @@ mod tests {
     #[tokio::test]
     async fn followers_receive_the_leaders_value() {
         let flights = Flights::default();
-        let Joined::Leader(leader) = flights.join(key("a")) else { panic!("first caller must lead") };
-        let Joined::Follower(follower) = flights.join(key("a")) else { panic!("second caller must follow") };
+        let Joined::Leader(leader) = flights.join(key("a")) else {
+            panic!("first caller must lead")
+        };
+        let Joined::Follower(follower) = flights.join(key("a")) else {
+            panic!("second caller must follow")
+        };
         leader.finish(Outcome::Value(Arc::from(&b"v"[..])));
         assert!(matches!(follower.wait().await, Outcome::Value(v) if &*v == b"v"));
         assert_eq!(flights.len(), 0);
@@ -138,8 +142,12 @@ mod tests {
     #[tokio::test]
     async fn a_dropped_leader_releases_followers_with_retry() {
         let flights = Flights::default();
-        let Joined::Leader(leader) = flights.join(key("a")) else { panic!() };
-        let Joined::Follower(follower) = flights.join(key("a")) else { panic!() };
+        let Joined::Leader(leader) = flights.join(key("a")) else {
+            panic!()
+        };
+        let Joined::Follower(follower) = flights.join(key("a")) else {
+            panic!()
+        };
         drop(leader);
         assert!(matches!(follower.wait().await, Outcome::Retry));
         assert!(matches!(flights.join(key("a")), Joined::Leader(_)));
@@ -149,6 +157,9 @@ mod tests {
     async fn other_epochs_start_another_flight() {
         let flights = Flights::default();
         let _old = flights.join(("a".into(), Some(vec![1])));
-        assert!(matches!(flights.join(("a".into(), Some(vec![2]))), Joined::Leader(_)));
+        assert!(matches!(
+            flights.join(("a".into(), Some(vec![2]))),
+            Joined::Leader(_)
+        ));
     }
 }

@@ -31,7 +31,11 @@ pub fn set_global(cache: Cache) {
 /// inside a tokio runtime (it is, from a cached async fn).
 #[doc(hidden)]
 pub fn global() -> Cache {
-    if let Some(cache) = GLOBAL.read().unwrap_or_else(PoisonError::into_inner).as_ref() {
+    if let Some(cache) = GLOBAL
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_ref()
+    {
         return cache.clone();
     }
     let mut slot = GLOBAL.write().unwrap_or_else(PoisonError::into_inner);

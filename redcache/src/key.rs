@@ -96,7 +96,9 @@ impl Write for Escaper<'_> {
 }
 
 fn needs_escape(c: char) -> bool {
-    matches!(c, '%' | ':' | '*' | '?' | '[' | ']' | '{' | '}' | '\\') || c.is_whitespace() || c.is_control()
+    matches!(c, '%' | ':' | '*' | '?' | '[' | ']' | '{' | '}' | '\\')
+        || c.is_whitespace()
+        || c.is_control()
 }
 
 #[cfg(test)]
@@ -105,7 +107,12 @@ mod tests {
 
     #[test]
     fn literals_pass_through_and_arguments_are_escaped() {
-        let key = Key::new().lit("p:").arg(&"x:y*{z}\n%").lit(":").arg(&42u64).finish();
+        let key = Key::new()
+            .lit("p:")
+            .arg(&"x:y*{z}\n%")
+            .lit(":")
+            .arg(&42u64)
+            .finish();
         assert_eq!(key, "p:x%3Ay%2A%7Bz%7D%0A%25:42");
     }
 

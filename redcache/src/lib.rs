@@ -68,3 +68,8 @@ pub use stats::Stats;
 
 #[doc(inline)]
 pub use redcache_macros::{cached, get_or_load, key};
+
+/// The README's examples, compiled and run as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

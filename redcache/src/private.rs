@@ -62,13 +62,22 @@ where
 
 /// A fn returning `Option<T>`: `Some` values are cached, and `None` too when
 /// `cache_none` is set.
-pub async fn cached_option<C, T, Fut>(cache: C, call: Call<'_>, cache_none: bool, load: Fut) -> Option<T>
+pub async fn cached_option<C, T, Fut>(
+    cache: C,
+    call: Call<'_>,
+    cache_none: bool,
+    load: Fut,
+) -> Option<T>
 where
     C: AsRef<Cache>,
     Option<T>: Cacheable,
     Fut: Future<Output = Option<T>>,
 {
-    let keep: fn(&Option<T>) -> bool = if cache_none { |_| true } else { Option::is_some };
+    let keep: fn(&Option<T>) -> bool = if cache_none {
+        |_| true
+    } else {
+        Option::is_some
+    };
     let loaded = async { Ok::<_, Infallible>(load.await) };
     match cache.as_ref().load_through(call.0, keep, loaded).await {
         Ok(value) => value,

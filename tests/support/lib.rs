@@ -73,7 +73,11 @@ impl RedisServer {
         self.stop();
         let deadline = Instant::now() + Duration::from_secs(5);
         while !self.spawn() {
-            assert!(Instant::now() < deadline, "redis-server did not restart on port {}", self.port);
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not restart on port {}",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -101,8 +105,11 @@ impl RedisServer {
 
     /// Sends one command in the inline protocol and returns the raw reply.
     pub fn command(&self, line: &str) -> String {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to test redis");
-        stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut stream =
+            TcpStream::connect(("127.0.0.1", self.port)).expect("connect to test redis");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
         stream.write_all(format!("{line}\r\n").as_bytes()).unwrap();
         let mut buf = [0u8; 4096];
         let n = stream.read(&mut buf).unwrap_or(0);
@@ -154,7 +161,9 @@ impl Drop for RedisServer {
 }
 
 fn ping(port: u16) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
     let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
     if stream.write_all(b"PING\r\n").is_err() {
         return false;
@@ -184,5 +193,9 @@ fn unique_dir() -> PathBuf {
 /// A namespace no other test uses, so tests can share a server safely.
 pub fn unique_namespace(prefix: &str) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!("{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }

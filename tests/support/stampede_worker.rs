@@ -22,7 +22,10 @@ async fn main() {
         .await
         .expect("cache");
     let start_at: u128 = start_at.parse().expect("START_AT_UNIX_MS");
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
     tokio::time::sleep(Duration::from_millis(start_at.saturating_sub(now) as u64)).await;
     let value = cache
         .get_or_load(key, Duration::from_secs(60), &[], || async {

@@ -116,7 +116,10 @@ impl RedisBackend {
 
     pub(crate) async fn delete(&self, key: &str) -> Result<()> {
         let mut conn = self.conn.clone();
-        redis::cmd("DEL").arg(key).query_async::<()>(&mut conn).await?;
+        redis::cmd("DEL")
+            .arg(key)
+            .query_async::<()>(&mut conn)
+            .await?;
         Ok(())
     }
 

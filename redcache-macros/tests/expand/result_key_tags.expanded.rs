@@ -1,0 +1,20 @@
+/// A product, cached for five minutes under its id, tagged by category.
+pub async fn get_product(id: u64, category_id: u64) -> Result<Product, DbError> {
+    let __redcache_key = ::redcache::__private::Key::new()
+        .lit("product:")
+        .arg(&id)
+        .finish();
+    let __redcache_tags = [
+        ::redcache::__private::Key::new().lit("category:").arg(&category_id).finish(),
+    ];
+    ::redcache::__private::cached_result(
+            ::redcache::__private::global(),
+            ::redcache::__private::Call::new(
+                    &__redcache_key,
+                    ::redcache::__private::Duration::from_secs(300),
+                )
+                .tags(&__redcache_tags),
+            async move { db::load_product(id).await },
+        )
+        .await
+}
