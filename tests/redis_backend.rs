@@ -288,3 +288,51 @@ fn several_os_processes_on_one_cold_key_run_one_load() {
         "all processes must see one value: {values:?}"
     );
 }
+
+#[tokio::test]
+async fn a_cancelled_load_releases_its_lock_for_other_processes() {
+    let server = RedisServer::start();
+    let ns = unique_namespace("cancel");
+    let cache = Cache::builder()
+        .redis(server.url())
+        .namespace(&ns)
+        .op_timeout(Duration::from_secs(2))
+        .lock_ttl(Duration::from_secs(600))
+        .build()
+        .await
+        .unwrap();
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let leader = {
+        let cache = cache.clone();
+        tokio::spawn(async move {
+            cache
+                .get_or_load("k", TTL, &[], || async move {
+                    let _ = started_tx.send(());
+                    std::future::pending::<()>().await;
+                    Ok::<u8, String>(0)
+                })
+                .await
+        })
+    };
+    started_rx.await.unwrap();
+    let lock = format!("EXISTS {ns}:lock:k");
+    assert_eq!(
+        server.command(&lock),
+        ":1\r\n",
+        "the loading process holds the lock"
+    );
+    leader.abort();
+    let _ = leader.await;
+    let mut released = false;
+    for _ in 0..100 {
+        if server.command(&lock) == ":0\r\n" {
+            released = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        released,
+        "the lock (TTL 600 s) must be released when its load is cancelled"
+    );
+}

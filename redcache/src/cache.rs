@@ -115,8 +115,8 @@ impl AsRef<Cache> for Cache {
 
 /// What waiting on another process's load lock ended with.
 enum Locking<T> {
-    /// This caller holds the lock under this token and loads.
-    Held(String),
+    /// This caller holds the lock and loads.
+    Held(LoadLock),
     /// The other process stored the value meanwhile (decoded, and encoded
     /// for this process's followers).
     Found(T, Vec<u8>),
@@ -338,14 +338,14 @@ impl Cache {
             (Stampede::Distributed, Some(_)) => self.lock_or_wait(call, key, tag_keys).await,
             _ => Locking::Unlocked,
         };
-        let token = match lock {
+        let held = match lock {
             Locking::Found(value, bytes) => {
                 if let Some(leader) = leader {
                     leader.finish(Outcome::Value(Arc::from(bytes)));
                 }
                 return Ok(value);
             }
-            Locking::Held(token) => Some(token),
+            Locking::Held(lock) => Some(lock),
             Locking::Unlocked => None,
         };
 
@@ -384,11 +384,8 @@ impl Cache {
                 }
             }
         }
-        if let (Some(token), Some(redis)) = (token, self.inner.backend.distributed()) {
-            let lock_key = format!("{}{}", self.inner.lock_prefix, call.key);
-            if let Err(error) = self.op(redis.unlock(&lock_key, &token)).await {
-                self.backend_failed("unlock", &error);
-            }
+        if let Some(lock) = held {
+            lock.release().await;
         }
         result
     }
@@ -440,7 +437,14 @@ impl Cache {
                 .op(redis.try_lock(&lock_key, &token, self.inner.lock_ttl))
                 .await
             {
-                Ok(true) => return Locking::Held(token),
+                Ok(true) => {
+                    return Locking::Held(LoadLock {
+                        cache: self.clone(),
+                        key: lock_key,
+                        token,
+                        released: false,
+                    })
+                }
                 Ok(false) => {}
                 Err(error) => {
                     self.backend_failed("lock", &error);
@@ -474,6 +478,51 @@ impl Cache {
                     self.backend_failed("read", &error);
                     return Locking::Unlocked;
                 }
+            }
+        }
+    }
+}
+
+/// The cross-process load lock, held while this process loads. It is
+/// released once the value is stored; if the load is cancelled or panics,
+/// dropping the guard releases it in the background, so other processes do
+/// not wait for its TTL.
+struct LoadLock {
+    cache: Cache,
+    key: String,
+    token: String,
+    released: bool,
+}
+
+impl LoadLock {
+    async fn release(mut self) {
+        self.released = true;
+        self.cache.unlock(&self.key, &self.token).await;
+    }
+}
+
+impl Drop for LoadLock {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (cache, key, token) = (
+                self.cache.clone(),
+                std::mem::take(&mut self.key),
+                std::mem::take(&mut self.token),
+            );
+            runtime.spawn(async move { cache.unlock(&key, &token).await });
+        }
+    }
+}
+
+impl Cache {
+    /// Releases a load lock if `token` still holds it (compare-and-delete).
+    async fn unlock(&self, lock_key: &str, token: &str) {
+        if let Some(redis) = self.inner.backend.distributed() {
+            if let Err(error) = self.op(redis.unlock(lock_key, token)).await {
+                self.backend_failed("unlock", &error);
             }
         }
     }

@@ -35,9 +35,12 @@ impl RedisBackend {
         })?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(connect_timeout))
+            // Few retries per reconnect: while Redis is down, commands fail
+            // fast (and the next command starts a new reconnect) instead of
+            // each waiting out the operation timeout.
             .set_min_delay(Duration::from_millis(10))
-            .set_max_delay(Duration::from_millis(500))
-            .set_number_of_retries(usize::MAX);
+            .set_max_delay(Duration::from_millis(100))
+            .set_number_of_retries(2);
         let conn = ConnectionManager::new_lazy_with_config(client, config)?;
         Ok(RedisBackend {
             conn,
