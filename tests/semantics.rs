@@ -72,6 +72,27 @@ async fn counted<T>(loads: &AtomicUsize, value: T) -> Result<T, String> {
     Ok(value)
 }
 
+/// `get_or_load` with a counted loader that cannot fail.
+async fn get<T>(
+    cache: &Cache,
+    key: &str,
+    ttl: Duration,
+    tags: &[&str],
+    loads: &AtomicUsize,
+    value: T,
+) -> T
+where
+    T: serde::Serialize + serde::de::DeserializeOwned,
+{
+    match cache
+        .get_or_load(key, ttl, tags, || counted(loads, value))
+        .await
+    {
+        Ok(value) => value,
+        Err(never) => unreachable!("counted never fails: {never}"),
+    }
+}
+
 macro_rules! on_both_backends {
     ($($test:ident),* $(,)?) => {
         mod memory {
@@ -146,20 +167,11 @@ async fn errors_are_returned_and_not_cached(f: Fixture) {
 async fn entries_expire_after_their_ttl(f: Fixture) {
     let loads = AtomicUsize::new(0);
     let short = Duration::from_millis(300);
-    f.cache
-        .get_or_load("k", short, &[], || counted(&loads, 1u8))
-        .await
-        .unwrap();
-    f.cache
-        .get_or_load("k", short, &[], || counted(&loads, 1u8))
-        .await
-        .unwrap();
+    get(&f.cache, "k", short, &[], &loads, 1u8).await;
+    get(&f.cache, "k", short, &[], &loads, 1u8).await;
     assert_eq!(loads.load(SeqCst), 1);
     tokio::time::sleep(Duration::from_millis(700)).await;
-    f.cache
-        .get_or_load("k", short, &[], || counted(&loads, 1u8))
-        .await
-        .unwrap();
+    get(&f.cache, "k", short, &[], &loads, 1u8).await;
     assert_eq!(loads.load(SeqCst), 2, "the entry must have expired");
 }
 
@@ -348,24 +360,15 @@ async fn invalidation_racing_a_slow_loader_never_serves_the_old_value(f: Fixture
 async fn invalidation_from_another_instance_is_seen(f: Fixture) {
     let other = f.another_instance().await;
     let loads = AtomicUsize::new(0);
-    f.cache
-        .get_or_load("k", TTL, &["t"], || counted(&loads, 1u8))
-        .await
-        .unwrap();
+    get(&f.cache, "k", TTL, &["t"], &loads, 1u8).await;
     other.invalidate_tag("t").await.unwrap();
-    f.cache
-        .get_or_load("k", TTL, &["t"], || counted(&loads, 1u8))
-        .await
-        .unwrap();
+    get(&f.cache, "k", TTL, &["t"], &loads, 1u8).await;
     assert_eq!(loads.load(SeqCst), 2);
 }
 
 async fn an_entry_of_another_type_is_a_miss_and_is_overwritten(f: Fixture) {
     let loads = AtomicUsize::new(0);
-    f.cache
-        .get_or_load("k", TTL, &[], || counted(&loads, "text".to_string()))
-        .await
-        .unwrap();
+    get(&f.cache, "k", TTL, &[], &loads, "text".to_string()).await;
     let number = f
         .cache
         .get_or_load("k", TTL, &[], || counted(&loads, 5u64))
@@ -382,37 +385,19 @@ async fn an_entry_of_another_type_is_a_miss_and_is_overwritten(f: Fixture) {
 
 async fn invalidate_key_removes_one_entry(f: Fixture) {
     let loads = AtomicUsize::new(0);
-    f.cache
-        .get_or_load("a", TTL, &[], || counted(&loads, 1u8))
-        .await
-        .unwrap();
-    f.cache
-        .get_or_load("b", TTL, &[], || counted(&loads, 1u8))
-        .await
-        .unwrap();
+    get(&f.cache, "a", TTL, &[], &loads, 1u8).await;
+    get(&f.cache, "b", TTL, &[], &loads, 1u8).await;
     f.cache.invalidate_key("a").await.unwrap();
-    f.cache
-        .get_or_load("a", TTL, &[], || counted(&loads, 1u8))
-        .await
-        .unwrap();
-    f.cache
-        .get_or_load("b", TTL, &[], || counted(&loads, 1u8))
-        .await
-        .unwrap();
+    get(&f.cache, "a", TTL, &[], &loads, 1u8).await;
+    get(&f.cache, "b", TTL, &[], &loads, 1u8).await;
     assert_eq!(loads.load(SeqCst), 3);
 }
 
 async fn untagged_and_tagged_entries_of_one_key_do_not_mix(f: Fixture) {
     let loads = AtomicUsize::new(0);
-    f.cache
-        .get_or_load("k", TTL, &["t"], || counted(&loads, 1u8))
-        .await
-        .unwrap();
+    get(&f.cache, "k", TTL, &["t"], &loads, 1u8).await;
     // The same key asked with other tags is not served the entry made under
     // "t": its validity would not follow the tags the caller relies on.
-    f.cache
-        .get_or_load("k", TTL, &["u"], || counted(&loads, 2u8))
-        .await
-        .unwrap();
+    get(&f.cache, "k", TTL, &["u"], &loads, 2u8).await;
     assert_eq!(loads.load(SeqCst), 2);
 }
