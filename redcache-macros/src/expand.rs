@@ -5,47 +5,95 @@ use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::parse::{ParseStream, Parser};
 use syn::spanned::Spanned;
-use syn::{Expr, Ident, ItemFn, LitStr, Token};
+use syn::{Attribute, Expr, Ident, ItemFn, LitStr, Meta, Token};
 
 use crate::errors::Errors;
 use crate::function::{Function, Returns};
 use crate::options::{Options, Site, Stampede};
 use crate::template::Template;
 
-/// `#[cached(...)]` on an async fn.
-///
-/// ```text
-/// // Input:
-/// #[cached(ttl = 300, key = "product:<id>")]
-/// async fn get_product(id: u64) -> Result<Product, DbError> { body }
-/// // Output:
-/// async fn get_product(id: u64) -> Result<Product, DbError> {
-///     let __redcache_key = ::redcache::__private::Key::new().lit("product:").arg(&id).finish();
-///     ::redcache::__private::cached_result(
-///         ::redcache::__private::global(),
-///         ::redcache::__private::Call::new(&__redcache_key, Duration::from_secs(300)),
-///         async move { body },
-///     )
-///     .await
-/// }
-/// ```
-pub(crate) fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
-    let mut func: ItemFn = match syn::parse2(item.clone()) {
+/// A redcache attribute.
+#[derive(Clone, Copy, PartialEq)]
+pub(crate) enum Attr {
+    Cached,
+    RateLimited,
+}
+
+impl Attr {
+    /// Recognises `cached`, `rate_limited` and the same under `redcache::`.
+    fn of(attribute: &Attribute) -> Option<Attr> {
+        let segments = &attribute.path().segments;
+        let last = segments.last()?.ident.to_string();
+        let ours = segments.len() == 1 || (segments.len() == 2 && segments[0].ident == "redcache");
+        match last.as_str() {
+            "cached" if ours => Some(Attr::Cached),
+            "rate_limited" if ours => Some(Attr::RateLimited),
+            _ => None,
+        }
+    }
+}
+
+/// A redcache attribute on an async fn. Redcache attributes below it are
+/// applied first, so that the top attribute is the outermost at run time
+/// (as decorators stack in other languages): `#[cached] #[rate_limited]`
+/// checks the limit only on a miss, `#[rate_limited] #[cached]` on every call.
+pub(crate) fn attribute(attr: Attr, args: TokenStream, item: TokenStream) -> TokenStream {
+    let func: ItemFn = match syn::parse2(item.clone()) {
         Ok(func) => func,
         Err(error) => return with_error(item, error),
     };
-    match cached_body(args, &func) {
-        Ok(block) => {
-            func.block = Box::new(block);
-            func.into_token_stream()
-        }
+    match apply(attr, args, Span::call_site(), func) {
+        Ok(func) => func.into_token_stream(),
         // Keep the user's fn so that the rest of the crate and IDEs still
         // see it; the errors point at the attribute's tokens.
         Err(error) => with_error(item, error),
     }
 }
 
-fn cached_body(args: TokenStream, func: &ItemFn) -> syn::Result<syn::Block> {
+/// Applies `attr` (written at `span`) to `func`, after the redcache
+/// attributes below it.
+fn apply(attr: Attr, args: TokenStream, span: Span, mut func: ItemFn) -> syn::Result<ItemFn> {
+    match attr {
+        Attr::Cached => {
+            let mut func = apply_inner(func)?;
+            func.block = Box::new(cached_body(args, span, &func)?);
+            Ok(func)
+        }
+        Attr::RateLimited => {
+            // Stacked #[rate_limited] directly below are policies of the
+            // same check, consumed all-or-nothing.
+            let mut stack = vec![(args, span)];
+            while let Some(index) = func.attrs.iter().position(|a| Attr::of(a).is_some()) {
+                if Attr::of(&func.attrs[index]) != Some(Attr::RateLimited) {
+                    break;
+                }
+                let attribute = func.attrs.remove(index);
+                stack.push((attribute_args(&attribute), attribute.span()));
+            }
+            let func = apply_inner(func)?;
+            crate::rate_limit::rate_limited(stack, func)
+        }
+    }
+}
+
+/// Applies the first redcache attribute left on `func`, if any.
+fn apply_inner(mut func: ItemFn) -> syn::Result<ItemFn> {
+    let Some(index) = func.attrs.iter().position(|a| Attr::of(a).is_some()) else {
+        return Ok(func);
+    };
+    let attribute = func.attrs.remove(index);
+    let attr = Attr::of(&attribute).expect("found by Attr::of");
+    apply(attr, attribute_args(&attribute), attribute.span(), func)
+}
+
+fn attribute_args(attribute: &Attribute) -> TokenStream {
+    match &attribute.meta {
+        Meta::List(list) => list.tokens.clone(),
+        _ => TokenStream::new(),
+    }
+}
+
+fn cached_body(args: TokenStream, span: Span, func: &ItemFn) -> syn::Result<syn::Block> {
     let mut errors = Errors::default();
     let parsed =
         (|input: ParseStream| Options::parse(input, Site::Attribute, &mut errors)).parse2(args);
@@ -56,8 +104,8 @@ fn cached_body(args: TokenStream, func: &ItemFn) -> syn::Result<syn::Block> {
             Options::default()
         }
     };
-    options.require_ttl(Span::call_site(), &mut errors);
-    let function = Function::analyze(&func.sig, &mut errors);
+    options.require_ttl(span, &mut errors);
+    let function = Function::analyze(&func.sig, "#[cached]", &mut errors);
     let names = function.names();
     for template in options.key.iter().chain(&options.tags) {
         if let Err(error) = template.check_roots(&names, "fn") {
@@ -91,14 +139,12 @@ fn cached_body(args: TokenStream, func: &ItemFn) -> syn::Result<syn::Block> {
     let cache = cache_expr(options.cache.as_ref());
     let block = &func.block;
     let future = quote!(async move #block);
-    let return_span = function
-        .return_type
-        .map_or_else(Span::call_site, Spanned::span);
+    let return_span = function.return_span();
     let (tags_let, call) = call_tokens(&options, ttl);
     // The call carries the span of the return type (its value type for a
     // `Result`), so a value type that cannot be cached is reported there.
     let body = match function.returns {
-        Returns::Result { value } => quote_spanned!(value.span()=>
+        Returns::Result { value, .. } => quote_spanned!(value.span()=>
             ::redcache::__private::cached_result(#cache, #call, #future).await
         ),
         Returns::Option => {
@@ -206,7 +252,7 @@ fn key_inner(input: TokenStream) -> syn::Result<TokenStream> {
 /// The key of a fn without `key = ...`: its path and its arguments,
 /// `crate::module::fn_name:arg1:arg2` (methods: the type's name instead of
 /// the module's).
-fn default_key(func: &ItemFn, function: &Function<'_>) -> TokenStream {
+pub(crate) fn default_key(func: &ItemFn, function: &Function<'_>) -> TokenStream {
     let name = format!("::{}", func.sig.ident);
     let path = if function.has_receiver {
         quote!(.lit(::core::any::type_name::<Self>()).lit(#name))
@@ -248,14 +294,14 @@ fn call_tokens(options: &Options, ttl: TokenStream) -> (TokenStream, TokenStream
     (tags_let, call)
 }
 
-fn cache_expr(cache: Option<&Expr>) -> TokenStream {
+pub(crate) fn cache_expr(cache: Option<&Expr>) -> TokenStream {
     match cache {
         Some(expr) => quote!(&(#expr)),
         None => quote!(::redcache::__private::global()),
     }
 }
 
-fn key_var() -> Ident {
+pub(crate) fn key_var() -> Ident {
     format_ident!("__redcache_key", span = Span::mixed_site())
 }
 

@@ -1,4 +1,4 @@
-//! What `#[cached]` needs to know about the fn it is on.
+//! What the attributes need to know about the fn they are on.
 
 use proc_macro2::Span;
 use syn::spanned::Spanned;
@@ -6,13 +6,17 @@ use syn::{FnArg, GenericArgument, Pat, PathArguments, ReturnType, Signature, Typ
 
 use crate::errors::Errors;
 
-/// How the fn's result is cached, decided from its written return type.
+/// What the fn returns, decided from its written return type.
 pub(crate) enum Returns<'a> {
-    /// `Result<T, E>` (any path ending in `Result`): `Ok` is cached.
-    Result { value: &'a Type },
-    /// `Option<T>`: `Some` is cached, `None` with `cache_none = true`.
+    /// `Result<T, E>` (any path ending in `Result`). `E` is unknown for
+    /// aliases such as `io::Result<T>`.
+    Result {
+        value: &'a Type,
+        error: Option<&'a Type>,
+    },
+    /// `Option<T>`.
     Option,
-    /// Anything else: every value is cached.
+    /// Anything else.
     Value,
 }
 
@@ -30,18 +34,18 @@ pub(crate) struct Function<'a> {
 }
 
 impl<'a> Function<'a> {
-    /// Reads `sig`, reporting what `#[cached]` cannot work with.
-    pub(crate) fn analyze(sig: &'a Signature, errors: &mut Errors) -> Self {
+    /// Reads `sig`, reporting what the attribute `attr` cannot work with.
+    pub(crate) fn analyze(sig: &'a Signature, attr: &str, errors: &mut Errors) -> Self {
         if let Some(constness) = &sig.constness {
             errors.push_new(
                 constness.span,
-                "`#[cached]` cannot go on a `const fn`: caching happens at run time",
+                format!("`{attr}` cannot go on a `const fn`: it works at run time"),
             );
         }
         if sig.asyncness.is_none() {
             errors.push_new(
                 sig.fn_token.span,
-                "`#[cached]` goes on an `async fn`: reading the cache is asynchronous",
+                format!("`{attr}` goes on an `async fn`: it talks to its backend asynchronously"),
             );
         }
         let mut has_receiver = false;
@@ -69,7 +73,7 @@ impl<'a> Function<'a> {
             ReturnType::Default => {
                 errors.push_new(
                     sig.ident.span(),
-                    "a cached fn must return the value to cache",
+                    format!("a fn under `{attr}` must return a value"),
                 );
                 (Returns::Value, None)
             }
@@ -87,6 +91,11 @@ impl<'a> Function<'a> {
     pub(crate) fn names(&self) -> Vec<String> {
         self.params.iter().filter_map(|p| p.name.clone()).collect()
     }
+
+    /// Where to report a problem with what the fn returns.
+    pub(crate) fn return_span(&self) -> Span {
+        self.return_type.map_or_else(Span::call_site, Spanned::span)
+    }
 }
 
 fn classify(ty: &Type) -> Returns<'_> {
@@ -99,12 +108,15 @@ fn classify(ty: &Type) -> Returns<'_> {
     let PathArguments::AngleBracketed(args) = &last.arguments else {
         return Returns::Value;
     };
-    let first_type = args.args.iter().find_map(|arg| match arg {
+    let mut types = args.args.iter().filter_map(|arg| match arg {
         GenericArgument::Type(ty) => Some(ty),
         _ => None,
     });
-    match (last.ident.to_string().as_str(), first_type) {
-        ("Result", Some(value)) => Returns::Result { value },
+    match (last.ident.to_string().as_str(), types.next()) {
+        ("Result", Some(value)) => Returns::Result {
+            value,
+            error: types.next(),
+        },
         ("Option", Some(_)) => Returns::Option,
         _ => Returns::Value,
     }

@@ -12,6 +12,7 @@ mod errors;
 mod expand;
 mod function;
 mod options;
+mod rate_limit;
 mod template;
 
 #[cfg(test)]
@@ -49,7 +50,48 @@ use proc_macro::TokenStream;
 /// `Serialize + DeserializeOwned`.
 #[proc_macro_attribute]
 pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
-    expand::cached(args.into(), item.into()).into()
+    expand::attribute(expand::Attr::Cached, args.into(), item.into()).into()
+}
+
+/// Limits how often an async fn runs: when a limit is reached, the body
+/// does not run and the fn returns `Err(RateLimited.into())`.
+///
+/// ```
+/// # #[derive(Debug)] struct ApiError;
+/// # impl From<redcache::RateLimited> for ApiError { fn from(_: redcache::RateLimited) -> Self { ApiError } }
+/// #[redcache::rate_limited(limit = 100, window = "60s", key = "user:<user_id>")]
+/// async fn search(user_id: u64, q: &str) -> Result<Vec<String>, ApiError> {
+///     Ok(vec![q.to_string()])
+/// }
+///
+/// // Two policies, checked and consumed all-or-nothing:
+/// #[redcache::rate_limited(limit = 10, window = "1s", key = "user:<user_id>")]
+/// #[redcache::rate_limited(limit = 1000, window = "1h", algorithm = "sliding_window")]
+/// async fn upload(user_id: u64) -> Result<(), ApiError> {
+///     Ok(())
+/// }
+/// ```
+///
+/// Options:
+/// - `limit` (required): calls (units of cost) per window.
+/// - `window` (required): `"60s"`, `"1m"`, `"500ms"`, or whole seconds.
+/// - `key = "..."`: a template, as in `#[cached]`. Default: one limit for
+///   the whole fn.
+/// - `algorithm = "sliding_log" | "sliding_window" | "fixed_window" | "gcra"`
+///   (default `sliding_log`, exact).
+/// - `burst = n`: for `gcra`, calls allowed at once (default `limit`).
+/// - `cost = <expr>`: the weight of a call (a `u64`, default 1).
+/// - `on_error = "allow" | "deny"`: when the backend is unreachable
+///   (default allow).
+/// - `cache = <expr>`: a `Cache` or `&Cache` instead of the global one.
+///
+/// Stacked `#[rate_limited]` attributes are policies of one check on one
+/// key (`key`, `cost`, `on_error` and `cache` are shared). Stacked with
+/// `#[cached]`, the top attribute runs first: `#[cached]` on top limits
+/// only misses; `#[rate_limited]` on top limits every call.
+#[proc_macro_attribute]
+pub fn rate_limited(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::attribute(expand::Attr::RateLimited, args.into(), item.into()).into()
 }
 
 /// Cache-aside for a block that is not a whole fn: a future of the cached

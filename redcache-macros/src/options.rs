@@ -17,6 +17,8 @@ pub(crate) enum Site {
     Attribute,
     /// `get_or_load!(..., future)`
     Inline,
+    /// `#[rate_limited(...)]`
+    RateLimit,
 }
 
 impl Site {
@@ -32,8 +34,34 @@ impl Site {
                 "cache_none",
             ],
             Site::Inline => &["ttl", "key", "tags", "tag", "cache", "stampede"],
+            Site::RateLimit => &[
+                "limit",
+                "window",
+                "key",
+                "algorithm",
+                "burst",
+                "cost",
+                "on_error",
+                "cache",
+            ],
         }
     }
+}
+
+/// The rate-limit algorithms, by the names the attribute takes, and their
+/// `redcache::Algorithm` variants.
+pub(crate) const ALGORITHMS: [(&str, &str); 4] = [
+    ("sliding_log", "SlidingLog"),
+    ("sliding_window", "SlidingWindow"),
+    ("fixed_window", "FixedWindow"),
+    ("gcra", "Gcra"),
+];
+
+/// An option value and where it was written.
+#[derive(Clone, Copy)]
+pub(crate) struct Spanned<T> {
+    pub(crate) value: T,
+    pub(crate) span: Span,
 }
 
 #[derive(Clone, Copy)]
@@ -51,6 +79,14 @@ pub(crate) struct Options {
     pub(crate) cache: Option<Expr>,
     pub(crate) stampede: Option<Stampede>,
     pub(crate) cache_none: Option<LitBool>,
+    pub(crate) limit: Option<Spanned<u64>>,
+    pub(crate) window: Option<SpannedDuration>,
+    /// The variant name of `redcache::Algorithm`.
+    pub(crate) algorithm: Option<Spanned<&'static str>>,
+    pub(crate) burst: Option<Spanned<u64>>,
+    pub(crate) cost: Option<Expr>,
+    /// `true` for `on_error = "deny"`.
+    pub(crate) deny_on_error: Option<Spanned<bool>>,
     /// The names given so far, to report duplicates.
     seen: Vec<String>,
 }
@@ -137,6 +173,25 @@ impl Options {
                 Ok(())
             }
             "stampede" => stampede(&value).map(|s| self.stampede = Some(s)),
+            "limit" => positive_int(&value, "limit").map(|n| self.limit = Some(n)),
+            "burst" => positive_int(&value, "burst").map(|n| self.burst = Some(n)),
+            "window" => SpannedDuration::parse(&value, "window").and_then(|window| {
+                if window.value.is_zero() {
+                    Err(syn::Error::new(
+                        window.span,
+                        "`window` must be greater than zero",
+                    ))
+                } else {
+                    self.window = Some(window);
+                    Ok(())
+                }
+            }),
+            "algorithm" => algorithm(&value).map(|a| self.algorithm = Some(a)),
+            "cost" => {
+                self.cost = Some(value);
+                Ok(())
+            }
+            "on_error" => on_error(&value).map(|deny| self.deny_on_error = Some(deny)),
             "cache_none" => match &value {
                 Expr::Lit(ExprLit {
                     lit: Lit::Bool(flag),
@@ -174,6 +229,11 @@ impl Options {
         errors.finish()
     }
 
+    /// Whether the option was written (even with a value that was refused).
+    pub(crate) fn given(&self, name: &str) -> bool {
+        self.seen.iter().any(|seen| seen == name)
+    }
+
     /// Reports a missing `ttl` at `span` (the attribute or macro call).
     pub(crate) fn require_ttl(&self, span: Span, errors: &mut Errors) {
         // A `ttl` that was given but rejected has its own error already.
@@ -204,6 +264,68 @@ fn template(value: &Expr, option: &str) -> syn::Result<Template> {
     }
 }
 
+fn positive_int(value: &Expr, option: &str) -> syn::Result<Spanned<u64>> {
+    let expected = || {
+        syn::Error::new_spanned(
+            value,
+            format!("`{option}` takes a whole number greater than zero"),
+        )
+    };
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(int), ..
+        }) => match int.base10_parse::<u64>() {
+            Ok(0) | Err(_) => Err(expected()),
+            Ok(n) => Ok(Spanned {
+                value: n,
+                span: int.span(),
+            }),
+        },
+        _ => Err(expected()),
+    }
+}
+
+fn algorithm(value: &Expr) -> syn::Result<Spanned<&'static str>> {
+    let names: Vec<String> = ALGORITHMS
+        .iter()
+        .map(|(name, _)| format!("\"{name}\""))
+        .collect();
+    let expected = format!("`algorithm` is one of {}", names.join(", "));
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(lit), ..
+        }) => ALGORITHMS
+            .iter()
+            .find(|(name, _)| *name == lit.value())
+            .map(|(_, variant)| Spanned {
+                value: *variant,
+                span: lit.span(),
+            })
+            .ok_or_else(|| syn::Error::new(lit.span(), expected)),
+        other => Err(syn::Error::new_spanned(other, expected)),
+    }
+}
+
+fn on_error(value: &Expr) -> syn::Result<Spanned<bool>> {
+    let expected = "`on_error` is \"allow\" (the default: let calls through while the backend is unreachable) or \"deny\"";
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(lit), ..
+        }) => match lit.value().as_str() {
+            "allow" => Ok(Spanned {
+                value: false,
+                span: lit.span(),
+            }),
+            "deny" => Ok(Spanned {
+                value: true,
+                span: lit.span(),
+            }),
+            _ => Err(syn::Error::new(lit.span(), expected)),
+        },
+        other => Err(syn::Error::new_spanned(other, expected)),
+    }
+}
+
 fn stampede(value: &Expr) -> syn::Result<Stampede> {
     let expected = "`stampede` is one of \"distributed\" (default), \"local\" or \"off\"";
     match value {
@@ -220,16 +342,24 @@ fn stampede(value: &Expr) -> syn::Result<Stampede> {
 }
 
 fn unknown_option(name: &str, site: Site) -> String {
-    let hint = match name {
-        "expire" | "expiry" | "expires" | "ttl_secs" | "time" | "duration" | "timeout" => {
-            " (the expiry is called `ttl`)".to_string()
+    let hint = match (name, site) {
+        ("ttl" | "tags" | "tag" | "stampede" | "cache_none", Site::RateLimit) => {
+            " (an option of `#[cached]`: stack the two attributes to cache and limit)"
         }
-        "name" | "key_prefix" | "prefix" => " (the key template is called `key`)".to_string(),
-        "cache_none" if site == Site::Inline => {
+        ("rate" | "max" | "requests" | "count", Site::RateLimit) => {
+            " (the calls per window are the `limit`)"
+        }
+        ("period" | "per" | "interval" | "duration", Site::RateLimit) => {
+            " (the length of the window is `window`)"
+        }
+        ("expire" | "expiry" | "expires" | "ttl_secs" | "time" | "duration" | "timeout", _) => {
+            " (the expiry is called `ttl`)"
+        }
+        ("name" | "key_prefix" | "prefix", _) => " (the key template is called `key`)",
+        ("cache_none", Site::Inline) => {
             " (`get_or_load!` caches the `Ok` of a `Result`; there is no `None` to cache)"
-                .to_string()
         }
-        _ => String::new(),
+        _ => "",
     };
     format!(
         "unknown option `{name}`{hint}; expected one of: {}",

@@ -11,7 +11,11 @@ fn expand_file(source: &str) -> String {
         match item {
             syn::Item::Fn(func) => {
                 if let Some(args) = take_cached_args(&mut func.attrs) {
-                    let expanded = crate::expand::cached(args, quote::quote!(#func));
+                    let expanded = crate::expand::attribute(
+                        crate::expand::Attr::Cached,
+                        args,
+                        quote::quote!(#func),
+                    );
                     *item = syn::parse2(expanded).expect("expansion is an item");
                 }
             }
@@ -21,7 +25,11 @@ fn expand_file(source: &str) -> String {
                         continue;
                     };
                     if let Some(args) = take_cached_args(&mut method.attrs) {
-                        let expanded = crate::expand::cached(args, quote::quote!(#method));
+                        let expanded = crate::expand::attribute(
+                            crate::expand::Attr::Cached,
+                            args,
+                            quote::quote!(#method),
+                        );
                         *impl_item = syn::parse2(expanded).expect("expansion is a method");
                     }
                 }

@@ -7,7 +7,7 @@ use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::LitStr;
 
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Part {
     Lit(String),
     /// A parameter and the fields below it: `<user.id>` is `["user", "id"]`.
@@ -15,6 +15,7 @@ pub(crate) enum Part {
 }
 
 /// A parsed template and the literal it came from.
+#[derive(Clone)]
 pub(crate) struct Template {
     pub(crate) parts: Vec<Part>,
     pub(crate) lit: LitStr,

@@ -6,7 +6,8 @@ use std::time::Duration;
 use crate::backend::memory::MemoryBackend;
 use crate::backend::redis::RedisBackend;
 use crate::backend::Backend;
-use crate::cache::{Cache, Inner};
+use crate::cache::{Cache, Inner, Settings};
+use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 
 /// The environment variables [`Cache::from_env`] reads, first match wins.
@@ -44,6 +45,7 @@ pub struct CacheBuilder {
     lock_ttl: Duration,
     lock_wait: Duration,
     max_entries: u64,
+    clock: Arc<dyn Clock>,
 }
 
 impl Default for CacheBuilder {
@@ -56,6 +58,7 @@ impl Default for CacheBuilder {
             lock_ttl: Duration::from_secs(10),
             lock_wait: Duration::from_secs(2),
             max_entries: 100_000,
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -145,6 +148,14 @@ impl CacheBuilder {
         self
     }
 
+    /// The clock of rate limits on the embedded backend, and of the
+    /// in-process memory of denials (default: the system clock). Redis
+    /// limits always use the Redis server's clock. For tests: [`ManualClock`](crate::ManualClock).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
     /// Builds the cache.
     ///
     /// A Redis backend connects in the background: if Redis is down, the
@@ -189,13 +200,7 @@ impl CacheBuilder {
             }
         };
         Ok(Cache {
-            inner: Arc::new(Inner::new(
-                backend,
-                &self.namespace,
-                self.op_timeout,
-                self.lock_ttl,
-                self.lock_wait,
-            )),
+            inner: Arc::new(Inner::new(backend, &self.namespace, &self.settings())),
         })
     }
 
@@ -207,10 +212,18 @@ impl CacheBuilder {
             inner: Arc::new(Inner::new(
                 Backend::Unavailable(reason),
                 "redcache",
-                self.op_timeout,
-                self.lock_ttl,
-                self.lock_wait,
+                &self.settings(),
             )),
+        }
+    }
+
+    fn settings(&self) -> Settings {
+        Settings {
+            op_timeout: self.op_timeout,
+            lock_ttl: self.lock_ttl,
+            lock_wait: self.lock_wait,
+            max_entries: self.max_entries,
+            clock: Arc::clone(&self.clock),
         }
     }
 

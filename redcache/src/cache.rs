@@ -8,11 +8,14 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::backend::memory::{AtDeadline, Expiring};
 use crate::backend::{Backend, Read, Write, INVALIDATED_EPOCH_TTL};
 use crate::builder::CacheBuilder;
+use crate::clock::Clock;
 use crate::entry::{self, Decoded, Epoch};
 use crate::error::{Error, Result};
 use crate::flight::{Flights, Joined, Leader, Outcome};
+use crate::ratelimit::Denial;
 use crate::stats::{Counters, Stats};
 
 /// How concurrent misses of one key are coordinated.
@@ -67,21 +70,29 @@ pub(crate) struct Inner {
     value_prefix: String,
     tag_prefix: String,
     lock_prefix: String,
+    pub(crate) rate_prefix: String,
     op_timeout: Duration,
     lock_ttl: Duration,
     lock_wait: Duration,
     flights: Flights,
-    counters: Counters,
+    pub(crate) counters: Counters,
+    pub(crate) clock: Arc<dyn Clock>,
+    /// Rate-limit denials remembered until they expire, so a caller over
+    /// its limit does not cost a round trip per call.
+    pub(crate) denials: moka::future::Cache<String, Expiring<Denial>>,
+}
+
+/// The settings of a cache, as the builder collected them.
+pub(crate) struct Settings {
+    pub(crate) op_timeout: Duration,
+    pub(crate) lock_ttl: Duration,
+    pub(crate) lock_wait: Duration,
+    pub(crate) max_entries: u64,
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 impl Inner {
-    pub(crate) fn new(
-        backend: Backend,
-        namespace: &str,
-        op_timeout: Duration,
-        lock_ttl: Duration,
-        lock_wait: Duration,
-    ) -> Self {
+    pub(crate) fn new(backend: Backend, namespace: &str, settings: &Settings) -> Self {
         Inner {
             backend,
             // Entries, tag epochs and locks live under distinct prefixes, so
@@ -89,11 +100,17 @@ impl Inner {
             value_prefix: format!("{namespace}:v:"),
             tag_prefix: format!("{namespace}:tag:"),
             lock_prefix: format!("{namespace}:lock:"),
-            op_timeout,
-            lock_ttl,
-            lock_wait,
+            rate_prefix: format!("{namespace}:rl:"),
+            op_timeout: settings.op_timeout,
+            lock_ttl: settings.lock_ttl,
+            lock_wait: settings.lock_wait,
             flights: Flights::default(),
             counters: Counters::default(),
+            clock: Arc::clone(&settings.clock),
+            denials: moka::future::Cache::builder()
+                .max_capacity(settings.max_entries)
+                .expire_after(AtDeadline)
+                .build(),
         }
     }
 }
@@ -232,7 +249,7 @@ impl Cache {
 
     /// Bounds a backend operation by the operation timeout (Redis only: the
     /// embedded backend does no I/O).
-    async fn op<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {
+    pub(crate) async fn op<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {
         if self.inner.backend.distributed().is_none() {
             return fut.await;
         }

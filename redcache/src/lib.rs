@@ -48,11 +48,13 @@
 mod backend;
 mod builder;
 mod cache;
+mod clock;
 mod entry;
 mod error;
 mod flight;
 mod global;
 mod key;
+mod ratelimit;
 mod stats;
 
 #[doc(hidden)]
@@ -61,13 +63,15 @@ pub mod __private;
 
 pub use builder::{CacheBuilder, ENV_VARS};
 pub use cache::{Cache, Stampede};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use global::{invalidate_key, invalidate_tag, set_global};
 pub use key::{Key, KeyArg};
+pub use ratelimit::{Algorithm, OnError, Policy, RateLimited, RateLimiter, RateStatus};
 pub use stats::Stats;
 
 #[doc(inline)]
-pub use redcache_macros::{cached, get_or_load, key};
+pub use redcache_macros::{cached, get_or_load, key, rate_limited};
 
 /// The README's examples, compiled and run as doctests so they stay true.
 #[cfg(doctest)]

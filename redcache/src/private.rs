@@ -11,9 +11,11 @@ use serde::Serialize;
 pub use crate::cache::Stampede;
 pub use crate::global::global;
 pub use crate::key::{Key, KeyArg};
+pub use crate::ratelimit::{Algorithm, OnError, Policy};
 pub use core::time::Duration;
 
 use crate::cache::Cache;
+use crate::ratelimit::{Mode, RateLimited, Request};
 
 /// The bound on a cached value, with an error message that says what to do.
 #[diagnostic::on_unimplemented(
@@ -96,5 +98,55 @@ where
     match cache.as_ref().load_through(call.0, |_| true, loaded).await {
         Ok(value) => value,
         Err(never) => match never {},
+    }
+}
+
+/// The bound on the error type of a rate-limited fn.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot carry a rate-limit refusal: `#[rate_limited]` needs `{Self}: From<redcache::RateLimited>`",
+    label = "the refusal is returned as this error type",
+    note = "implement `From<redcache::RateLimited>` for `{Self}` (e.g. a variant holding it, which can render a 429)"
+)]
+pub trait FromRateLimited: From<RateLimited> {}
+
+impl<E: From<RateLimited>> FromRateLimited for E {}
+
+/// The limits of one rate-limited fn.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits<'a>(Request<'a>);
+
+impl<'a> Limits<'a> {
+    pub fn new(name: &'a str, key: &'a str, policies: &'a [Policy]) -> Self {
+        Limits(Request {
+            name,
+            key,
+            policies,
+            cost: 1,
+            on_error: OnError::default(),
+        })
+    }
+
+    pub fn cost(mut self, cost: u64) -> Self {
+        self.0.cost = cost;
+        self
+    }
+
+    pub fn on_error(mut self, on_error: OnError) -> Self {
+        self.0.on_error = on_error;
+        self
+    }
+}
+
+/// Runs `body` if every policy has room, after taking from each; else
+/// returns the refusal as the fn's error.
+pub async fn rate_limited<C, T, E, Fut>(cache: C, limits: Limits<'_>, body: Fut) -> Result<T, E>
+where
+    C: AsRef<Cache>,
+    E: FromRateLimited,
+    Fut: Future<Output = Result<T, E>>,
+{
+    match cache.as_ref().rate_limit(limits.0, Mode::Consume).await {
+        Ok(_) => body.await,
+        Err(limited) => Err(E::from(limited)),
     }
 }

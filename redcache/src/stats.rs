@@ -34,6 +34,13 @@ pub struct Stats {
     pub errors: u64,
     /// Tag invalidations issued.
     pub invalidations: u64,
+    /// Rate-limit checks that took from a quota.
+    pub rate_allowed: u64,
+    /// Rate-limit checks the backend refused.
+    pub rate_denied: u64,
+    /// Rate-limit checks refused in-process, from a remembered denial,
+    /// without a round trip.
+    pub rate_denied_locally: u64,
 }
 
 #[derive(Default)]
@@ -47,6 +54,9 @@ pub(crate) struct Counters {
     pub(crate) lock_waits: AtomicU64,
     pub(crate) errors: AtomicU64,
     pub(crate) invalidations: AtomicU64,
+    pub(crate) rate_allowed: AtomicU64,
+    pub(crate) rate_denied: AtomicU64,
+    pub(crate) rate_denied_locally: AtomicU64,
 }
 
 impl Counters {
@@ -65,6 +75,9 @@ impl Counters {
             lock_waits: self.lock_waits.load(Relaxed),
             errors: self.errors.load(Relaxed),
             invalidations: self.invalidations.load(Relaxed),
+            rate_allowed: self.rate_allowed.load(Relaxed),
+            rate_denied: self.rate_denied.load(Relaxed),
+            rate_denied_locally: self.rate_denied_locally.load(Relaxed),
         }
     }
 }

@@ -9,15 +9,17 @@ use moka::Expiry;
 
 use super::{Read, Write, EPOCH_MARGIN, INVALIDATED_EPOCH_TTL};
 use crate::entry::Epoch;
+use crate::ratelimit::memory::RateStore;
 
+/// A value and the instant it expires.
 #[derive(Clone)]
-struct Expiring<V> {
-    value: V,
-    deadline: Instant,
+pub(crate) struct Expiring<V> {
+    pub(crate) value: V,
+    pub(crate) deadline: Instant,
 }
 
 /// Expires every entry at the deadline stored with it.
-struct AtDeadline;
+pub(crate) struct AtDeadline;
 
 impl<K, V> Expiry<K, Expiring<V>> for AtDeadline {
     fn expire_after_create(&self, _: &K, v: &Expiring<V>, now: Instant) -> Option<Duration> {
@@ -38,6 +40,7 @@ impl<K, V> Expiry<K, Expiring<V>> for AtDeadline {
 pub(crate) struct MemoryBackend {
     values: Moka<String, Expiring<Arc<[u8]>>>,
     epochs: Moka<String, Expiring<Epoch>>,
+    pub(crate) rates: RateStore,
 }
 
 impl MemoryBackend {
@@ -50,6 +53,7 @@ impl MemoryBackend {
             // Epochs must not be evicted before their entries: an evicted
             // epoch would read as 0 again. They are bounded by their TTL.
             epochs: Moka::builder().expire_after(AtDeadline).build(),
+            rates: RateStore::default(),
         }
     }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::entry::Epoch;
 use crate::error::Result;
+use crate::ratelimit::{Mode, Request, Verdict};
 
 pub(crate) mod memory;
 pub(crate) mod redis;
@@ -79,6 +80,26 @@ impl Backend {
                 Ok(())
             }
             Backend::Redis(b) => b.delete(key).await,
+            Backend::Unavailable(why) => Err(unavailable(why)),
+        }
+    }
+
+    /// Checks (and in [`Mode::Consume`], takes from) the quotas of
+    /// `request`, whose policies' state lives at `keys`. The embedded
+    /// backend reads the time from `now_us`; Redis uses its own clock.
+    pub(crate) async fn rate_limit(
+        &self,
+        keys: &[String],
+        request: &Request<'_>,
+        mode: Mode,
+        now_us: u64,
+    ) -> Result<Vec<Verdict>> {
+        match self {
+            Backend::Memory(b) => {
+                Ok(b.rates
+                    .check(keys, request.policies, request.cost, mode, now_us))
+            }
+            Backend::Redis(b) => b.rate_limit(keys, request, mode).await,
             Backend::Unavailable(why) => Err(unavailable(why)),
         }
     }

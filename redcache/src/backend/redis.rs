@@ -12,16 +12,19 @@ use redis::{Client, Script};
 use super::{Read, Write, EPOCH_MARGIN, INVALIDATED_EPOCH_TTL};
 use crate::entry::Epoch;
 use crate::error::{Error, Result};
+use crate::ratelimit::{Mode, Request, Verdict};
 
 static TOUCH_EPOCH: &str = include_str!("../scripts/touch_epoch.lua");
 static BUMP_EPOCH: &str = include_str!("../scripts/bump_epoch.lua");
 static UNLOCK: &str = include_str!("../scripts/unlock.lua");
+static RATE_LIMIT: &str = include_str!("../scripts/rate_limit.lua");
 
 pub(crate) struct RedisBackend {
     conn: ConnectionManager,
     touch_epoch: Script,
     bump_epoch: Script,
     unlock: Script,
+    rate_limit: Script,
 }
 
 impl RedisBackend {
@@ -47,6 +50,7 @@ impl RedisBackend {
             touch_epoch: Script::new(TOUCH_EPOCH),
             bump_epoch: Script::new(BUMP_EPOCH),
             unlock: Script::new(UNLOCK),
+            rate_limit: Script::new(RATE_LIMIT),
         })
     }
 
@@ -149,6 +153,46 @@ impl RedisBackend {
             .invoke_async::<i64>(&mut conn)
             .await?;
         Ok(())
+    }
+
+    /// One EVALSHA of `scripts/rate_limit.lua` for every policy of the
+    /// request (NOSCRIPT is answered by loading the script once).
+    pub(crate) async fn rate_limit(
+        &self,
+        keys: &[String],
+        request: &Request<'_>,
+        mode: Mode,
+    ) -> Result<Vec<Verdict>> {
+        let mut call = self.rate_limit.prepare_invoke();
+        for key in keys {
+            call.key(key);
+        }
+        call.arg(match mode {
+            Mode::Consume => "consume",
+            Mode::Peek => "peek",
+        });
+        call.arg(request.cost);
+        for arg in request.script_args() {
+            call.arg(arg);
+        }
+        let mut conn = self.conn.clone();
+        let reply: Vec<i64> = call.invoke_async(&mut conn).await?;
+        let figures = reply.get(1..).unwrap_or_default();
+        if figures.len() != 4 * keys.len() {
+            return Err(Error::UnexpectedReply(
+                "the rate-limit script answered with the wrong number of figures",
+            ));
+        }
+        let unsigned = |x: i64| u64::try_from(x).unwrap_or(0);
+        Ok(figures
+            .chunks_exact(4)
+            .map(|f| Verdict {
+                allowed: f[0] == 1,
+                remaining: unsigned(f[1]),
+                retry_after_us: unsigned(f[2]),
+                reset_after_us: unsigned(f[3]),
+            })
+            .collect())
     }
 
     /// A round trip, to find out whether Redis answers.

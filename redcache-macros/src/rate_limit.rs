@@ -1,0 +1,202 @@
+//! `#[rate_limited(...)]`: one or several stacked policies, checked and
+//! consumed all-or-nothing before the body runs.
+//!
+//! ```text
+//! // Input:
+//! #[rate_limited(limit = 100, window = "60s", key = "user:<user_id>")]
+//! async fn search(user_id: u64) -> Result<Vec<Hit>, ApiError> { body }
+//! // Output:
+//! async fn search(user_id: u64) -> Result<Vec<Hit>, ApiError> {
+//!     let __redcache_key = ::redcache::__private::Key::new().lit("user:").arg(&user_id).finish();
+//!     ::redcache::__private::rate_limited(
+//!         ::redcache::__private::global(),
+//!         ::redcache::__private::Limits::new(
+//!             ::core::concat!(::core::module_path!(), "::search"),
+//!             &__redcache_key,
+//!             &[::redcache::__private::Policy::new(100, Duration::from_secs(60))],
+//!         ),
+//!         async move { body },
+//!     )
+//!     .await
+//! }
+//! ```
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned, ToTokens};
+use syn::parse::{ParseStream, Parser};
+use syn::spanned::Spanned;
+use syn::{Ident, ItemFn};
+
+use crate::errors::Errors;
+use crate::expand::{cache_expr, key_var};
+use crate::function::{Function, Returns};
+use crate::options::{Options, Site};
+use crate::template::Template;
+
+/// The options every stacked attribute shares; each may be given on any of
+/// them, and must then be the same wherever it is repeated.
+const SHARED: [&str; 4] = ["key", "cost", "on_error", "cache"];
+
+pub(crate) fn rate_limited(
+    stack: Vec<(TokenStream, Span)>,
+    mut func: ItemFn,
+) -> syn::Result<ItemFn> {
+    let mut errors = Errors::default();
+    let mut policies = Vec::new();
+    let mut shared = Options::default();
+    let mut shared_text: [Option<String>; 4] = Default::default();
+    for (args, span) in stack {
+        let parsed =
+            (|input: ParseStream| Options::parse(input, Site::RateLimit, &mut errors)).parse2(args);
+        let options = match parsed {
+            Ok((options, _)) => options,
+            Err(error) => {
+                errors.push(error);
+                continue;
+            }
+        };
+        check_policy(&options, span, &mut errors);
+        merge_shared(&mut shared, &mut shared_text, &options, &mut errors);
+        policies.push(options);
+    }
+    let function = Function::analyze(&func.sig, "#[rate_limited]", &mut errors);
+    if let Some(key) = &shared.key {
+        if let Err(error) = key.check_roots(&function.names(), "fn") {
+            errors.push(error);
+        }
+    }
+    let error_type = match function.returns {
+        Returns::Result { error, .. } => {
+            Some(error.map_or_else(|| function.return_span(), Spanned::span))
+        }
+        _ => {
+            errors.push_new(
+                function.return_span(),
+                "`#[rate_limited]` needs a fn returning `Result<T, E>` with `E: From<redcache::RateLimited>`, to return the refusal",
+            );
+            None
+        }
+    };
+    errors.finish()?;
+
+    let name = limiter_name(&func, function.has_receiver);
+    let key = shared
+        .key
+        .as_ref()
+        .map_or_else(|| quote!(::std::string::String::new()), Template::render);
+    let policies = policies.iter().map(policy_tokens);
+    let key_var = key_var();
+    let mut limits =
+        quote!(::redcache::__private::Limits::new(#name, &#key_var, &[#(#policies),*]));
+    if let Some(cost) = &shared.cost {
+        limits.extend(quote_spanned!(cost.span()=> .cost(#cost)));
+    }
+    if shared.deny_on_error.is_some_and(|deny| deny.value) {
+        limits.extend(quote!(.on_error(::redcache::__private::OnError::Deny)));
+    }
+    let cache = cache_expr(shared.cache.as_ref());
+    let block = &func.block;
+    // The call carries the span of the error type, so an error type that
+    // cannot hold the refusal is reported there.
+    let call = quote_spanned!(error_type.unwrap_or_else(Span::call_site)=>
+        ::redcache::__private::rate_limited(#cache, #limits, async move #block).await
+    );
+    func.block = Box::new(syn::parse2(quote!({
+        let #key_var = #key;
+        #call
+    }))?);
+    Ok(func)
+}
+
+/// `limit` and `window` are required; `burst` is for GCRA only.
+fn check_policy(options: &Options, span: Span, errors: &mut Errors) {
+    if !options.given("limit") {
+        errors.push_new(
+            span,
+            "missing `limit`: the number of calls allowed per window, e.g. `limit = 100`",
+        );
+    }
+    if !options.given("window") {
+        errors.push_new(
+            span,
+            "missing `window`: the length of the window, e.g. `window = \"60s\"`",
+        );
+    }
+    if let Some(burst) = options.burst {
+        if options.algorithm.map(|a| a.value) != Some("Gcra") {
+            errors.push_new(burst.span, "`burst` applies only to `algorithm = \"gcra\"`");
+        }
+    }
+}
+
+/// Moves the shared options of one attribute into `shared`, reporting a
+/// repeat that differs from the first.
+fn merge_shared(
+    shared: &mut Options,
+    texts: &mut [Option<String>; 4],
+    options: &Options,
+    errors: &mut Errors,
+) {
+    let given: [Option<(String, Span)>; 4] = [
+        options.key.as_ref().map(|t| (t.lit.value(), t.lit.span())),
+        options
+            .cost
+            .as_ref()
+            .map(|e| (e.to_token_stream().to_string(), e.span())),
+        options.deny_on_error.map(|d| (d.value.to_string(), d.span)),
+        options
+            .cache
+            .as_ref()
+            .map(|e| (e.to_token_stream().to_string(), e.span())),
+    ];
+    for (i, given) in given.into_iter().enumerate() {
+        let Some((text, span)) = given else { continue };
+        match &texts[i] {
+            Some(first) if *first != text => errors.push_new(
+                span,
+                format!(
+                    "stacked `#[rate_limited]` attributes are one all-or-nothing check on one key: `{}` must be the same on each, or given once",
+                    SHARED[i]
+                ),
+            ),
+            Some(_) => {}
+            None => {
+                texts[i] = Some(text);
+                match i {
+                    0 => shared.key = options.key.clone(),
+                    1 => shared.cost = options.cost.clone(),
+                    2 => shared.deny_on_error = options.deny_on_error,
+                    _ => shared.cache = options.cache.clone(),
+                }
+            }
+        }
+    }
+}
+
+/// `Policy::new(100, Duration::from_secs(60)).algorithm(Algorithm::Gcra).burst(10)`
+fn policy_tokens(options: &Options) -> TokenStream {
+    let limit = options.limit.map_or(1, |l| l.value);
+    let limit = proc_macro2::Literal::u64_unsuffixed(limit);
+    let window = options.window.map(|w| w.to_tokens()).unwrap_or_default();
+    let mut policy = quote!(::redcache::__private::Policy::new(#limit, #window));
+    if let Some(algorithm) = options.algorithm {
+        let variant = Ident::new(algorithm.value, algorithm.span);
+        policy.extend(quote!(.algorithm(::redcache::__private::Algorithm::#variant)));
+    }
+    if let Some(burst) = options.burst {
+        let burst = proc_macro2::Literal::u64_unsuffixed(burst.value);
+        policy.extend(quote!(.burst(#burst)));
+    }
+    policy
+}
+
+/// The limiter's name, part of its keys: the fn's path (in a method, the
+/// type's path and the method's name).
+fn limiter_name(func: &ItemFn, has_receiver: bool) -> TokenStream {
+    let name = format!("::{}", func.sig.ident);
+    if has_receiver {
+        quote!(&::redcache::__private::Key::new().lit(::core::any::type_name::<Self>()).lit(#name).finish())
+    } else {
+        quote!(::core::concat!(::core::module_path!(), #name))
+    }
+}
