@@ -21,7 +21,7 @@ pub(crate) enum Attr {
 
 impl Attr {
     /// Recognises `cached`, `rate_limited` and the same under `redcache::`.
-    fn of(attribute: &Attribute) -> Option<Attr> {
+    pub(crate) fn of(attribute: &Attribute) -> Option<Attr> {
         let segments = &attribute.path().segments;
         let last = segments.last()?.ident.to_string();
         let ours = segments.len() == 1 || (segments.len() == 2 && segments[0].ident == "redcache");
@@ -42,21 +42,23 @@ pub(crate) fn attribute(attr: Attr, args: TokenStream, item: TokenStream) -> Tok
         Ok(func) => func,
         Err(error) => return with_error(item, error),
     };
-    match apply(attr, args, Span::call_site(), func) {
+    match apply(attr, args, Span::call_site(), func.clone()) {
         Ok(func) => func.into_token_stream(),
         // Keep the user's fn so that the rest of the crate and IDEs still
-        // see it; the errors point at the attribute's tokens.
-        Err(error) => with_error(item, error),
+        // see it, without the redcache attributes below this one (their
+        // errors are among these; they must not be reported twice).
+        Err(error) => with_error(without_ours(func).into_token_stream(), error),
     }
 }
 
 /// Applies `attr` (written at `span`) to `func`, after the redcache
-/// attributes below it.
+/// attributes below it. Errors of all of them are reported together.
 fn apply(attr: Attr, args: TokenStream, span: Span, mut func: ItemFn) -> syn::Result<ItemFn> {
     match attr {
         Attr::Cached => {
-            let mut func = apply_inner(func)?;
-            func.block = Box::new(cached_body(args, span, &func)?);
+            let (mut func, inner) = split_result(apply_inner(func.clone()), func);
+            let outer = cached_body(args, span, &func).map(|block| *func.block = block);
+            combine(inner, outer)?;
             Ok(func)
         }
         Attr::RateLimited => {
@@ -68,12 +70,38 @@ fn apply(attr: Attr, args: TokenStream, span: Span, mut func: ItemFn) -> syn::Re
                     break;
                 }
                 let attribute = func.attrs.remove(index);
-                stack.push((attribute_args(&attribute), attribute.span()));
+                stack.push((attribute_args(&attribute), attribute_span(&attribute)));
             }
-            let func = apply_inner(func)?;
-            crate::rate_limit::rate_limited(stack, func)
+            let (func, inner) = split_result(apply_inner(func.clone()), func);
+            let outer = crate::rate_limit::rate_limited(stack, func);
+            combine(inner, outer.as_ref().map(|_| ()).map_err(Clone::clone))?;
+            outer
         }
     }
+}
+
+/// The inner expansion, or the fn without redcache attributes and the error.
+fn split_result(inner: syn::Result<ItemFn>, original: ItemFn) -> (ItemFn, syn::Result<()>) {
+    match inner {
+        Ok(func) => (func, Ok(())),
+        Err(error) => (without_ours(original), Err(error)),
+    }
+}
+
+fn combine(first: syn::Result<()>, second: syn::Result<()>) -> syn::Result<()> {
+    match (first, second) {
+        (Err(mut a), Err(b)) => {
+            a.combine(b);
+            Err(a)
+        }
+        (Err(e), _) | (_, Err(e)) => Err(e),
+        _ => Ok(()),
+    }
+}
+
+fn without_ours(mut func: ItemFn) -> ItemFn {
+    func.attrs.retain(|a| Attr::of(a).is_none());
+    func
 }
 
 /// Applies the first redcache attribute left on `func`, if any.
@@ -83,7 +111,22 @@ fn apply_inner(mut func: ItemFn) -> syn::Result<ItemFn> {
     };
     let attribute = func.attrs.remove(index);
     let attr = Attr::of(&attribute).expect("found by Attr::of");
-    apply(attr, attribute_args(&attribute), attribute.span(), func)
+    apply(
+        attr,
+        attribute_args(&attribute),
+        attribute_span(&attribute),
+        func,
+    )
+}
+
+/// Where to report a problem with a whole attribute below the top one: its
+/// name (a span covering the whole attribute needs a nightly compiler).
+fn attribute_span(attribute: &Attribute) -> Span {
+    attribute
+        .path()
+        .segments
+        .last()
+        .map_or_else(|| attribute.span(), |segment| segment.ident.span())
 }
 
 fn attribute_args(attribute: &Attribute) -> TokenStream {

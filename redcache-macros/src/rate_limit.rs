@@ -31,7 +31,6 @@ use crate::errors::Errors;
 use crate::expand::{cache_expr, key_var};
 use crate::function::{Function, Returns};
 use crate::options::{Options, Site};
-use crate::template::Template;
 
 /// The options every stacked attribute shares; each may be given on any of
 /// them, and must then be the same wherever it is repeated.
@@ -80,14 +79,17 @@ pub(crate) fn rate_limited(
     errors.finish()?;
 
     let name = limiter_name(&func, function.has_receiver);
-    let key = shared
-        .key
-        .as_ref()
-        .map_or_else(|| quote!(::std::string::String::new()), Template::render);
-    let policies = policies.iter().map(policy_tokens);
+    // Without a key, one limit for the whole fn: the empty key.
     let key_var = key_var();
-    let mut limits =
-        quote!(::redcache::__private::Limits::new(#name, &#key_var, &[#(#policies),*]));
+    let (key_let, key_arg) = match &shared.key {
+        Some(template) => {
+            let key = template.render();
+            (quote!(let #key_var = #key;), quote!(&#key_var))
+        }
+        None => (TokenStream::new(), quote!("")),
+    };
+    let policies = policies.iter().map(policy_tokens);
+    let mut limits = quote!(::redcache::__private::Limits::new(#name, #key_arg, &[#(#policies),*]));
     if let Some(cost) = &shared.cost {
         limits.extend(quote_spanned!(cost.span()=> .cost(#cost)));
     }
@@ -102,7 +104,7 @@ pub(crate) fn rate_limited(
         ::redcache::__private::rate_limited(#cache, #limits, async move #block).await
     );
     func.block = Box::new(syn::parse2(quote!({
-        let #key_var = #key;
+        #key_let
         #call
     }))?);
     Ok(func)

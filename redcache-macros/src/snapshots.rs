@@ -10,12 +10,8 @@ fn expand_file(source: &str) -> String {
     for item in &mut file.items {
         match item {
             syn::Item::Fn(func) => {
-                if let Some(args) = take_cached_args(&mut func.attrs) {
-                    let expanded = crate::expand::attribute(
-                        crate::expand::Attr::Cached,
-                        args,
-                        quote::quote!(#func),
-                    );
+                if let Some((attr, args)) = take_first_attribute(&mut func.attrs) {
+                    let expanded = crate::expand::attribute(attr, args, quote::quote!(#func));
                     *item = syn::parse2(expanded).expect("expansion is an item");
                 }
             }
@@ -24,12 +20,8 @@ fn expand_file(source: &str) -> String {
                     let syn::ImplItem::Fn(method) = impl_item else {
                         continue;
                     };
-                    if let Some(args) = take_cached_args(&mut method.attrs) {
-                        let expanded = crate::expand::attribute(
-                            crate::expand::Attr::Cached,
-                            args,
-                            quote::quote!(#method),
-                        );
+                    if let Some((attr, args)) = take_first_attribute(&mut method.attrs) {
+                        let expanded = crate::expand::attribute(attr, args, quote::quote!(#method));
                         *impl_item = syn::parse2(expanded).expect("expansion is a method");
                     }
                 }
@@ -40,14 +32,21 @@ fn expand_file(source: &str) -> String {
     prettyplease::unparse(&file)
 }
 
-/// Removes `#[cached(...)]` from `attrs`, as the compiler does before it
-/// calls the macro, and returns its arguments.
-fn take_cached_args(attrs: &mut Vec<syn::Attribute>) -> Option<proc_macro2::TokenStream> {
-    let index = attrs.iter().position(|a| a.path().is_ident("cached"))?;
-    match attrs.remove(index).meta {
-        syn::Meta::List(list) => Some(list.tokens),
-        _ => Some(proc_macro2::TokenStream::new()),
-    }
+/// Removes the first redcache attribute from `attrs`, as the compiler does
+/// before it calls the macro, and returns which it is and its arguments.
+fn take_first_attribute(
+    attrs: &mut Vec<syn::Attribute>,
+) -> Option<(crate::expand::Attr, proc_macro2::TokenStream)> {
+    let index = attrs
+        .iter()
+        .position(|a| crate::expand::Attr::of(a).is_some())?;
+    let attribute = attrs.remove(index);
+    let attr = crate::expand::Attr::of(&attribute)?;
+    let args = match attribute.meta {
+        syn::Meta::List(list) => list.tokens,
+        _ => proc_macro2::TokenStream::new(),
+    };
+    Some((attr, args))
 }
 
 #[test]
