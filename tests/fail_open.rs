@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
-use redcache::{Cache, Error};
+use redcache::{Cache, CircuitState, Error};
 use redcache_suite::{unique_namespace, RedisServer};
 
 const TTL: Duration = Duration::from_secs(60);
@@ -73,17 +73,20 @@ async fn stopping_redis_mid_test_runs_the_function_and_caching_resumes_after() {
         );
     }
     assert_eq!(loads.load(SeqCst), 21);
-    assert!(cache.stats().errors >= 20, "{:?}", cache.stats());
+    let stats = cache.stats();
+    assert!(stats.errors >= 20, "{stats:?}");
+    assert_eq!(stats.circuit, CircuitState::Open, "20 failures in a row open the circuit");
 
     // An invalidation that cannot reach Redis is reported, not lost.
     match cache.invalidate_tag("t").await {
-        Err(Error::Redis(_) | Error::Timeout(_)) => {}
+        Err(Error::Redis(_) | Error::Timeout(_) | Error::CircuitOpen) => {}
         other => panic!("invalidate_tag with Redis down must fail, got {other:?}"),
     }
 
     server.restart();
     let recovered = until_cached(&cache, "after", Duration::from_secs(10)).await;
     println!("caching resumed {recovered:?} after redis-server restarted");
+    assert_eq!(cache.stats().circuit, CircuitState::Closed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -46,6 +46,8 @@ pub struct CacheBuilder {
     lock_wait: Duration,
     max_entries: u64,
     clock: Arc<dyn Clock>,
+    breaker_threshold: u32,
+    breaker_cool_down: Duration,
 }
 
 impl Default for CacheBuilder {
@@ -59,6 +61,8 @@ impl Default for CacheBuilder {
             lock_wait: Duration::from_secs(2),
             max_entries: 100_000,
             clock: Arc::new(SystemClock),
+            breaker_threshold: 5,
+            breaker_cool_down: Duration::from_millis(250),
         }
     }
 }
@@ -148,6 +152,16 @@ impl CacheBuilder {
         self
     }
 
+    /// The circuit breaker: after `failures` consecutive operations that
+    /// could not reach Redis, skip it for `cool_down`, then let one call
+    /// probe (default 5 failures, 250 ms). While it is open, cached calls
+    /// run their function with no added wait.
+    pub fn circuit_breaker(mut self, failures: u32, cool_down: Duration) -> Self {
+        self.breaker_threshold = failures;
+        self.breaker_cool_down = cool_down;
+        self
+    }
+
     /// The clock of rate limits on the embedded backend, and of the
     /// in-process memory of denials (default: the system clock). Redis
     /// limits always use the Redis server's clock. For tests: [`ManualClock`](crate::ManualClock).
@@ -224,6 +238,8 @@ impl CacheBuilder {
             lock_wait: self.lock_wait,
             max_entries: self.max_entries,
             clock: Arc::clone(&self.clock),
+            breaker_threshold: self.breaker_threshold,
+            breaker_cool_down: self.breaker_cool_down,
         }
     }
 

@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::backend::memory::{AtDeadline, Expiring};
 use crate::backend::{Backend, Read, Write, INVALIDATED_EPOCH_TTL};
 use crate::builder::CacheBuilder;
+use crate::breaker::{Breaker, Permit};
 use crate::clock::Clock;
 use crate::entry::{self, Decoded, Epoch};
 use crate::error::{Error, Result};
@@ -80,6 +81,7 @@ pub(crate) struct Inner {
     /// Rate-limit denials remembered until they expire, so a caller over
     /// its limit does not cost a round trip per call.
     pub(crate) denials: moka::future::Cache<String, Expiring<Denial>>,
+    pub(crate) breaker: Breaker,
 }
 
 /// The settings of a cache, as the builder collected them.
@@ -89,6 +91,8 @@ pub(crate) struct Settings {
     pub(crate) lock_wait: Duration,
     pub(crate) max_entries: u64,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) breaker_threshold: u32,
+    pub(crate) breaker_cool_down: Duration,
 }
 
 impl Inner {
@@ -107,6 +111,7 @@ impl Inner {
             flights: Flights::default(),
             counters: Counters::default(),
             clock: Arc::clone(&settings.clock),
+            breaker: Breaker::new(settings.breaker_threshold, settings.breaker_cool_down),
             denials: moka::future::Cache::builder()
                 .max_capacity(settings.max_entries)
                 .expire_after(AtDeadline)
@@ -242,26 +247,41 @@ impl Cache {
         self.op(self.inner.backend.delete(&key)).await
     }
 
-    /// The counters of this cache (shared by its clones).
+    /// The counters of this cache (shared by its clones), and the state of
+    /// its circuit breaker.
     pub fn stats(&self) -> Stats {
-        self.inner.counters.snapshot()
+        let mut stats = self.inner.counters.snapshot();
+        stats.circuit = self.inner.breaker.state();
+        stats
     }
 
-    /// Bounds a backend operation by the operation timeout (Redis only: the
-    /// embedded backend does no I/O).
+    /// Runs a backend operation through the circuit breaker, bounded by the
+    /// operation timeout (Redis only: the embedded backend does no I/O).
     pub(crate) async fn op<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {
         if self.inner.backend.distributed().is_none() {
             return fut.await;
         }
+        let breaker = &self.inner.breaker;
+        let permit = breaker.permit();
+        if permit == Permit::Skip {
+            return Err(Error::CircuitOpen);
+        }
         let limit = self.inner.op_timeout;
-        tokio::time::timeout(limit, fut)
+        let result = tokio::time::timeout(limit, fut)
             .await
-            .unwrap_or(Err(Error::Timeout(limit)))
+            .unwrap_or(Err(Error::Timeout(limit)));
+        breaker.record(&permit, !matches!(&result, Err(error) if error.is_unreachable()));
+        result
     }
 
     fn backend_failed(&self, op: &'static str, error: &Error) {
         Counters::bump(&self.inner.counters.errors);
-        tracing::warn!(target: "redcache", op, %error, "cache backend failed; running the function");
+        if matches!(error, Error::CircuitOpen) {
+            // Expected while the circuit is open: one event when it opened.
+            tracing::trace!(target: "redcache", op, "circuit open; skipping redis");
+        } else {
+            tracing::warn!(target: "redcache", op, %error, "cache backend failed; running the function");
+        }
     }
 
     /// The engine: cache-aside with single flight, the cross-process lock

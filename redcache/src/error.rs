@@ -32,10 +32,26 @@ pub enum Error {
     /// Redis did not answer within the operation timeout.
     #[error("redis did not answer within {0:?}")]
     Timeout(Duration),
+    /// Redis failed repeatedly and the circuit breaker is open: the
+    /// operation was not tried.
+    #[error("redis is skipped while the circuit breaker is open")]
+    CircuitOpen,
     /// The global cache could not be built from the environment; the
     /// message says why (for example an unparsable `REDIS_URL`).
     #[error("the global cache is unavailable: {0}")]
     Unavailable(String),
+}
+
+impl Error {
+    /// Whether the error means Redis could not be reached (as opposed to
+    /// an answer it gave): what the circuit breaker counts.
+    pub(crate) fn is_unreachable(&self) -> bool {
+        match self {
+            Error::Timeout(_) | Error::CircuitOpen | Error::Unavailable(_) => true,
+            Error::Redis(e) => e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() || e.is_timeout(),
+            _ => false,
+        }
+    }
 }
 
 /// A shorthand for `Result<T, redcache::Error>`.

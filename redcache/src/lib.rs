@@ -46,6 +46,7 @@
 #![warn(missing_docs)]
 
 mod backend;
+mod breaker;
 mod builder;
 mod cache;
 mod clock;
@@ -61,6 +62,7 @@ mod stats;
 #[path = "private.rs"]
 pub mod __private;
 
+pub use breaker::CircuitState;
 pub use builder::{CacheBuilder, ENV_VARS};
 pub use cache::{Cache, Stampede};
 pub use clock::{Clock, ManualClock, SystemClock};

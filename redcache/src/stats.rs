@@ -2,6 +2,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use crate::breaker::CircuitState;
+
 /// A snapshot of a cache's counters since it was built.
 ///
 /// ```
@@ -41,6 +43,8 @@ pub struct Stats {
     /// Rate-limit checks refused in-process, from a remembered denial,
     /// without a round trip.
     pub rate_denied_locally: u64,
+    /// The circuit breaker's state when the snapshot was taken.
+    pub circuit: CircuitState,
 }
 
 #[derive(Default)]
@@ -78,6 +82,7 @@ impl Counters {
             rate_allowed: self.rate_allowed.load(Relaxed),
             rate_denied: self.rate_denied.load(Relaxed),
             rate_denied_locally: self.rate_denied_locally.load(Relaxed),
+            circuit: CircuitState::Closed,
         }
     }
 }

@@ -1,0 +1,146 @@
+//! A circuit breaker in front of Redis: after consecutive failures, calls
+//! skip Redis entirely for a cool-down (cached functions run their body with
+//! no added wait, rate limits follow `on_error`), then one call probes and
+//! the circuit closes when it succeeds.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::SeqCst};
+use std::time::{Duration, Instant};
+
+/// The state of a cache's circuit breaker, in [`Stats`](crate::Stats).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum CircuitState {
+    /// Redis is used (the normal state).
+    #[default]
+    Closed,
+    /// Redis failed repeatedly: calls skip it until the cool-down ends.
+    Open,
+    /// The cool-down ended: one call probes Redis, the others still skip it.
+    HalfOpen,
+}
+
+pub(crate) struct Breaker {
+    threshold: u32,
+    cool_down: Duration,
+    origin: Instant,
+    failures: AtomicU32,
+    /// When the circuit opened, in µs since `origin` plus one; 0 when closed.
+    opened_at: AtomicU64,
+    probing: AtomicBool,
+}
+
+/// Whether an operation may go to Redis.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Permit {
+    Go,
+    /// The one call that tests Redis after the cool-down.
+    Probe,
+    Skip,
+}
+
+impl Breaker {
+    pub(crate) fn new(threshold: u32, cool_down: Duration) -> Self {
+        Breaker {
+            threshold: threshold.max(1),
+            cool_down,
+            origin: Instant::now(),
+            failures: AtomicU32::new(0),
+            opened_at: AtomicU64::new(0),
+            probing: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn state(&self) -> CircuitState {
+        match self.opened_at.load(SeqCst) {
+            0 => CircuitState::Closed,
+            opened if self.now() >= opened - 1 + self.cool_down.as_micros() as u64 => CircuitState::HalfOpen,
+            _ => CircuitState::Open,
+        }
+    }
+
+    pub(crate) fn permit(&self) -> Permit {
+        match self.state() {
+            CircuitState::Closed => Permit::Go,
+            CircuitState::Open => Permit::Skip,
+            CircuitState::HalfOpen => {
+                if self.probing.compare_exchange(false, true, SeqCst, SeqCst).is_ok() {
+                    Permit::Probe
+                } else {
+                    Permit::Skip
+                }
+            }
+        }
+    }
+
+    /// Records the outcome of an operation that was let through.
+    pub(crate) fn record(&self, permit: &Permit, reached_redis: bool) {
+        if reached_redis {
+            self.failures.store(0, SeqCst);
+            if self.opened_at.swap(0, SeqCst) != 0 {
+                tracing::info!(target: "redcache", state = "closed", "redis answers again; circuit closed");
+            }
+            self.probing.store(false, SeqCst);
+            return;
+        }
+        let failures = self.failures.fetch_add(1, SeqCst) + 1;
+        if *permit == Permit::Probe {
+            self.opened_at.store(self.now() + 1, SeqCst);
+            self.probing.store(false, SeqCst);
+            tracing::warn!(target: "redcache", state = "open", "probe failed; circuit stays open");
+        } else if failures >= self.threshold && self.opened_at.compare_exchange(0, self.now() + 1, SeqCst, SeqCst).is_ok() {
+            tracing::warn!(target: "redcache", state = "open", failures, cool_down = ?self.cool_down,
+                "redis failed repeatedly; circuit open, calls skip redis");
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.origin.elapsed().as_micros() as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opens_after_the_threshold_then_probes_once_and_closes() {
+        let breaker = Breaker::new(3, Duration::from_millis(30));
+        for _ in 0..2 {
+            let permit = breaker.permit();
+            assert_eq!(permit, Permit::Go);
+            breaker.record(&permit, false);
+        }
+        assert_eq!(breaker.state(), CircuitState::Closed);
+        breaker.record(&Permit::Go, false);
+        assert_eq!(breaker.state(), CircuitState::Open);
+        assert_eq!(breaker.permit(), Permit::Skip);
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(breaker.state(), CircuitState::HalfOpen);
+        let probe = breaker.permit();
+        assert_eq!(probe, Permit::Probe);
+        assert_eq!(breaker.permit(), Permit::Skip, "one probe at a time");
+        breaker.record(&probe, true);
+        assert_eq!(breaker.state(), CircuitState::Closed);
+        assert_eq!(breaker.permit(), Permit::Go);
+    }
+
+    #[test]
+    fn a_failed_probe_reopens_for_another_cool_down() {
+        let breaker = Breaker::new(1, Duration::from_millis(30));
+        breaker.record(&Permit::Go, false);
+        std::thread::sleep(Duration::from_millis(40));
+        let probe = breaker.permit();
+        assert_eq!(probe, Permit::Probe);
+        breaker.record(&probe, false);
+        assert_eq!(breaker.state(), CircuitState::Open);
+    }
+
+    #[test]
+    fn a_success_resets_the_count() {
+        let breaker = Breaker::new(2, Duration::from_secs(60));
+        breaker.record(&Permit::Go, false);
+        breaker.record(&Permit::Go, true);
+        breaker.record(&Permit::Go, false);
+        assert_eq!(breaker.state(), CircuitState::Closed);
+    }
+}
