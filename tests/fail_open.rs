@@ -75,7 +75,11 @@ async fn stopping_redis_mid_test_runs_the_function_and_caching_resumes_after() {
     assert_eq!(loads.load(SeqCst), 21);
     let stats = cache.stats();
     assert!(stats.errors >= 20, "{stats:?}");
-    assert_eq!(stats.circuit, CircuitState::Open, "20 failures in a row open the circuit");
+    assert_eq!(
+        stats.circuit,
+        CircuitState::Open,
+        "20 failures in a row open the circuit"
+    );
 
     // An invalidation that cannot reach Redis is reported, not lost.
     match cache.invalidate_tag("t").await {

@@ -1,67 +1,82 @@
-//! The semantic suite: every test here runs on the embedded backend and on a
-//! real redis-server, and asserts the same behaviour on both.
+//! The semantic suite: every test here runs on the embedded backend, on a
+//! real redis-server and on a real 3-master Redis Cluster, and asserts the
+//! same behaviour on each.
 
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
-use redcache::Cache;
-use redcache_suite::{unique_namespace, RedisServer};
+use redcache::{Cache, CacheBuilder};
+use redcache_suite::{unique_namespace, RedisCluster, RedisServer};
 use tokio::sync::{oneshot, Barrier};
 
 const TTL: Duration = Duration::from_secs(60);
 
-/// A cache on one backend. Tests get their own namespace (and, on Redis,
-/// their own server).
+/// Where a fixture's cache lives.
+enum Backend {
+    Memory,
+    /// A redis-server of this test's own.
+    Single(RedisServer),
+    /// The 3-master cluster this test binary shares (namespaces keep tests apart).
+    Cluster(Arc<RedisCluster>),
+}
+
+/// A cache on one backend. Tests get their own namespace.
 struct Fixture {
     cache: Cache,
-    server: Option<RedisServer>,
+    backend: Backend,
     namespace: String,
 }
 
 impl Fixture {
     async fn memory() -> Self {
-        let namespace = unique_namespace("sem");
-        let cache = Cache::builder()
-            .memory()
-            .namespace(&namespace)
-            .build()
+        Self::on(Backend::Memory).await
+    }
+
+    async fn redis() -> Self {
+        Self::on(Backend::Single(RedisServer::start())).await
+    }
+
+    async fn cluster() -> Self {
+        let cluster = tokio::task::spawn_blocking(RedisCluster::shared)
             .await
             .unwrap();
+        Self::on(Backend::Cluster(cluster)).await
+    }
+
+    async fn on(backend: Backend) -> Self {
+        let namespace = unique_namespace("sem");
+        let cache = Self::builder(&backend, &namespace).build().await.unwrap();
         Fixture {
             cache,
-            server: None,
+            backend,
             namespace,
         }
     }
 
-    async fn redis() -> Self {
-        let server = RedisServer::start();
-        let namespace = unique_namespace("sem");
-        let mut fixture = Fixture {
-            cache: Cache::builder().build().await.unwrap(),
-            server: Some(server),
-            namespace,
-        };
-        fixture.cache = fixture.another_instance().await;
-        fixture
+    fn builder(backend: &Backend, namespace: &str) -> CacheBuilder {
+        // Generous timeouts: a busy CI machine must not turn into a
+        // fail-open run (the fail-open tests set their own).
+        let builder = Cache::builder()
+            .namespace(namespace)
+            .op_timeout(Duration::from_secs(2))
+            .lock_wait(Duration::from_secs(5));
+        match backend {
+            Backend::Memory => builder.memory(),
+            Backend::Single(server) => builder.redis(server.url()),
+            Backend::Cluster(cluster) => builder.redis_cluster(cluster.urls()),
+        }
     }
 
     /// A second handle, as another process would have: on Redis its own
     /// connection and its own in-process state; in memory the same store.
     async fn another_instance(&self) -> Cache {
-        match &self.server {
-            // Generous timeouts: a busy CI machine must not turn into a
-            // fail-open run (the fail-open tests set their own).
-            Some(server) => Cache::builder()
-                .redis(server.url())
-                .namespace(&self.namespace)
-                .op_timeout(Duration::from_secs(2))
-                .lock_wait(Duration::from_secs(5))
+        match self.backend {
+            Backend::Memory => self.cache.clone(),
+            _ => Self::builder(&self.backend, &self.namespace)
                 .build()
                 .await
                 .unwrap(),
-            None => self.cache.clone(),
         }
     }
 }
@@ -108,6 +123,14 @@ macro_rules! on_both_backends {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
                     super::$test(super::Fixture::redis().await).await;
+                }
+            )*
+        }
+        mod cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(super::Fixture::cluster().await).await;
                 }
             )*
         }

@@ -53,7 +53,9 @@ impl Breaker {
     pub(crate) fn state(&self) -> CircuitState {
         match self.opened_at.load(SeqCst) {
             0 => CircuitState::Closed,
-            opened if self.now() >= opened - 1 + self.cool_down.as_micros() as u64 => CircuitState::HalfOpen,
+            opened if self.now() >= opened - 1 + self.cool_down.as_micros() as u64 => {
+                CircuitState::HalfOpen
+            }
             _ => CircuitState::Open,
         }
     }
@@ -63,7 +65,11 @@ impl Breaker {
             CircuitState::Closed => Permit::Go,
             CircuitState::Open => Permit::Skip,
             CircuitState::HalfOpen => {
-                if self.probing.compare_exchange(false, true, SeqCst, SeqCst).is_ok() {
+                if self
+                    .probing
+                    .compare_exchange(false, true, SeqCst, SeqCst)
+                    .is_ok()
+                {
                     Permit::Probe
                 } else {
                     Permit::Skip
@@ -87,7 +93,12 @@ impl Breaker {
             self.opened_at.store(self.now() + 1, SeqCst);
             self.probing.store(false, SeqCst);
             tracing::warn!(target: "redcache", state = "open", "probe failed; circuit stays open");
-        } else if failures >= self.threshold && self.opened_at.compare_exchange(0, self.now() + 1, SeqCst, SeqCst).is_ok() {
+        } else if failures >= self.threshold
+            && self
+                .opened_at
+                .compare_exchange(0, self.now() + 1, SeqCst, SeqCst)
+                .is_ok()
+        {
             tracing::warn!(target: "redcache", state = "open", failures, cool_down = ?self.cool_down,
                 "redis failed repeatedly; circuit open, calls skip redis");
         }

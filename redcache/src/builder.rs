@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::backend::connection::Connection;
 use crate::backend::memory::MemoryBackend;
 use crate::backend::redis::RedisBackend;
 use crate::backend::Backend;
@@ -17,6 +18,7 @@ pub const ENV_VARS: [&str; 2] = ["REDCACHE_URL", "REDIS_URL"];
 enum Target {
     Memory,
     Redis(String),
+    Cluster(Vec<String>),
 }
 
 /// Configures and builds a [`Cache`].
@@ -82,11 +84,28 @@ impl CacheBuilder {
         self
     }
 
+    /// A Redis Cluster, from the URLs of one or more of its nodes (the
+    /// others are discovered), e.g. `["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"]`.
+    /// Every feature works on it: the scripts keep their keys in one slot,
+    /// and multi-key work is sent per key, never across slots.
+    pub fn redis_cluster<I, S>(mut self, nodes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.target = Target::Cluster(nodes.into_iter().map(Into::into).collect());
+        self
+    }
+
     /// Picks the backend from a URL: `memory` (or `memory://`) for the
-    /// embedded backend, anything else is a Redis URL.
+    /// embedded backend, a comma-separated list of URLs for a Redis Cluster,
+    /// anything else is a Redis URL.
     pub fn url(self, url: &str) -> Self {
         match url.trim() {
             "memory" | "memory://" => self.memory(),
+            list if list.contains(',') => {
+                self.redis_cluster(list.split(',').map(str::trim).filter(|u| !u.is_empty()))
+            }
             url => self.redis(url),
         }
     }
@@ -209,8 +228,18 @@ impl CacheBuilder {
         }
         let backend = match &self.target {
             Target::Memory => Backend::Memory(MemoryBackend::new(self.max_entries)),
-            Target::Redis(url) => {
-                Backend::Redis(RedisBackend::connect_lazy(url, self.connect_timeout)?)
+            Target::Redis(url) => Backend::Redis(RedisBackend::new(Connection::single(
+                url,
+                self.connect_timeout,
+            )?)),
+            Target::Cluster(nodes) => {
+                if nodes.is_empty() {
+                    return Err(Error::Config(
+                        "a Redis Cluster needs the URL of at least one node",
+                    ));
+                }
+                let conn = Connection::cluster(nodes, self.connect_timeout, self.connect_timeout)?;
+                Backend::Redis(RedisBackend::new(conn))
             }
         };
         Ok(Cache {

@@ -10,8 +10,8 @@ use serde::Serialize;
 
 use crate::backend::memory::{AtDeadline, Expiring};
 use crate::backend::{Backend, Read, Write, INVALIDATED_EPOCH_TTL};
-use crate::builder::CacheBuilder;
 use crate::breaker::{Breaker, Permit};
+use crate::builder::CacheBuilder;
 use crate::clock::Clock;
 use crate::entry::{self, Decoded, Epoch};
 use crate::error::{Error, Result};
@@ -270,7 +270,10 @@ impl Cache {
         let result = tokio::time::timeout(limit, fut)
             .await
             .unwrap_or(Err(Error::Timeout(limit)));
-        breaker.record(&permit, !matches!(&result, Err(error) if error.is_unreachable()));
+        breaker.record(
+            &permit,
+            !matches!(&result, Err(error) if error.is_unreachable()),
+        );
         result
     }
 

@@ -48,7 +48,12 @@ impl Error {
     pub(crate) fn is_unreachable(&self) -> bool {
         match self {
             Error::Timeout(_) | Error::CircuitOpen | Error::Unavailable(_) => true,
-            Error::Redis(e) => e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() || e.is_timeout(),
+            Error::Redis(e) => {
+                e.is_io_error()
+                    || e.is_connection_refusal()
+                    || e.is_connection_dropped()
+                    || e.is_timeout()
+            }
             _ => false,
         }
     }

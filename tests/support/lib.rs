@@ -22,6 +22,7 @@ pub fn server_program() -> String {
 pub struct RedisServer {
     port: u16,
     dir: PathBuf,
+    extra_args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -32,12 +33,22 @@ impl RedisServer {
     ///
     /// If `redis-server` cannot be run, with a message saying what to install.
     pub fn start() -> Self {
+        Self::start_with(&[], free_port)
+    }
+
+    /// Starts a server with more arguments, on a port from `pick_port`.
+    ///
+    /// # Panics
+    ///
+    /// As [`RedisServer::start`].
+    pub fn start_with(extra_args: &[&str], pick_port: fn() -> u16) -> Self {
         let dir = unique_dir();
         for _ in 0..5 {
-            let port = free_port();
+            let port = pick_port();
             let mut server = RedisServer {
                 port,
                 dir: dir.clone(),
+                extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
                 child: None,
             };
             if server.spawn() {
@@ -103,6 +114,11 @@ impl RedisServer {
         assert!(status.success(), "kill -{signal} {pid} failed");
     }
 
+    /// Whether the server process is running (not stopped by the test).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
     /// Sends one command in the inline protocol and returns the raw reply.
     pub fn command(&self, line: &str) -> String {
         let mut stream =
@@ -124,6 +140,7 @@ impl RedisServer {
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&self.dir)
+            .args(&self.extra_args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn();
@@ -172,6 +189,20 @@ fn ping(port: u16) -> bool {
     matches!(stream.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
 }
 
+/// A free port whose cluster bus port (+10 000) is free too.
+pub fn free_cluster_port() -> u16 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let seed = std::process::id() as u64 * 7919 + NEXT.fetch_add(1, Ordering::Relaxed) * 104_729;
+    for i in 0..1000 {
+        let port = 20_000 + ((seed + i * 7_919) % 20_000) as u16;
+        let free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
+        if free(port) && free(port + 10_000) {
+            return port;
+        }
+    }
+    panic!("no free port pair for a cluster node");
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -198,4 +229,133 @@ pub fn unique_namespace(prefix: &str) -> String {
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// A Redis Cluster of real `redis-server` processes on loopback, made with
+/// `redis-cli --cluster create`, stopped when dropped.
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts `masters` masters with `replicas` replicas each, and waits
+    /// until every node reports `cluster_state:ok`.
+    ///
+    /// # Panics
+    ///
+    /// If `redis-server` or `redis-cli` is missing (with what to install),
+    /// or if the cluster does not form within 30 seconds.
+    pub fn start(masters: usize, replicas: usize) -> Self {
+        let args = [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            "1000",
+        ];
+        let nodes: Vec<RedisServer> = (0..masters * (1 + replicas))
+            .map(|_| RedisServer::start_with(&args, free_cluster_port))
+            .collect();
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port()))
+            .collect();
+        let output = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+            .output()
+            .unwrap_or_else(|error| {
+                panic!(
+                    "cannot run redis-cli ({error}): install it with Redis (Debian/Ubuntu: `apt-get install redis-server` or `redis-tools`)"
+                )
+            });
+        assert!(
+            output.status.success(),
+            "redis-cli --cluster create failed: {output:?}"
+        );
+        let cluster = RedisCluster { nodes };
+        cluster.wait_until_ok(Duration::from_secs(30));
+        cluster
+    }
+
+    /// The shared 3-master cluster of this test binary: started by the
+    /// first test that asks, stopped when the last one holding it ends.
+    pub fn shared() -> std::sync::Arc<RedisCluster> {
+        static SHARED: std::sync::Mutex<std::sync::Weak<RedisCluster>> =
+            std::sync::Mutex::new(std::sync::Weak::new());
+        let mut slot = SHARED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(cluster) = slot.upgrade() {
+            return cluster;
+        }
+        let cluster = std::sync::Arc::new(RedisCluster::start(3, 0));
+        *slot = std::sync::Arc::downgrade(&cluster);
+        cluster
+    }
+
+    /// `redis://127.0.0.1:PORT` of every node.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    pub fn nodes(&self) -> &[RedisServer] {
+        &self.nodes
+    }
+
+    pub fn nodes_mut(&mut self) -> &mut [RedisServer] {
+        &mut self.nodes
+    }
+
+    /// Waits until every running node reports `cluster_state:ok`.
+    ///
+    /// # Panics
+    ///
+    /// If that takes longer than `limit`.
+    pub fn wait_until_ok(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let ok = self
+                .nodes
+                .iter()
+                .filter(|n| n.is_running())
+                .all(|n| n.command("CLUSTER INFO").contains("cluster_state:ok"));
+            if ok {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the cluster did not reach cluster_state:ok within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// The cluster slot of a key (CRC16/XMODEM of its hash tag, mod 16384), as
+/// Redis computes it.
+pub fn key_slot(key: &str) -> u16 {
+    let bytes = key.as_bytes();
+    let tagged = bytes
+        .iter()
+        .position(|&b| b == b'{')
+        .and_then(|open| {
+            let close = bytes[open + 1..].iter().position(|&b| b == b'}')?;
+            (close > 0).then(|| &bytes[open + 1..open + 1 + close])
+        })
+        .unwrap_or(bytes);
+    let mut crc: u16 = 0;
+    for &byte in tagged {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % 16_384
 }

@@ -8,6 +8,7 @@ use crate::entry::Epoch;
 use crate::error::Result;
 use crate::ratelimit::{Mode, Request, Verdict};
 
+pub(crate) mod connection;
 pub(crate) mod memory;
 pub(crate) mod redis;
 

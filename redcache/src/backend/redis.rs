@@ -1,14 +1,13 @@
-//! The Redis backend, on a redis-rs [`ConnectionManager`]: one multiplexed
-//! connection that reconnects by itself. Timeouts are applied by the engine
-//! around every operation (the manager's own do not bound the wait while it
-//! reconnects).
+//! The Redis backend, on one multiplexed connection per node (see
+//! `connection.rs`). Timeouts are applied by the engine around every
+//! operation (the clients' own do not bound the wait while they reconnect).
 
 use std::time::Duration;
 
 use futures_util::future::try_join_all;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Script};
+use redis::Script;
 
+use super::connection::Connection;
 use super::{Read, Write, EPOCH_MARGIN, INVALIDATED_EPOCH_TTL};
 use crate::entry::Epoch;
 use crate::error::{Error, Result};
@@ -20,7 +19,7 @@ static UNLOCK: &str = include_str!("../scripts/unlock.lua");
 static RATE_LIMIT: &str = include_str!("../scripts/rate_limit.lua");
 
 pub(crate) struct RedisBackend {
-    conn: ConnectionManager,
+    conn: Connection,
     touch_epoch: Script,
     bump_epoch: Script,
     unlock: Script,
@@ -28,56 +27,36 @@ pub(crate) struct RedisBackend {
 }
 
 impl RedisBackend {
-    /// Prepares a connection without waiting for it: a cache built while
-    /// Redis is down works (by running functions) and connects once Redis
-    /// is back.
-    pub(crate) fn connect_lazy(url: &str, connect_timeout: Duration) -> Result<Self> {
-        let client = Client::open(url).map_err(|source| Error::InvalidUrl {
-            url: url.to_string(),
-            source,
-        })?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(connect_timeout))
-            // Few retries per reconnect: while Redis is down, commands fail
-            // fast (and the next command starts a new reconnect) instead of
-            // each waiting out the operation timeout.
-            .set_min_delay(Duration::from_millis(10))
-            .set_max_delay(Duration::from_millis(100))
-            .set_number_of_retries(2);
-        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
-        Ok(RedisBackend {
+    /// A backend on `conn`, which connects in the background: a cache
+    /// built while Redis is down works (by running functions) and uses
+    /// Redis once it answers.
+    pub(crate) fn new(conn: Connection) -> Self {
+        RedisBackend {
             conn,
             touch_epoch: Script::new(TOUCH_EPOCH),
             bump_epoch: Script::new(BUMP_EPOCH),
             unlock: Script::new(UNLOCK),
             rate_limit: Script::new(RATE_LIMIT),
-        })
+        }
     }
 
-    /// The entry and the epoch of each tag, in one pipeline.
+    /// The entry and the epoch of each tag, sent together: one round trip
+    /// on a single node (the multiplexed connection writes them at once), and
+    /// one per node on a cluster, never one command across slots.
     pub(crate) async fn read(&self, key: &str, tag_keys: &[String]) -> Result<Read> {
-        let mut conn = self.conn.clone();
-        if tag_keys.is_empty() {
-            let value: Option<Vec<u8>> = redis::cmd("GET").arg(key).query_async(&mut conn).await?;
-            return Ok(Read {
-                value,
-                epochs: Vec::new(),
-            });
-        }
-        let mut pipe = redis::pipe();
-        pipe.get(key);
-        for tag in tag_keys {
-            pipe.get(tag);
-        }
-        let mut replies: Vec<Option<Vec<u8>>> = pipe.query_async(&mut conn).await?;
-        let epochs = replies
-            .drain(1..)
+        let get = |key: &str| {
+            let mut conn = self.conn.clone();
+            let cmd = redis::cmd("GET").arg(key).clone();
+            async move { cmd.query_async::<Option<Vec<u8>>>(&mut conn).await }
+        };
+        let (value, epochs) =
+            futures_util::future::try_join(get(key), try_join_all(tag_keys.iter().map(|t| get(t))))
+                .await?;
+        let epochs = epochs
+            .iter()
             .map(|raw| parse_epoch(raw.as_deref()))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Read {
-            value: replies.pop().flatten(),
-            epochs,
-        })
+        Ok(Read { value, epochs })
     }
 
     pub(crate) async fn write(&self, w: Write<'_>) -> Result<bool> {
