@@ -19,6 +19,10 @@ enum Target {
     Memory,
     Redis(String),
     Cluster(Vec<String>),
+    Sentinel {
+        sentinels: Vec<String>,
+        service: String,
+    },
 }
 
 /// Configures and builds a [`Cache`].
@@ -97,12 +101,39 @@ impl CacheBuilder {
         self
     }
 
-    /// Picks the backend from a URL: `memory` (or `memory://`) for the
-    /// embedded backend, a comma-separated list of URLs for a Redis Cluster,
-    /// anything else is a Redis URL.
+    /// A master monitored by Redis Sentinel: the sentinels' URLs and the
+    /// name of the master group. After a failover the cache asks the
+    /// sentinels for the new master by itself.
+    pub fn redis_sentinel<I, S>(mut self, sentinels: I, master_name: impl Into<String>) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.target = Target::Sentinel {
+            sentinels: sentinels.into_iter().map(Into::into).collect(),
+            service: master_name.into(),
+        };
+        self
+    }
+
+    /// Picks the backend from a URL:
+    /// - `memory` (or `memory://`): the embedded backend;
+    /// - `redis+sentinel://host1:26379,host2:26379/mymaster`: the master
+    ///   `mymaster` behind those sentinels;
+    /// - a comma-separated list of Redis URLs: a Redis Cluster;
+    /// - anything else: one Redis server (`redis://` or `rediss://`).
     pub fn url(self, url: &str) -> Self {
         match url.trim() {
             "memory" | "memory://" => self.memory(),
+            sentinel if sentinel.starts_with("redis+sentinel://") => {
+                let rest = &sentinel["redis+sentinel://".len()..];
+                let (hosts, service) = rest.rsplit_once('/').unwrap_or((rest, "mymaster"));
+                let sentinels = hosts
+                    .split(',')
+                    .filter(|h| !h.is_empty())
+                    .map(|h| format!("redis://{h}"));
+                self.redis_sentinel(sentinels, service)
+            }
             list if list.contains(',') => {
                 self.redis_cluster(list.split(',').map(str::trim).filter(|u| !u.is_empty()))
             }
@@ -239,6 +270,15 @@ impl CacheBuilder {
                     ));
                 }
                 let conn = Connection::cluster(nodes, self.connect_timeout, self.connect_timeout)?;
+                Backend::Redis(RedisBackend::new(conn))
+            }
+            Target::Sentinel { sentinels, service } => {
+                if sentinels.is_empty() {
+                    return Err(Error::Config(
+                        "Sentinel needs the URL of at least one sentinel",
+                    ));
+                }
+                let conn = Connection::sentinel(sentinels, service, self.connect_timeout)?;
                 Backend::Redis(RedisBackend::new(conn))
             }
         };

@@ -23,6 +23,9 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     extra_args: Vec<String>,
+    /// For a sentinel: the monitored master's port (its config is written
+    /// in `dir` before the first start).
+    sentinel_of: Option<u16>,
     child: Option<Child>,
 }
 
@@ -49,6 +52,7 @@ impl RedisServer {
                 port,
                 dir: dir.clone(),
                 extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+                sentinel_of: None,
                 child: None,
             };
             if server.spawn() {
@@ -132,12 +136,50 @@ impl RedisServer {
         String::from_utf8_lossy(&buf[..n]).into_owned()
     }
 
+    /// Starts a Sentinel on a free port monitoring the master on
+    /// `master_port` as `mymaster`, quorum 1, failing over after one second
+    /// of silence.
+    ///
+    /// # Panics
+    ///
+    /// As [`RedisServer::start`].
+    pub fn start_sentinel(master_port: u16) -> Self {
+        let dir = unique_dir();
+        for _ in 0..5 {
+            let mut sentinel = RedisServer {
+                port: free_port(),
+                dir: dir.clone(),
+                extra_args: Vec::new(),
+                sentinel_of: Some(master_port),
+                child: None,
+            };
+            let config = format!(
+                "sentinel monitor mymaster 127.0.0.1 {master_port} 1\n\
+                 sentinel down-after-milliseconds mymaster 1000\n\
+                 sentinel failover-timeout mymaster 5000\n\
+                 sentinel parallel-syncs mymaster 1\n"
+            );
+            std::fs::write(dir.join("sentinel.conf"), config).expect("write sentinel.conf");
+            if sentinel.spawn() {
+                return sentinel;
+            }
+        }
+        panic!("redis-server --sentinel did not start on a free port after 5 tries");
+    }
+
     fn spawn(&mut self) -> bool {
         let program = server_program();
-        let child = Command::new(&program)
+        let mut command = Command::new(&program);
+        if self.sentinel_of.is_some() {
+            command
+                .arg(self.dir.join("sentinel.conf"))
+                .arg("--sentinel");
+        } else {
+            command.args(["--save", "", "--appendonly", "no"]);
+        }
+        let child = command
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&self.dir)
             .args(&self.extra_args)

@@ -1,8 +1,9 @@
 //! One connection type for every topology, so the Redis backend is written
 //! once: a single node through redis-rs' `ConnectionManager` (it
-//! reconnects), or Redis Cluster through `cluster_async` (it follows slot
-//! moves and failovers), connected on first use so a cache can be built
-//! while the cluster is down.
+//! reconnects), Redis Cluster through `cluster_async` (it follows slot
+//! moves and failovers), or a master found through Sentinel (asked again
+//! after a failover). Cluster and Sentinel connect on first use, so a cache
+//! can be built while they are down.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,8 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{Client, Cmd, Pipeline, RedisFuture, Value};
+use redis::sentinel::{SentinelClient, SentinelServerType};
+use redis::{Client, Cmd, Pipeline, RedisError, RedisFuture, Value};
 use tokio::sync::OnceCell;
 
 use crate::error::{Error, Result};
@@ -19,6 +21,16 @@ use crate::error::{Error, Result};
 pub(crate) enum Connection {
     Single(ConnectionManager),
     Cluster(Arc<LazyCluster>),
+    Sentinel(Arc<SentinelMaster>),
+}
+
+/// The master of a Sentinel-monitored group: the connection to the master
+/// the sentinels named last, dropped when it turns out to be a replica or
+/// unreachable, so that the next command asks the sentinels again.
+pub(crate) struct SentinelMaster {
+    sentinel: tokio::sync::Mutex<SentinelClient>,
+    master: std::sync::RwLock<Option<ConnectionManager>>,
+    connect_timeout: Duration,
 }
 
 pub(crate) struct LazyCluster {
@@ -62,6 +74,136 @@ impl Connection {
     }
 }
 
+impl Connection {
+    /// The master of `service` as the `sentinels` name it; asked on first
+    /// use and again after every failover.
+    pub(crate) fn sentinel(
+        sentinels: &[String],
+        service: &str,
+        connect_timeout: Duration,
+    ) -> Result<Self> {
+        let client = SentinelClient::build(
+            sentinels.to_vec(),
+            service.to_string(),
+            None,
+            SentinelServerType::Master,
+        )
+        .map_err(|source| invalid(&sentinels.join(","), source))?;
+        let watchers = sentinels
+            .iter()
+            .map(|url| Client::open(url.as_str()).map_err(|source| invalid(url, source)))
+            .collect::<Result<Vec<_>>>()?;
+        let group = Arc::new(SentinelMaster {
+            sentinel: tokio::sync::Mutex::new(client),
+            master: std::sync::RwLock::new(None),
+            connect_timeout,
+        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(follow_switch_master(
+                Arc::downgrade(&group),
+                watchers,
+                service.to_string(),
+            ));
+        }
+        Ok(Connection::Sentinel(group))
+    }
+}
+
+impl SentinelMaster {
+    async fn get(&self) -> redis::RedisResult<ConnectionManager> {
+        if let Some(master) = self
+            .master
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+        {
+            return Ok(master);
+        }
+        let mut sentinel = self.sentinel.lock().await;
+        // Another caller may have found the master while this one waited.
+        if let Some(master) = self
+            .master
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+        {
+            return Ok(master);
+        }
+        let client = sentinel.async_get_client().await?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_number_of_retries(1);
+        let master = ConnectionManager::new_with_config(client, config).await?;
+        tracing::info!(target: "redcache", "connected to the master the sentinels name");
+        *self
+            .master
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(master.clone());
+        Ok(master)
+    }
+
+    /// After an error that says the master moved (it answers READONLY: it
+    /// was demoted) or cannot be reached, forget it: the next command asks
+    /// the sentinels again.
+    fn check(&self, error: &RedisError) {
+        let demoted = error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly);
+        if demoted
+            || error.is_io_error()
+            || error.is_connection_dropped()
+            || error.is_connection_refusal()
+            || error.is_timeout()
+        {
+            tracing::warn!(target: "redcache", %error, "the master is gone or demoted; asking the sentinels again");
+            *self
+                .master
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        }
+    }
+}
+
+/// Listens to the sentinels' `+switch-master` announcements and forgets the
+/// old master at once, rather than when it next fails or answers READONLY
+/// (a demoted master may keep accepting writes until the sentinels reach it).
+/// Ends when the cache is dropped.
+async fn follow_switch_master(
+    group: std::sync::Weak<SentinelMaster>,
+    sentinels: Vec<Client>,
+    service: String,
+) {
+    use futures_util::StreamExt;
+    for sentinel in sentinels.iter().cycle() {
+        if group.strong_count() == 0 {
+            return;
+        }
+        if let Ok(mut pubsub) = sentinel.get_async_pubsub().await {
+            if pubsub.subscribe("+switch-master").await.is_ok() {
+                let mut messages = pubsub.on_message();
+                loop {
+                    // Wake up now and then to end with the cache.
+                    let message =
+                        match tokio::time::timeout(Duration::from_secs(1), messages.next()).await {
+                            Ok(Some(message)) => message,
+                            Ok(None) => break,
+                            Err(_) if group.strong_count() == 0 => return,
+                            Err(_) => continue,
+                        };
+                    let Some(group) = group.upgrade() else { return };
+                    let payload: String = message.get_payload().unwrap_or_default();
+                    if payload.split(' ').next() == Some(service.as_str()) {
+                        tracing::info!(target: "redcache", %payload, "sentinel switched master");
+                        *group
+                            .master
+                            .write()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 impl LazyCluster {
     async fn get(&self) -> redis::RedisResult<ClusterConnection> {
         self.conn
@@ -86,6 +228,12 @@ impl ConnectionLike for Connection {
                 let mut conn = lazy.get().await?;
                 conn.req_packed_command(cmd).await
             }),
+            Connection::Sentinel(group) => Box::pin(async move {
+                let mut conn = group.get().await.inspect_err(|e| group.check(e))?;
+                conn.req_packed_command(cmd)
+                    .await
+                    .inspect_err(|e| group.check(e))
+            }),
         }
     }
 
@@ -100,6 +248,12 @@ impl ConnectionLike for Connection {
             Connection::Cluster(lazy) => Box::pin(async move {
                 let mut conn = lazy.get().await?;
                 conn.req_packed_commands(pipeline, offset, count).await
+            }),
+            Connection::Sentinel(group) => Box::pin(async move {
+                let mut conn = group.get().await.inspect_err(|e| group.check(e))?;
+                conn.req_packed_commands(pipeline, offset, count)
+                    .await
+                    .inspect_err(|e| group.check(e))
             }),
         }
     }
