@@ -269,7 +269,11 @@ impl CacheBuilder {
                         "a Redis Cluster needs the URL of at least one node",
                     ));
                 }
-                let conn = Connection::cluster(nodes, self.connect_timeout, self.connect_timeout)?;
+                // The cluster client answers with a timeout of its own a little
+                // before the operation timeout, so it sees (and recovers from)
+                // a node that stopped answering.
+                let response_timeout = self.op_timeout.mul_f32(0.8);
+                let conn = Connection::cluster(nodes, self.connect_timeout, response_timeout)?;
                 Backend::Redis(RedisBackend::new(conn))
             }
             Target::Sentinel { sentinels, service } => {

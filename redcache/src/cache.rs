@@ -1,8 +1,10 @@
 //! [`Cache`], the handle users hold, and the cache-aside engine behind
 //! every cached call.
 
+use std::collections::HashSet;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -78,6 +80,10 @@ pub(crate) struct Inner {
     flights: Flights,
     pub(crate) counters: Counters,
     pub(crate) clock: Arc<dyn Clock>,
+    /// Tag invalidations that could not reach Redis, retried before cached
+    /// calls; a tag in here bypasses the cache.
+    pending: Mutex<HashSet<String>>,
+    has_pending: AtomicBool,
     /// Rate-limit denials remembered until they expire, so a caller over
     /// its limit does not cost a round trip per call.
     pub(crate) denials: moka::future::Cache<String, Expiring<Denial>>,
@@ -112,6 +118,8 @@ impl Inner {
             counters: Counters::default(),
             clock: Arc::clone(&settings.clock),
             breaker: Breaker::new(settings.breaker_threshold, settings.breaker_cool_down),
+            pending: Mutex::new(HashSet::new()),
+            has_pending: AtomicBool::new(false),
             denials: moka::future::Cache::builder()
                 .max_capacity(settings.max_entries)
                 .expire_after(AtDeadline)
@@ -226,10 +234,60 @@ impl Cache {
     /// leave stale values.
     pub async fn invalidate_tag(&self, tag: &str) -> Result<()> {
         let tag_key = format!("{}{tag}", self.inner.tag_prefix);
-        let epoch = self.op(self.inner.backend.bump_epoch(&tag_key)).await?;
-        Counters::bump(&self.inner.counters.invalidations);
-        tracing::debug!(target: "redcache", tag, epoch, "tag invalidated");
-        Ok(())
+        match self.op(self.inner.backend.bump_epoch(&tag_key)).await {
+            Ok(epoch) => {
+                Counters::bump(&self.inner.counters.invalidations);
+                tracing::debug!(target: "redcache", tag, epoch, "tag invalidated");
+                Ok(())
+            }
+            Err(error) => {
+                // Not lost: retried before the next cached call, and until
+                // it succeeds this process serves nothing cached under it.
+                tracing::warn!(target: "redcache", tag, %error,
+                    "invalidation could not reach redis; it will be retried, and the tag bypasses the cache until then");
+                self.inner
+                    .pending
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(tag_key);
+                self.inner.has_pending.store(true, Ordering::SeqCst);
+                Err(error)
+            }
+        }
+    }
+
+    /// Retries the invalidations that could not reach Redis; returns the
+    /// tag keys still pending.
+    async fn retry_pending_invalidations(&self) -> HashSet<String> {
+        let pending = std::mem::take(
+            &mut *self
+                .inner
+                .pending
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        let mut failed = HashSet::new();
+        for tag_key in pending {
+            match self.op(self.inner.backend.bump_epoch(&tag_key)).await {
+                Ok(_) => {
+                    Counters::bump(&self.inner.counters.invalidations);
+                    tracing::info!(target: "redcache", tag_key, "pending invalidation delivered");
+                }
+                Err(_) => {
+                    failed.insert(tag_key);
+                }
+            }
+        }
+        let mut pending = self
+            .inner
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        pending.extend(failed);
+        self.inner
+            .has_pending
+            .store(!pending.is_empty(), Ordering::SeqCst);
+        pending.clone()
     }
 
     /// Deletes the entry of one key, as a template renders it (see
@@ -306,6 +364,18 @@ impl Cache {
             .iter()
             .map(|tag| format!("{}{tag}", self.inner.tag_prefix))
             .collect();
+
+        // An invalidation of one of these tags that has not reached Redis
+        // yet: retry it; while it is still pending, bypass the cache.
+        if self.inner.has_pending.load(Ordering::SeqCst) {
+            let pending = self.retry_pending_invalidations().await;
+            if tag_keys.iter().any(|tag| pending.contains(tag)) {
+                Counters::bump(&counters.misses);
+                return self
+                    .lead(call, &key, &tag_keys, None, None, keep, load)
+                    .await;
+            }
+        }
 
         // Read, and either return a fresh value, wait for the load of this
         // process's leader, or become the leader.

@@ -231,12 +231,14 @@ fn ping(port: u16) -> bool {
     matches!(stream.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
 }
 
-/// A free port whose cluster bus port (+10 000) is free too.
+/// A free port whose cluster bus port (+10 000) is free too, both below the
+/// ephemeral range (32768 and up on Linux) so that no outgoing connection
+/// takes the bus port before the node binds it.
 pub fn free_cluster_port() -> u16 {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let seed = std::process::id() as u64 * 7919 + NEXT.fetch_add(1, Ordering::Relaxed) * 104_729;
     for i in 0..1000 {
-        let port = 20_000 + ((seed + i * 7_919) % 20_000) as u16;
+        let port = 10_000 + ((seed + i * 7_919) % 12_000) as u16;
         let free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
         if free(port) && free(port + 10_000) {
             return port;
@@ -295,6 +297,12 @@ impl RedisCluster {
             "nodes.conf",
             "--cluster-node-timeout",
             "1000",
+            // Replicas sync at once and may always take over, so a test can
+            // kill a master right after the cluster forms.
+            "--repl-diskless-sync-delay",
+            "0",
+            "--cluster-replica-validity-factor",
+            "0",
         ];
         let nodes: Vec<RedisServer> = (0..masters * (1 + replicas))
             .map(|_| RedisServer::start_with(&args, free_cluster_port))
@@ -319,6 +327,17 @@ impl RedisCluster {
         );
         let cluster = RedisCluster { nodes };
         cluster.wait_until_ok(Duration::from_secs(30));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while cluster.nodes.iter().any(|n| {
+            let replication = n.command("INFO replication");
+            replication.contains("role:slave") && !replication.contains("master_link_status:up")
+        }) {
+            assert!(
+                Instant::now() < deadline,
+                "the replicas did not sync within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
         cluster
     }
 

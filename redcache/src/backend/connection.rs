@@ -13,7 +13,6 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClient, SentinelServerType};
 use redis::{Client, Cmd, Pipeline, RedisError, RedisFuture, Value};
-use tokio::sync::OnceCell;
 
 use crate::error::{Error, Result};
 
@@ -33,10 +32,18 @@ pub(crate) struct SentinelMaster {
     connect_timeout: Duration,
 }
 
+/// A cluster connection made on first use, and made anew (from a fresh
+/// view of the slots) when nodes stop answering: after a master dies, its
+/// replica takes its slots, and a new connection finds it even where the
+/// old one keeps trying the dead node.
 pub(crate) struct LazyCluster {
     client: ClusterClient,
-    conn: OnceCell<ClusterConnection>,
+    conn: std::sync::RwLock<Option<(ClusterConnection, std::time::Instant)>>,
+    connecting: tokio::sync::Mutex<()>,
 }
+
+/// The least time between two rebuilds of a cluster connection.
+const CLUSTER_REBUILD_INTERVAL: Duration = Duration::from_millis(500);
 
 impl Connection {
     /// A single node, connected in the background.
@@ -69,7 +76,8 @@ impl Connection {
             .map_err(|source| invalid(&nodes.join(","), source))?;
         Ok(Connection::Cluster(Arc::new(LazyCluster {
             client,
-            conn: OnceCell::new(),
+            conn: std::sync::RwLock::new(None),
+            connecting: tokio::sync::Mutex::new(()),
         })))
     }
 }
@@ -205,11 +213,53 @@ async fn follow_switch_master(
 }
 
 impl LazyCluster {
+    fn current(&self) -> Option<ClusterConnection> {
+        let conn = self
+            .conn
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        conn.as_ref().map(|(conn, _)| conn.clone())
+    }
+
     async fn get(&self) -> redis::RedisResult<ClusterConnection> {
-        self.conn
-            .get_or_try_init(|| self.client.get_async_connection())
-            .await
-            .cloned()
+        if let Some(conn) = self.current() {
+            return Ok(conn);
+        }
+        let _connecting = self.connecting.lock().await;
+        if let Some(conn) = self.current() {
+            return Ok(conn);
+        }
+        let conn = self.client.get_async_connection().await?;
+        *self
+            .conn
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((conn.clone(), std::time::Instant::now()));
+        Ok(conn)
+    }
+
+    /// After an error that says a node cannot be reached, drop the
+    /// connection (at most every `CLUSTER_REBUILD_INTERVAL`) so the next
+    /// command starts from a fresh view of the slots.
+    fn check(&self, error: &RedisError) {
+        if !(error.is_io_error()
+            || error.is_connection_dropped()
+            || error.is_connection_refusal()
+            || error.is_timeout())
+        {
+            return;
+        }
+        let mut conn = self
+            .conn
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if conn
+            .as_ref()
+            .is_some_and(|(_, made)| made.elapsed() >= CLUSTER_REBUILD_INTERVAL)
+        {
+            tracing::warn!(target: "redcache", %error, "a cluster node does not answer; reconnecting to the cluster");
+            *conn = None;
+        }
     }
 }
 
@@ -225,8 +275,10 @@ impl ConnectionLike for Connection {
         match self {
             Connection::Single(conn) => conn.req_packed_command(cmd),
             Connection::Cluster(lazy) => Box::pin(async move {
-                let mut conn = lazy.get().await?;
-                conn.req_packed_command(cmd).await
+                let mut conn = lazy.get().await.inspect_err(|e| lazy.check(e))?;
+                conn.req_packed_command(cmd)
+                    .await
+                    .inspect_err(|e| lazy.check(e))
             }),
             Connection::Sentinel(group) => Box::pin(async move {
                 let mut conn = group.get().await.inspect_err(|e| group.check(e))?;
@@ -246,8 +298,10 @@ impl ConnectionLike for Connection {
         match self {
             Connection::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
             Connection::Cluster(lazy) => Box::pin(async move {
-                let mut conn = lazy.get().await?;
-                conn.req_packed_commands(pipeline, offset, count).await
+                let mut conn = lazy.get().await.inspect_err(|e| lazy.check(e))?;
+                conn.req_packed_commands(pipeline, offset, count)
+                    .await
+                    .inspect_err(|e| lazy.check(e))
             }),
             Connection::Sentinel(group) => Box::pin(async move {
                 let mut conn = group.get().await.inspect_err(|e| group.check(e))?;
