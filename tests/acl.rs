@@ -23,11 +23,18 @@ async fn a_single_node_with_an_acl_user() {
         .build()
         .await
         .unwrap();
-    let value = cache.get_or_load("k", Duration::from_secs(60), &["t"], || async { Ok::<_, String>(1) }).await;
+    let value = cache
+        .get_or_load("k", Duration::from_secs(60), &["t"], || async {
+            Ok::<_, String>(1)
+        })
+        .await;
     assert_eq!(value, Ok(1));
     cache.invalidate_tag("t").await.unwrap();
     assert_eq!(cache.stats().errors, 0);
-    assert!(server.command("CLIENT LIST").contains("user=app"), "the cache connected as `app`");
+    assert!(
+        server.command("CLIENT LIST").contains("user=app"),
+        "the cache connected as `app`"
+    );
 
     let wrong = Cache::builder()
         .redis(server.url().replacen("redis://", "redis://app:wrong@", 1))
@@ -36,14 +43,20 @@ async fn a_single_node_with_an_acl_user() {
         .build()
         .await
         .unwrap();
-    let value = wrong.get_or_load("k", Duration::from_secs(60), &[], || async { Ok::<_, String>(2) }).await;
+    let value = wrong
+        .get_or_load("k", Duration::from_secs(60), &[], || async {
+            Ok::<_, String>(2)
+        })
+        .await;
     assert_eq!(value, Ok(2), "bad credentials fail open too");
     assert!(wrong.stats().errors > 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_with_an_acl_user() {
-    let cluster = tokio::task::spawn_blocking(|| RedisCluster::start(3, 0)).await.unwrap();
+    let cluster = tokio::task::spawn_blocking(|| RedisCluster::start(3, 0))
+        .await
+        .unwrap();
     for node in cluster.nodes() {
         assert_eq!(node.command(USER), "+OK\r\n");
     }
@@ -56,10 +69,21 @@ async fn a_cluster_with_an_acl_user() {
         .await
         .unwrap();
     for id in 0..20 {
-        let value = cache.get_or_load(&format!("k{id}"), Duration::from_secs(60), &["t"], || async { Ok::<_, String>(id) }).await;
+        let value = cache
+            .get_or_load(
+                &format!("k{id}"),
+                Duration::from_secs(60),
+                &["t"],
+                || async { Ok::<_, String>(id) },
+            )
+            .await;
         assert_eq!(value, Ok(id));
     }
     assert_eq!(cache.stats().errors, 0, "{:?}", cache.stats());
-    let as_app = cluster.nodes().iter().filter(|n| n.command("CLIENT LIST").contains("user=app")).count();
+    let as_app = cluster
+        .nodes()
+        .iter()
+        .filter(|n| n.command("CLIENT LIST").contains("user=app"))
+        .count();
     assert_eq!(as_app, 3, "every master was reached as `app`");
 }
