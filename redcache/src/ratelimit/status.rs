@@ -319,3 +319,21 @@ mod tests {
         assert_eq!(allowed.retry_after_header(), None);
     }
 }
+
+/// With the `axum` feature: a refusal answers `429 Too Many Requests` with
+/// `RateLimit-Policy`, `RateLimit` and `Retry-After`.
+#[cfg(feature = "axum")]
+impl axum_core::response::IntoResponse for RateLimited {
+    fn into_response(self) -> axum_core::response::Response {
+        let mut response =
+            axum_core::response::Response::new(axum_core::body::Body::from(self.to_string()));
+        *response.status_mut() = http::StatusCode::TOO_MANY_REQUESTS;
+        let headers = response.headers_mut();
+        for (name, value) in self.headers() {
+            if let Ok(value) = http::HeaderValue::from_str(&value) {
+                headers.insert(name, value);
+            }
+        }
+        response
+    }
+}
