@@ -263,6 +263,24 @@ impl fmt::Display for RateLimited {
 
 impl std::error::Error for RateLimited {}
 
+/// With the `axum` feature: a refusal answers `429 Too Many Requests` with
+/// `RateLimit-Policy`, `RateLimit` and `Retry-After`.
+#[cfg(feature = "axum")]
+impl axum_core::response::IntoResponse for RateLimited {
+    fn into_response(self) -> axum_core::response::Response {
+        let mut response =
+            axum_core::response::Response::new(axum_core::body::Body::from(self.to_string()));
+        *response.status_mut() = http::StatusCode::TOO_MANY_REQUESTS;
+        let headers = response.headers_mut();
+        for (name, value) in self.headers() {
+            if let Ok(value) = http::HeaderValue::from_str(&value) {
+                headers.insert(name, value);
+            }
+        }
+        response
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,23 +335,5 @@ mod tests {
         );
         assert_eq!((allowed.limit(), allowed.remaining()), (10, 2));
         assert_eq!(allowed.retry_after_header(), None);
-    }
-}
-
-/// With the `axum` feature: a refusal answers `429 Too Many Requests` with
-/// `RateLimit-Policy`, `RateLimit` and `Retry-After`.
-#[cfg(feature = "axum")]
-impl axum_core::response::IntoResponse for RateLimited {
-    fn into_response(self) -> axum_core::response::Response {
-        let mut response =
-            axum_core::response::Response::new(axum_core::body::Body::from(self.to_string()));
-        *response.status_mut() = http::StatusCode::TOO_MANY_REQUESTS;
-        let headers = response.headers_mut();
-        for (name, value) in self.headers() {
-            if let Ok(value) = http::HeaderValue::from_str(&value) {
-                headers.insert(name, value);
-            }
-        }
-        response
     }
 }
