@@ -285,3 +285,54 @@ async fn default_keys_are_readable_in_redis() {
         ":1\r\n"
     );
 }
+
+/// What a `tracing-subscriber` user sees: a `redcache.cached` span per call
+/// with the key and its outcome.
+#[test]
+fn each_cached_call_is_a_span_with_its_key_and_outcome() {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .with_ansi(false)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let repo = memory_repo().await;
+            repo.product(9, 1).await.unwrap();
+            repo.product(9, 1).await.unwrap();
+        });
+    });
+    let output = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let spans: Vec<&str> = output
+        .lines()
+        .filter(|l| l.contains("redcache.cached"))
+        .collect();
+    assert_eq!(spans.len(), 2, "{output}");
+    assert!(
+        spans[0].contains("key=\"product:9\"") && spans[0].contains("outcome=\"miss\""),
+        "{}",
+        spans[0]
+    );
+    assert!(spans[1].contains("outcome=\"hit\""), "{}", spans[1]);
+}

@@ -347,7 +347,27 @@ impl Cache {
 
     /// The engine: cache-aside with single flight, the cross-process lock
     /// and tag epochs. `keep` says whether a loaded value is stored.
+    ///
+    /// Each call is a `redcache.cached` span (info level) with the key and,
+    /// once known, its outcome: `hit`, `miss` or `stale`.
     pub(crate) async fn load_through<T, E, Fut>(
+        &self,
+        call: Call<'_>,
+        keep: fn(&T) -> bool,
+        load: Fut,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        use tracing::Instrument;
+        let span = tracing::info_span!(target: "redcache", "redcache.cached", key = call.key, outcome = tracing::field::Empty);
+        self.load_through_in_span(call, keep, load)
+            .instrument(span)
+            .await
+    }
+
+    async fn load_through_in_span<T, E, Fut>(
         &self,
         call: Call<'_>,
         keep: fn(&T) -> bool,
@@ -380,17 +400,20 @@ impl Cache {
         // Read, and either return a fresh value, wait for the load of this
         // process's leader, or become the leader.
         let (epochs, leader) = loop {
+            let mut outcome = "miss";
             let epochs = match self.op(self.inner.backend.read(&key, &tag_keys)).await {
                 Ok(Read { value, epochs }) => {
                     if let Some(bytes) = value {
                         match entry::decode::<T>(&bytes, call.tags, &epochs) {
                             Decoded::Fresh(value) => {
                                 Counters::bump(&counters.hits);
+                                tracing::Span::current().record("outcome", "hit");
                                 tracing::trace!(target: "redcache", key = call.key, "hit");
                                 return Ok(value);
                             }
                             Decoded::Stale => {
                                 Counters::bump(&counters.stale);
+                                outcome = "stale";
                                 tracing::debug!(target: "redcache", key = call.key, "stale");
                             }
                             Decoded::Invalid => {
@@ -408,6 +431,7 @@ impl Cache {
                 }
             };
             Counters::bump(&counters.misses);
+            tracing::Span::current().record("outcome", outcome);
             tracing::debug!(target: "redcache", key = call.key, "miss");
             if call.stampede == Stampede::Off {
                 break (epochs, None);
