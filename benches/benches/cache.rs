@@ -133,7 +133,7 @@ async fn raw_get(conn: &redis::aio::ConnectionManager, key: &str) -> Vec<u8> {
 
 fn hit_path(c: &mut Criterion) {
     let rt = runtime();
-    let s = setup(&rt);
+    let s = setup(rt);
     rt.block_on(async {
         redcache_product(1).await.unwrap();
         redcache_tagged(1).await.unwrap();
@@ -214,7 +214,7 @@ fn hit_path(c: &mut Criterion) {
 
 fn rate_limit(c: &mut Criterion) {
     let rt = runtime();
-    let s = setup(&rt);
+    let s = setup(rt);
     let mut group = c.benchmark_group("rate_limit/check");
     let script = redis::Script::new(include_str!("../../redcache/src/scripts/rate_limit.lua"));
     for algorithm in [
@@ -266,7 +266,7 @@ fn rate_limit(c: &mut Criterion) {
 
 fn invalidation(c: &mut Criterion) {
     let rt = runtime();
-    let s = setup(&rt);
+    let s = setup(rt);
     let mut group = c.benchmark_group("invalidate_tag");
     group.sample_size(20);
     for keys in [10u64, 10_000] {
