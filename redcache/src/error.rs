@@ -48,15 +48,19 @@ impl Error {
     pub(crate) fn is_unreachable(&self) -> bool {
         match self {
             Error::Timeout(_) | Error::CircuitOpen | Error::Unavailable(_) => true,
-            Error::Redis(e) => {
-                e.is_io_error()
-                    || e.is_connection_refusal()
-                    || e.is_connection_dropped()
-                    || e.is_timeout()
-            }
+            Error::Redis(e) => redis_unreachable(e),
             _ => false,
         }
     }
+}
+
+/// Whether a redis-rs error means the server could not be reached (the
+/// connection failed, dropped or timed out), as opposed to an answer it gave.
+pub(crate) fn redis_unreachable(error: &redis::RedisError) -> bool {
+    error.is_io_error()
+        || error.is_connection_refusal()
+        || error.is_connection_dropped()
+        || error.is_timeout()
 }
 
 /// A shorthand for `Result<T, redcache::Error>`.

@@ -80,11 +80,12 @@ where
     } else {
         Option::is_some
     };
-    let loaded = async { Ok::<_, Infallible>(load.await) };
-    match cache.as_ref().load_through(call.0, keep, loaded).await {
-        Ok(value) => value,
-        Err(never) => match never {},
-    }
+    infallible(
+        cache
+            .as_ref()
+            .load_through(call.0, keep, infallible_load(load)),
+    )
+    .await
 }
 
 /// A fn returning any other type: every value is cached.
@@ -94,8 +95,22 @@ where
     T: Cacheable,
     Fut: Future<Output = T>,
 {
-    let loaded = async { Ok::<_, Infallible>(load.await) };
-    match cache.as_ref().load_through(call.0, |_| true, loaded).await {
+    infallible(
+        cache
+            .as_ref()
+            .load_through(call.0, |_| true, infallible_load(load)),
+    )
+    .await
+}
+
+/// A load that cannot fail, in the engine's `Result` shape.
+async fn infallible_load<T>(load: impl Future<Output = T>) -> Result<T, Infallible> {
+    Ok(load.await)
+}
+
+/// The engine's answer for a load that cannot fail.
+async fn infallible<T>(result: impl Future<Output = Result<T, Infallible>>) -> T {
+    match result.await {
         Ok(value) => value,
         Err(never) => match never {},
     }

@@ -14,7 +14,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClient, SentinelServerType};
 use redis::{Client, Cmd, Pipeline, RedisError, RedisFuture, Value};
 
-use crate::error::{Error, Result};
+use crate::error::{redis_unreachable, Error, Result};
 
 #[derive(Clone)]
 pub(crate) enum Connection {
@@ -155,12 +155,7 @@ impl SentinelMaster {
     /// the sentinels again.
     fn check(&self, error: &RedisError) {
         let demoted = error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly);
-        if demoted
-            || error.is_io_error()
-            || error.is_connection_dropped()
-            || error.is_connection_refusal()
-            || error.is_timeout()
-        {
+        if demoted || redis_unreachable(error) {
             tracing::warn!(target: "redcache", %error, "the master is gone or demoted; asking the sentinels again");
             *self
                 .master
@@ -242,11 +237,7 @@ impl LazyCluster {
     /// connection (at most every `CLUSTER_REBUILD_INTERVAL`) so the next
     /// command starts from a fresh view of the slots.
     fn check(&self, error: &RedisError) {
-        if !(error.is_io_error()
-            || error.is_connection_dropped()
-            || error.is_connection_refusal()
-            || error.is_timeout())
-        {
+        if !redis_unreachable(error) {
             return;
         }
         let mut conn = self

@@ -246,14 +246,9 @@ impl RateLimiter {
     ///
     /// [`RateLimited`] when a policy lacks the room, with when to retry.
     pub async fn check_cost(&self, key: &str, cost: u64) -> Result<RateStatus, RateLimited> {
-        let request = Request {
-            name: &self.name,
-            key,
-            policies: &self.policies,
-            cost,
-            on_error: self.on_error,
-        };
-        self.cache.rate_limit(request, Mode::Consume).await
+        self.cache
+            .rate_limit(self.request(key, cost), Mode::Consume)
+            .await
     }
 
     /// Tells what a check of one call would say now, without taking anything.
@@ -262,14 +257,19 @@ impl RateLimiter {
     ///
     /// [`RateLimited`] when a check now would be refused.
     pub async fn peek(&self, key: &str) -> Result<RateStatus, RateLimited> {
-        let request = Request {
+        self.cache
+            .rate_limit(self.request(key, 1), Mode::Peek)
+            .await
+    }
+
+    fn request<'a>(&'a self, key: &'a str, cost: u64) -> Request<'a> {
+        Request {
             name: &self.name,
             key,
             policies: &self.policies,
-            cost: 1,
+            cost,
             on_error: self.on_error,
-        };
-        self.cache.rate_limit(request, Mode::Peek).await
+        }
     }
 }
 
