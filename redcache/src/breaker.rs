@@ -81,11 +81,17 @@ impl Breaker {
     /// Records the outcome of an operation that was let through.
     pub(crate) fn record(&self, permit: &Permit, reached_redis: bool) {
         if reached_redis {
-            self.failures.store(0, SeqCst);
-            if self.opened_at.swap(0, SeqCst) != 0 {
+            // Read before writing: on the hit path nothing changes, and
+            // tasks on other cores keep sharing the cache line.
+            if self.failures.load(SeqCst) != 0 {
+                self.failures.store(0, SeqCst);
+            }
+            if self.opened_at.load(SeqCst) != 0 && self.opened_at.swap(0, SeqCst) != 0 {
                 tracing::info!(target: "redcache", state = "closed", "redis answers again; circuit closed");
             }
-            self.probing.store(false, SeqCst);
+            if self.probing.load(SeqCst) {
+                self.probing.store(false, SeqCst);
+            }
             return;
         }
         let failures = self.failures.fetch_add(1, SeqCst) + 1;

@@ -86,7 +86,7 @@ pub(crate) struct Inner {
     has_pending: AtomicBool,
     /// Rate-limit denials remembered until they expire, so a caller over
     /// its limit does not cost a round trip per call.
-    pub(crate) denials: moka::future::Cache<String, Expiring<Denial>>,
+    pub(crate) denials: moka::sync::Cache<String, Expiring<Denial>>,
     pub(crate) breaker: Breaker,
 }
 
@@ -120,7 +120,7 @@ impl Inner {
             breaker: Breaker::new(settings.breaker_threshold, settings.breaker_cool_down),
             pending: Mutex::new(HashSet::new()),
             has_pending: AtomicBool::new(false),
-            denials: moka::future::Cache::builder()
+            denials: moka::sync::Cache::builder()
                 .max_capacity(settings.max_entries)
                 .expire_after(AtDeadline)
                 .build(),
@@ -233,7 +233,7 @@ impl Cache {
     /// be recorded: the caller must know, since a lost invalidation would
     /// leave stale values.
     pub async fn invalidate_tag(&self, tag: &str) -> Result<()> {
-        let tag_key = format!("{}{tag}", self.inner.tag_prefix);
+        let tag_key = prefixed(&self.inner.tag_prefix, tag);
         match self.op(self.inner.backend.bump_epoch(&tag_key)).await {
             Ok(epoch) => {
                 Counters::bump(&self.inner.counters.invalidations);
@@ -301,7 +301,7 @@ impl Cache {
     ///
     /// [`Error::Redis`] or [`Error::Timeout`] if Redis could not be reached.
     pub async fn invalidate_key(&self, key: &str) -> Result<()> {
-        let key = format!("{}{key}", self.inner.value_prefix);
+        let key = prefixed(&self.inner.value_prefix, key);
         self.op(self.inner.backend.delete(&key)).await
     }
 
@@ -378,22 +378,20 @@ impl Cache {
         Fut: Future<Output = Result<T, E>>,
     {
         let counters = &self.inner.counters;
-        let key = format!("{}{}", self.inner.value_prefix, call.key);
+        let key = prefixed(&self.inner.value_prefix, call.key);
         let tag_keys: Vec<String> = call
             .tags
             .iter()
-            .map(|tag| format!("{}{tag}", self.inner.tag_prefix))
+            .map(|tag| prefixed(&self.inner.tag_prefix, tag))
             .collect();
 
         // An invalidation of one of these tags that has not reached Redis
         // yet: retry it; while it is still pending, bypass the cache.
         if self.inner.has_pending.load(Ordering::SeqCst) {
-            let pending = self.retry_pending_invalidations().await;
+            let pending = Box::pin(self.retry_pending_invalidations()).await;
             if tag_keys.iter().any(|tag| pending.contains(tag)) {
                 Counters::bump(&counters.misses);
-                return self
-                    .lead(call, &key, &tag_keys, None, None, keep, load)
-                    .await;
+                return Box::pin(self.lead(call, &key, &tag_keys, None, None, keep, load)).await;
             }
         }
 
@@ -449,8 +447,9 @@ impl Cache {
                 }
             }
         };
-        self.lead(call, &key, &tag_keys, epochs, leader, keep, load)
-            .await
+        // Boxed: the miss path is a large future, and a hit should not
+        // carry (and move) it.
+        Box::pin(self.lead(call, &key, &tag_keys, epochs, leader, keep, load)).await
     }
 
     #[allow(clippy::too_many_arguments)] // the engine's state, spelled out for the reader
@@ -561,7 +560,7 @@ impl Cache {
         let Some(redis) = self.inner.backend.distributed() else {
             return Locking::Unlocked;
         };
-        let lock_key = format!("{}{}", self.inner.lock_prefix, call.key);
+        let lock_key = prefixed(&self.inner.lock_prefix, call.key);
         let token = format!("{:032x}", rand::random::<u128>());
         let deadline = Instant::now() + self.inner.lock_wait;
         let mut backoff = Duration::from_millis(5);
@@ -615,6 +614,15 @@ impl Cache {
             }
         }
     }
+}
+
+/// `prefix` + `name`, without the formatting machinery of `format!` (this
+/// runs on every cached call).
+fn prefixed(prefix: &str, name: &str) -> String {
+    let mut key = String::with_capacity(prefix.len() + name.len());
+    key.push_str(prefix);
+    key.push_str(name);
+    key
 }
 
 /// The cross-process load lock, held while this process loads. It is

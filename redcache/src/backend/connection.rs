@@ -46,6 +46,11 @@ pub(crate) struct LazyCluster {
 const CLUSTER_REBUILD_INTERVAL: Duration = Duration::from_millis(500);
 
 impl Connection {
+    /// Whether keys of different hash slots must go in separate commands.
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self, Connection::Cluster(_))
+    }
+
     /// A single node, connected in the background.
     pub(crate) fn single(url: &str, connect_timeout: Duration) -> Result<Self> {
         let client = Client::open(url).map_err(|source| invalid(url, source))?;
@@ -56,7 +61,10 @@ impl Connection {
             // each waiting out the operation timeout.
             .set_min_delay(Duration::from_millis(10))
             .set_max_delay(Duration::from_millis(100))
-            .set_number_of_retries(2);
+            .set_number_of_retries(2)
+            // The engine bounds every operation by its own timeout; a second
+            // timer per command in redis-rs would only cost time on the hit path.
+            .set_response_timeout(None);
         Ok(Connection::Single(ConnectionManager::new_lazy_with_config(
             client, config,
         )?))
@@ -140,7 +148,8 @@ impl SentinelMaster {
         let client = sentinel.async_get_client().await?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
-            .set_number_of_retries(1);
+            .set_number_of_retries(1)
+            .set_response_timeout(None);
         let master = ConnectionManager::new_with_config(client, config).await?;
         tracing::info!(target: "redcache", "connected to the master the sentinels name");
         *self

@@ -1,10 +1,14 @@
 //! The embedded backend: two moka caches, one for entries and one for tag
 //! epochs, each entry expiring at its own deadline, as keys do in Redis.
+//!
+//! moka's `sync` caches: no operation waits on I/O, so the async methods
+//! here never suspend, and a hit's future stays small (moka's `future`
+//! flavour would add hundreds of bytes to every cached call's future).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use moka::future::Cache as Moka;
+use moka::sync::Cache as Moka;
 use moka::Expiry;
 
 use super::{Read, Write, EPOCH_MARGIN, INVALIDATED_EPOCH_TTL};
@@ -58,10 +62,10 @@ impl MemoryBackend {
     }
 
     pub(crate) async fn read(&self, key: &str, tag_keys: &[String]) -> Read {
-        let value = self.values.get(key).await.map(|e| e.value.to_vec());
+        let value = self.values.get(key).map(|e| e.value.to_vec());
         let mut epochs = Vec::with_capacity(tag_keys.len());
         for tag in tag_keys {
-            epochs.push(self.epochs.get(tag).await.map_or(0, |e| e.value));
+            epochs.push(self.epochs.get(tag).map_or(0, |e| e.value));
         }
         Read { value, epochs }
     }
@@ -70,7 +74,7 @@ impl MemoryBackend {
         let need = w.ttl + EPOCH_MARGIN;
         let mut unchanged = true;
         for (tag, &read) in w.tag_keys.iter().zip(w.epochs) {
-            let now = self.extend_epoch(tag, need, |epoch| epoch).await;
+            let now = self.extend_epoch(tag, need, |epoch| epoch);
             unchanged &= now == read;
         }
         if unchanged {
@@ -78,27 +82,26 @@ impl MemoryBackend {
                 value: Arc::from(w.bytes),
                 deadline: Instant::now() + w.ttl,
             };
-            self.values.insert(w.key.to_string(), entry).await;
+            self.values.insert(w.key.to_string(), entry);
         }
         unchanged
     }
 
     pub(crate) async fn bump_epoch(&self, tag_key: &str) -> Epoch {
         self.extend_epoch(tag_key, INVALIDATED_EPOCH_TTL, |epoch| epoch + 1)
-            .await
     }
 
     pub(crate) async fn delete(&self, key: &str) {
-        self.values.invalidate(key).await;
+        self.values.invalidate(key);
     }
 
     /// Atomically applies `step` to a tag's epoch (absent = 0) and makes it
     /// live at least `need` from now; returns the new epoch.
-    async fn extend_epoch(&self, tag_key: &str, need: Duration, step: fn(Epoch) -> Epoch) -> Epoch {
+    fn extend_epoch(&self, tag_key: &str, need: Duration, step: fn(Epoch) -> Epoch) -> Epoch {
         let entry = self
             .epochs
             .entry(tag_key.to_string())
-            .and_upsert_with(|current| async move {
+            .and_upsert_with(|current| {
                 let now = Instant::now();
                 let (epoch, deadline) = match current {
                     Some(e) => {
@@ -111,8 +114,7 @@ impl MemoryBackend {
                     value: step(epoch),
                     deadline: deadline.max(now + need),
                 }
-            })
-            .await;
+            });
         entry.into_value().value
     }
 }

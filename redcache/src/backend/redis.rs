@@ -18,6 +18,9 @@ static BUMP_EPOCH: &str = include_str!("../scripts/bump_epoch.lua");
 static UNLOCK: &str = include_str!("../scripts/unlock.lua");
 static RATE_LIMIT: &str = include_str!("../scripts/rate_limit.lua");
 
+/// Values as `GET`/`MGET` answer them.
+type Raw = Vec<Option<Vec<u8>>>;
+
 pub(crate) struct RedisBackend {
     conn: Connection,
     touch_epoch: Script,
@@ -40,23 +43,59 @@ impl RedisBackend {
         }
     }
 
-    /// The entry and the epoch of each tag, sent together: one round trip
-    /// on a single node (the multiplexed connection writes them at once), and
-    /// one per node on a cluster, never one command across slots.
+    /// The entry and the epoch of each tag in one round trip: one `GET`
+    /// without tags, one `MGET` on a single node or Sentinel master, and on
+    /// a cluster one `GET` per key sent at once (never one command across
+    /// slots).
     pub(crate) async fn read(&self, key: &str, tag_keys: &[String]) -> Result<Read> {
-        let get = |key: &str| {
-            let mut conn = self.conn.clone();
-            let cmd = redis::cmd("GET").arg(key).clone();
-            async move { cmd.query_async::<Option<Vec<u8>>>(&mut conn).await }
+        let (value, raw_epochs) = if tag_keys.is_empty() {
+            (self.get(key).await?, Vec::new())
+        } else if self.conn.is_cluster() {
+            // Boxed: the rarest case should not grow every read's future.
+            Box::pin(self.get_across_slots(key, tag_keys)).await?
+        } else {
+            self.mget(key, tag_keys).await?
         };
-        let (value, epochs) =
-            futures_util::future::try_join(get(key), try_join_all(tag_keys.iter().map(|t| get(t))))
-                .await?;
-        let epochs = epochs
+        let epochs = raw_epochs
             .iter()
             .map(|raw| parse_epoch(raw.as_deref()))
             .collect::<Result<Vec<_>>>()?;
         Ok(Read { value, epochs })
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let mut conn = self.conn.clone();
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(key);
+        Ok(cmd.query_async(&mut conn).await?)
+    }
+
+    /// The entry and the tag epochs in one `MGET` (one node holds them all).
+    async fn mget(&self, key: &str, tag_keys: &[String]) -> Result<(Option<Vec<u8>>, Raw)> {
+        let mut conn = self.conn.clone();
+        let mut cmd = redis::cmd("MGET");
+        cmd.arg(key).arg(tag_keys);
+        let mut values: Raw = cmd.query_async(&mut conn).await?;
+        if values.len() != 1 + tag_keys.len() {
+            return Err(Error::UnexpectedReply(
+                "MGET answered with the wrong number of values",
+            ));
+        }
+        let epochs = values.split_off(1);
+        Ok((values.pop().flatten(), epochs))
+    }
+
+    /// The entry and each tag epoch as separate commands, sent at once.
+    async fn get_across_slots(
+        &self,
+        key: &str,
+        tag_keys: &[String],
+    ) -> Result<(Option<Vec<u8>>, Raw)> {
+        futures_util::future::try_join(
+            self.get(key),
+            try_join_all(tag_keys.iter().map(|t| self.get(t))),
+        )
+        .await
     }
 
     pub(crate) async fn write(&self, w: Write<'_>) -> Result<bool> {

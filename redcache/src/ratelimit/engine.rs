@@ -71,7 +71,7 @@ impl Cache {
     }
 
     async fn remembered_denial(&self, memo_key: &str, cost: u64, now: u64) -> Option<RateLimited> {
-        let denial = self.inner.denials.get(memo_key).await?.value;
+        let denial = self.inner.denials.get(memo_key)?.value;
         let elapsed = Duration::from_micros(now.saturating_sub(denial.at_us));
         // A call needing more than the denied one cannot succeed sooner; one
         // needing less might, so it asks the backend.
@@ -92,6 +92,6 @@ impl Cache {
             value: denial,
             deadline: Instant::now() + status.retry_after(),
         };
-        self.inner.denials.insert(memo_key, entry).await;
+        self.inner.denials.insert(memo_key, entry);
     }
 }
