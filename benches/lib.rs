@@ -1,1 +1,227 @@
-//! The benchmarks live in `benches/`; run them with `cargo bench -p redcache-benches`.
+//! What the benches in `benches/` share: one tokio runtime, one
+//! `redis-server` started on a free loopback port, the caches under test and
+//! a raw redis-rs connection to the same server (the physical limit).
+//!
+//! ```text
+//! cargo bench -p redcache-benches        # needs redis-server on PATH
+//! python3 benches/report.py              # README table + benches/hit_throughput.png
+//! ```
+//!
+//! Each bench binary compares its contenders side by side in one process
+//! against one server, so their ratios hold even on a noisy machine.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use criterion::Criterion;
+use redcache::Cache;
+use redcache_suite::RedisServer;
+use serde::{Deserialize, Serialize};
+
+/// The concurrency levels of the hit-path benches (tasks in flight).
+pub const CONCURRENCY: [usize; 4] = [1, 4, 16, 64];
+
+/// The value the cached functions return: a small product record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Product {
+    pub id: u64,
+    pub name: String,
+    pub price_cents: u64,
+}
+
+pub fn product(id: u64) -> Product {
+    Product {
+        id,
+        name: format!("desk lamp #{id}"),
+        price_cents: 1999,
+    }
+}
+
+/// The server and the clients every contender uses.
+pub struct Bench {
+    /// Taken out and stopped by [`StopServerOnExit`]: statics are never
+    /// dropped, and a server left behind would skew the next bench.
+    server: Mutex<Option<RedisServer>>,
+    url: String,
+    /// redcache on the bench's redis-server, namespace `bench`.
+    pub redis: Cache,
+    /// redcache's embedded backend.
+    pub memory: Cache,
+    /// A plain redis-rs connection (the same kind redcache uses).
+    pub raw: redis::aio::ConnectionManager,
+}
+
+impl Bench {
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The Redis key under which redcache stores the entry of `key`.
+    pub fn entry_key(&self, key: &str) -> String {
+        format!("bench:v:{key}")
+    }
+
+    /// A raw `GET` of `key`, on the raw connection.
+    pub async fn raw_get(&self, key: &str) -> Option<Vec<u8>> {
+        let mut conn = self.raw.clone();
+        redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .expect("raw GET")
+    }
+
+    /// A raw `MGET` of `keys`, on the raw connection.
+    pub async fn raw_mget(&self, keys: &[String]) -> Vec<Option<Vec<u8>>> {
+        let mut conn = self.raw.clone();
+        redis::cmd("MGET")
+            .arg(keys)
+            .query_async(&mut conn)
+            .await
+            .expect("raw MGET")
+    }
+}
+
+/// One multi-threaded runtime (2 workers) for every bench: the connections
+/// live on it.
+pub fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+    })
+}
+
+static BENCH: OnceLock<Bench> = OnceLock::new();
+
+/// Starts the server and connects the clients, once per process.
+pub fn bench() -> &'static Bench {
+    BENCH.get_or_init(|| {
+        let server = RedisServer::start();
+        // The cached crate reads its connection string from the environment.
+        std::env::set_var("CACHED_REDIS_CONNECTION_STRING", server.url());
+        runtime().block_on(async {
+            let redis = Cache::builder()
+                .redis(server.url())
+                .namespace("bench")
+                // The invalidation bench fills a million keys; a generous
+                // timeout keeps a slow moment from turning a hit into a load.
+                .op_timeout(Duration::from_millis(500))
+                .build()
+                .await
+                .expect("redis cache");
+            let memory = Cache::builder()
+                .memory()
+                .namespace("bench")
+                .build()
+                .await
+                .expect("memory cache");
+            let raw = redis::aio::ConnectionManager::new(
+                redis::Client::open(server.url()).expect("redis url"),
+            )
+            .await
+            .expect("raw connection");
+            Bench {
+                url: server.url(),
+                server: Mutex::new(Some(server)),
+                redis,
+                memory,
+                raw,
+            }
+        })
+    })
+}
+
+/// Calls of each task per iteration when several run at once, so that
+/// spawning them weighs little against the calls measured.
+pub const CALLS_PER_TASK: usize = 8;
+
+/// The calls one iteration of a concurrency level makes.
+pub fn calls(tasks: usize) -> u64 {
+    if tasks == 1 {
+        1
+    } else {
+        (tasks * CALLS_PER_TASK) as u64
+    }
+}
+
+/// One iteration at `tasks` concurrency: a single call inline for one task;
+/// otherwise `tasks` spawned tasks making [`CALLS_PER_TASK`] calls each.
+pub async fn in_tasks<F, Fut>(tasks: usize, call: F)
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    if tasks == 1 {
+        return call().await;
+    }
+    let handles: Vec<_> = (0..tasks)
+        .map(|_| {
+            let call = call.clone();
+            tokio::spawn(async move {
+                for _ in 0..CALLS_PER_TASK {
+                    call().await;
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.await.expect("bench task");
+    }
+}
+
+/// Stops the bench's redis-server when dropped: hold one in `main`, so the
+/// server ends with the bench even when a bench panics.
+pub struct StopServerOnExit;
+
+impl Drop for StopServerOnExit {
+    fn drop(&mut self) {
+        if let Some(bench) = BENCH.get() {
+            let server = bench
+                .server
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
+            drop(server);
+        }
+    }
+}
+
+/// `criterion_main!`, holding a [`StopServerOnExit`] while the groups run.
+#[macro_export]
+macro_rules! bench_main {
+    ($($group:path),+ $(,)?) => {
+        fn main() {
+            let _stop = $crate::StopServerOnExit;
+            $($group();)+
+            ::criterion::Criterion::default()
+                .configure_from_args()
+                .final_summary();
+        }
+    };
+}
+
+/// The criterion settings of every bench: short, since each group compares
+/// its contenders in one run.
+pub fn criterion() -> Criterion {
+    Criterion::default()
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1))
+}
+
+/// Where criterion writes its results (and where the benches add the
+/// figures criterion has no place for, such as loads per stampede).
+pub fn criterion_home() -> PathBuf {
+    if let Some(home) = std::env::var_os("CRITERION_HOME") {
+        return home.into();
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("criterion")
+}

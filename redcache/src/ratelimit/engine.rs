@@ -29,7 +29,7 @@ impl Cache {
         let memo_key = keys.join("\n");
         let now = inner.clock.now_micros();
         if mode == Mode::Consume {
-            if let Some(denied) = self.remembered_denial(&memo_key, request.cost, now).await {
+            if let Some(denied) = self.remembered_denial(&memo_key, request.cost, now) {
                 Counters::bump(&inner.counters.rate_denied_locally);
                 return Err(denied);
             }
@@ -64,13 +64,12 @@ impl Cache {
             Counters::bump(&inner.counters.rate_denied);
             tracing::debug!(target: "redcache", limiter = request.name, key = request.key,
                 retry_after = ?status.retry_after(), "rate limited");
-            self.remember_denial(memo_key, request.cost, now, &status)
-                .await;
+            self.remember_denial(memo_key, request.cost, now, &status);
         }
         Err(RateLimited::new(status))
     }
 
-    async fn remembered_denial(&self, memo_key: &str, cost: u64, now: u64) -> Option<RateLimited> {
+    fn remembered_denial(&self, memo_key: &str, cost: u64, now: u64) -> Option<RateLimited> {
         let denial = self.inner.denials.get(memo_key)?.value;
         let elapsed = Duration::from_micros(now.saturating_sub(denial.at_us));
         // A call needing more than the denied one cannot succeed sooner; one
@@ -79,7 +78,7 @@ impl Cache {
             .then(|| RateLimited::new(denial.status.aged(elapsed)))
     }
 
-    async fn remember_denial(&self, memo_key: String, cost: u64, now: u64, status: &RateStatus) {
+    fn remember_denial(&self, memo_key: String, cost: u64, now: u64, status: &RateStatus) {
         if status.retry_after().is_zero() {
             return;
         }
