@@ -183,7 +183,14 @@ fn cached_body(args: TokenStream, span: Span, func: &ItemFn) -> syn::Result<syn:
     let block = &func.block;
     let future = quote!(async move #block);
     let return_span = function.return_span();
-    let (tags_let, call) = call_tokens(&options, ttl);
+    let name = match &options.key {
+        Some(template) => template.lit.to_token_stream(),
+        None => {
+            let name = format!("::{}", func.sig.ident);
+            quote!(::core::concat!(::core::module_path!(), #name))
+        }
+    };
+    let (tags_let, call) = call_tokens(&options, name, ttl);
     // The call carries the span of the return type (its value type for a
     // `Result`), so a value type that cannot be cached is reported there.
     let body = match function.returns {
@@ -240,7 +247,8 @@ pub(crate) fn get_or_load(input: TokenStream) -> TokenStream {
     let key = options.key.as_ref().map(Template::render);
     let ttl = options.ttl.expect("checked by require_ttl").to_tokens();
     let cache = cache_expr(options.cache.as_ref());
-    let (tags_let, call) = call_tokens(&options, ttl);
+    let name = options.key.as_ref().map(|template| &template.lit);
+    let (tags_let, call) = call_tokens(&options, quote!(#name), ttl);
     let key_var = key_var();
     quote!(async {
         let #key_var = #key;
@@ -316,9 +324,15 @@ pub(crate) fn default_key(func: &ItemFn, function: &Function<'_>) -> TokenStream
 }
 
 /// The `let` of the tags (if any) and the `Call` built from the options.
-fn call_tokens(options: &Options, ttl: TokenStream) -> (TokenStream, TokenStream) {
+/// `name` (the key template, or the fn's path) names the call in spans and
+/// metrics.
+fn call_tokens(
+    options: &Options,
+    name: TokenStream,
+    ttl: TokenStream,
+) -> (TokenStream, TokenStream) {
     let key_var = key_var();
-    let mut call = quote!(::redcache::__private::Call::new(&#key_var, #ttl));
+    let mut call = quote!(::redcache::__private::Call::new(#name, &#key_var, #ttl));
     let mut tags_let = TokenStream::new();
     if !options.tags.is_empty() {
         let tags_var = format_ident!("__redcache_tags", span = Span::mixed_site());

@@ -19,7 +19,7 @@ use crate::entry::{self, Decoded, Epoch};
 use crate::error::{Error, Result};
 use crate::flight::{Flights, Joined, Leader, Outcome};
 use crate::ratelimit::Denial;
-use crate::stats::{Counters, Stats};
+use crate::stats::{Counters, Event, Stats};
 
 /// How concurrent misses of one key are coordinated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -39,6 +39,8 @@ pub enum Stampede {
 /// One cached call: its key, TTL, tags and stampede policy.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Call<'a> {
+    /// The key template (or the fn's path): a name with few values.
+    pub(crate) name: &'static str,
     pub(crate) key: &'a str,
     pub(crate) ttl: Duration,
     pub(crate) tags: &'a [String],
@@ -115,7 +117,7 @@ impl Inner {
             lock_ttl: settings.lock_ttl,
             lock_wait: settings.lock_wait,
             flights: Flights::default(),
-            counters: Counters::default(),
+            counters: Counters::new(namespace),
             clock: Arc::clone(&settings.clock),
             breaker: Breaker::new(settings.breaker_threshold, settings.breaker_cool_down),
             pending: Mutex::new(HashSet::new()),
@@ -212,6 +214,7 @@ impl Cache {
     {
         let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
         let call = Call {
+            name: "get_or_load",
             key,
             ttl,
             tags: &tags,
@@ -236,7 +239,7 @@ impl Cache {
         let tag_key = prefixed(&self.inner.tag_prefix, tag);
         match self.op(self.inner.backend.bump_epoch(&tag_key)).await {
             Ok(epoch) => {
-                Counters::bump(&self.inner.counters.invalidations);
+                self.inner.counters.count(Event::Invalidation);
                 tracing::debug!(target: "redcache", tag, epoch, "tag invalidated");
                 Ok(())
             }
@@ -270,7 +273,7 @@ impl Cache {
         for tag_key in pending {
             match self.op(self.inner.backend.bump_epoch(&tag_key)).await {
                 Ok(_) => {
-                    Counters::bump(&self.inner.counters.invalidations);
+                    self.inner.counters.count(Event::Invalidation);
                     tracing::info!(target: "redcache", tag_key, "pending invalidation delivered");
                 }
                 Err(_) => {
@@ -336,7 +339,7 @@ impl Cache {
     }
 
     fn backend_failed(&self, op: &'static str, error: &Error) {
-        Counters::bump(&self.inner.counters.errors);
+        self.inner.counters.count(Event::Error(op));
         if matches!(error, Error::CircuitOpen) {
             // Expected while the circuit is open: one event when it opened.
             tracing::trace!(target: "redcache", op, "circuit open; skipping redis");
@@ -348,8 +351,9 @@ impl Cache {
     /// The engine: cache-aside with single flight, the cross-process lock
     /// and tag epochs. `keep` says whether a loaded value is stored.
     ///
-    /// Each call is a `redcache.cached` span (info level) with the key and,
-    /// once known, its outcome: `hit`, `miss` or `stale`.
+    /// Each call is a `redcache.cached` span (info level) with the call's
+    /// `name` (key template), its rendered `key`, once known its `outcome`
+    /// (`hit`, `miss` or `stale`) and, when the function ran, `load_time`.
     pub(crate) async fn load_through<T, E, Fut>(
         &self,
         call: Call<'_>,
@@ -361,7 +365,9 @@ impl Cache {
         Fut: Future<Output = Result<T, E>>,
     {
         use tracing::Instrument;
-        let span = tracing::info_span!(target: "redcache", "redcache.cached", key = call.key, outcome = tracing::field::Empty);
+        let span = tracing::info_span!(target: "redcache", "redcache.cached",
+            name = call.name, key = call.key,
+            outcome = tracing::field::Empty, load_time = tracing::field::Empty);
         self.load_through_in_span(call, keep, load)
             .instrument(span)
             .await
@@ -390,7 +396,7 @@ impl Cache {
         if self.inner.has_pending.load(Ordering::SeqCst) {
             let pending = Box::pin(self.retry_pending_invalidations()).await;
             if tag_keys.iter().any(|tag| pending.contains(tag)) {
-                Counters::bump(&counters.misses);
+                counters.count(Event::Miss(call.name));
                 return Box::pin(self.lead(call, &key, &tag_keys, None, None, keep, load)).await;
             }
         }
@@ -404,18 +410,18 @@ impl Cache {
                     if let Some(bytes) = value {
                         match entry::decode::<T>(&bytes, call.tags, &epochs) {
                             Decoded::Fresh(value) => {
-                                Counters::bump(&counters.hits);
+                                counters.count(Event::Hit(call.name));
                                 tracing::Span::current().record("outcome", "hit");
                                 tracing::trace!(target: "redcache", key = call.key, "hit");
                                 return Ok(value);
                             }
                             Decoded::Stale => {
-                                Counters::bump(&counters.stale);
+                                counters.count(Event::Stale(call.name));
                                 outcome = "stale";
                                 tracing::debug!(target: "redcache", key = call.key, "stale");
                             }
                             Decoded::Invalid => {
-                                Counters::bump(&counters.undecodable);
+                                counters.count(Event::Undecodable(call.name));
                                 tracing::warn!(target: "redcache", key = call.key,
                                     "entry does not decode as this type; treating it as a miss");
                             }
@@ -428,7 +434,7 @@ impl Cache {
                     None
                 }
             };
-            Counters::bump(&counters.misses);
+            counters.count(Event::Miss(call.name));
             tracing::Span::current().record("outcome", outcome);
             tracing::debug!(target: "redcache", key = call.key, "miss");
             if call.stampede == Stampede::Off {
@@ -437,7 +443,7 @@ impl Cache {
             match self.inner.flights.join((key.clone(), epochs.clone())) {
                 Joined::Leader(leader) => break (epochs, Some(leader)),
                 Joined::Follower(follower) => {
-                    Counters::bump(&counters.coalesced);
+                    counters.count(Event::Coalesced(call.name));
                     if let Outcome::Value(bytes) = follower.wait().await {
                         if let Some(value) = entry::decode_value::<T>(&bytes) {
                             return Ok(value);
@@ -483,10 +489,12 @@ impl Cache {
         };
 
         let started = Instant::now();
-        Counters::bump(&self.inner.counters.loads);
+        self.inner.counters.count(Event::Load(call.name));
         let result = load.await;
-        tracing::debug!(target: "redcache", key = call.key, elapsed = ?started.elapsed(),
-            ok = result.is_ok(), "load");
+        let elapsed = started.elapsed();
+        self.inner.counters.load_time(call.name, elapsed);
+        tracing::Span::current().record("load_time", tracing::field::debug(elapsed));
+        tracing::debug!(target: "redcache", key = call.key, ?elapsed, ok = result.is_ok(), "load");
 
         if let Ok(value) = &result {
             let zeros;
@@ -511,7 +519,7 @@ impl Cache {
                     }
                 }
                 Err(error) => {
-                    Counters::bump(&self.inner.counters.errors);
+                    self.inner.counters.count(Event::Error("encode"));
                     tracing::warn!(target: "redcache", key = call.key, %error,
                         "value does not encode; not cached");
                 }
@@ -541,7 +549,7 @@ impl Cache {
         match self.op(self.inner.backend.write(write)).await {
             Ok(true) => {}
             Ok(false) => {
-                Counters::bump(&self.inner.counters.stale);
+                self.inner.counters.count(Event::Stale(call.name));
                 tracing::debug!(target: "redcache", key = call.key,
                     "a tag was invalidated during the load; value returned, not stored");
             }
@@ -586,7 +594,7 @@ impl Cache {
             }
             if !waited {
                 waited = true;
-                Counters::bump(&self.inner.counters.lock_waits);
+                self.inner.counters.count(Event::LockWait(call.name));
                 tracing::debug!(target: "redcache", key = call.key, "lock wait");
             }
             let now = Instant::now();

@@ -55,6 +55,8 @@ mod error;
 mod flight;
 mod global;
 mod key;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod ratelimit;
 mod stats;
 

@@ -32,8 +32,12 @@ impl<T: Serialize + DeserializeOwned> Cacheable for T {}
 pub struct Call<'a>(crate::cache::Call<'a>);
 
 impl<'a> Call<'a> {
-    pub fn new(key: &'a str, ttl: Duration) -> Self {
+    /// `name` is the key template as written (or the fn's path): it names
+    /// the call in spans and metrics, where the rendered `key` would be one
+    /// name per argument.
+    pub fn new(name: &'static str, key: &'a str, ttl: Duration) -> Self {
         Call(crate::cache::Call {
+            name,
             key,
             ttl,
             tags: &[],

@@ -47,25 +47,93 @@ pub struct Stats {
     pub circuit: CircuitState,
 }
 
-#[derive(Default)]
+/// What the engine counts: each bumps a field of [`Stats`] and, with the
+/// `metrics` feature, a metric (see `metrics.rs`). Cached-call events carry
+/// the call's name (its key template, or the fn's path); rate-limit events
+/// the limiter's name.
+#[derive(Debug, Clone, Copy)]
+// The names are read only by the metrics export.
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+pub(crate) enum Event<'a> {
+    Hit(&'static str),
+    Miss(&'static str),
+    Stale(&'static str),
+    Undecodable(&'static str),
+    Load(&'static str),
+    Coalesced(&'static str),
+    LockWait(&'static str),
+    /// A backend operation (named) failed; the call went on without it.
+    Error(&'static str),
+    Invalidation,
+    RateAllowed(&'a str),
+    RateDenied(&'a str),
+    RateDeniedLocally(&'a str),
+}
+
 pub(crate) struct Counters {
-    pub(crate) hits: AtomicU64,
-    pub(crate) misses: AtomicU64,
-    pub(crate) stale: AtomicU64,
-    pub(crate) undecodable: AtomicU64,
-    pub(crate) loads: AtomicU64,
-    pub(crate) coalesced: AtomicU64,
-    pub(crate) lock_waits: AtomicU64,
-    pub(crate) errors: AtomicU64,
-    pub(crate) invalidations: AtomicU64,
-    pub(crate) rate_allowed: AtomicU64,
-    pub(crate) rate_denied: AtomicU64,
-    pub(crate) rate_denied_locally: AtomicU64,
+    /// The cache's namespace: a label of every exported metric.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    namespace: std::sync::Arc<str>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    stale: AtomicU64,
+    undecodable: AtomicU64,
+    loads: AtomicU64,
+    coalesced: AtomicU64,
+    lock_waits: AtomicU64,
+    errors: AtomicU64,
+    invalidations: AtomicU64,
+    rate_allowed: AtomicU64,
+    rate_denied: AtomicU64,
+    rate_denied_locally: AtomicU64,
 }
 
 impl Counters {
-    pub(crate) fn bump(counter: &AtomicU64) {
+    pub(crate) fn new(namespace: &str) -> Self {
+        let zero = || AtomicU64::new(0);
+        Counters {
+            namespace: namespace.into(),
+            hits: zero(),
+            misses: zero(),
+            stale: zero(),
+            undecodable: zero(),
+            loads: zero(),
+            coalesced: zero(),
+            lock_waits: zero(),
+            errors: zero(),
+            invalidations: zero(),
+            rate_allowed: zero(),
+            rate_denied: zero(),
+            rate_denied_locally: zero(),
+        }
+    }
+
+    pub(crate) fn count(&self, event: Event<'_>) {
+        let counter = match event {
+            Event::Hit(_) => &self.hits,
+            Event::Miss(_) => &self.misses,
+            Event::Stale(_) => &self.stale,
+            Event::Undecodable(_) => &self.undecodable,
+            Event::Load(_) => &self.loads,
+            Event::Coalesced(_) => &self.coalesced,
+            Event::LockWait(_) => &self.lock_waits,
+            Event::Error(_) => &self.errors,
+            Event::Invalidation => &self.invalidations,
+            Event::RateAllowed(_) => &self.rate_allowed,
+            Event::RateDenied(_) => &self.rate_denied,
+            Event::RateDeniedLocally(_) => &self.rate_denied_locally,
+        };
         counter.fetch_add(1, Relaxed);
+        #[cfg(feature = "metrics")]
+        crate::metrics::count(&self.namespace, event);
+    }
+
+    /// How long a load of the call `name` took.
+    pub(crate) fn load_time(&self, name: &'static str, elapsed: std::time::Duration) {
+        #[cfg(feature = "metrics")]
+        crate::metrics::load_time(&self.namespace, name, elapsed);
+        #[cfg(not(feature = "metrics"))]
+        let _ = (name, elapsed);
     }
 
     pub(crate) fn snapshot(&self) -> Stats {

@@ -7,6 +7,7 @@ impl Catalog {
         ::redcache::__private::cached_value(
                 &(self.cache),
                 ::redcache::__private::Call::new(
+                        "price:<item.sku>",
                         &__redcache_key,
                         ::redcache::__private::Duration::from_millis(500),
                     )
@@ -25,6 +26,7 @@ impl Catalog {
         ::redcache::__private::cached_value(
                 &(self.cache),
                 ::redcache::__private::Call::new(
+                    ::core::concat!(::core::module_path!(), "::stock"),
                     &__redcache_key,
                     ::redcache::__private::Duration::from_secs(3600),
                 ),

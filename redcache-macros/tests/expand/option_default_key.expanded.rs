@@ -9,6 +9,7 @@ async fn find_user(email: &str, active: bool) -> Option<User> {
     ::redcache::__private::cached_option(
             ::redcache::__private::global(),
             ::redcache::__private::Call::new(
+                ::core::concat!(::core::module_path!(), "::find_user"),
                 &__redcache_key,
                 ::redcache::__private::Duration::from_secs(90),
             ),

@@ -56,6 +56,7 @@ async fn report(id: u64) -> Result<Report, ApiError> {
     ::redcache::__private::cached_result(
             ::redcache::__private::global(),
             ::redcache::__private::Call::new(
+                "report:<id>",
                 &__redcache_key,
                 ::redcache::__private::Duration::from_secs(300),
             ),

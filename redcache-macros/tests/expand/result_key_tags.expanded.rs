@@ -10,6 +10,7 @@ pub async fn get_product(id: u64, category_id: u64) -> Result<Product, DbError> 
     ::redcache::__private::cached_result(
             ::redcache::__private::global(),
             ::redcache::__private::Call::new(
+                    "product:<id>",
                     &__redcache_key,
                     ::redcache::__private::Duration::from_secs(300),
                 )

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::{Mode, OnError, RateLimited, RateStatus, Request};
 use crate::backend::memory::Expiring;
 use crate::cache::Cache;
-use crate::stats::Counters;
+use crate::stats::Event;
 
 /// A denial remembered until the backend would deny calls of at least
 /// `cost` anyway (by the server's own figure of `retry_after`).
@@ -30,7 +30,7 @@ impl Cache {
         let now = inner.clock.now_micros();
         if mode == Mode::Consume {
             if let Some(denied) = self.remembered_denial(&memo_key, request.cost, now) {
-                Counters::bump(&inner.counters.rate_denied_locally);
+                inner.counters.count(Event::RateDeniedLocally(request.name));
                 return Err(denied);
             }
         }
@@ -40,7 +40,7 @@ impl Cache {
         {
             Ok(verdicts) => verdicts,
             Err(error) => {
-                Counters::bump(&inner.counters.errors);
+                inner.counters.count(Event::Error("rate_limit"));
                 let allow = request.on_error == OnError::Allow;
                 tracing::warn!(target: "redcache", limiter = request.name, key = request.key, %error,
                     decision = if allow { "allow" } else { "deny" },
@@ -56,12 +56,12 @@ impl Cache {
         let status = RateStatus::from_verdicts(request.policies, &verdicts);
         if status.is_allowed() {
             if mode == Mode::Consume {
-                Counters::bump(&inner.counters.rate_allowed);
+                inner.counters.count(Event::RateAllowed(request.name));
             }
             return Ok(status);
         }
         if mode == Mode::Consume {
-            Counters::bump(&inner.counters.rate_denied);
+            inner.counters.count(Event::RateDenied(request.name));
             tracing::debug!(target: "redcache", limiter = request.name, key = request.key,
                 retry_after = ?status.retry_after(), "rate limited");
             self.remember_denial(memo_key, request.cost, now, &status);
