@@ -336,3 +336,77 @@ async fn a_cancelled_load_releases_its_lock_for_other_processes() {
         "the lock (TTL 600 s) must be released when its load is cancelled"
     );
 }
+
+/// Watches the commands clients send to `server` (`MONITOR`), leaving out
+/// those that scripts run.
+struct Monitor(std::net::TcpStream);
+
+impl Monitor {
+    fn start(server: &RedisServer) -> Monitor {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", server.port())).unwrap();
+        stream.write_all(b"MONITOR\r\n").unwrap();
+        let mut ok = [0u8; 5];
+        stream.read_exact(&mut ok).unwrap();
+        assert_eq!(&ok, b"+OK\r\n");
+        Monitor(stream)
+    }
+
+    /// The names of the commands sent since the last call, in order.
+    fn commands(&mut self) -> Vec<String> {
+        use std::io::Read;
+        self.0
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 8192];
+        while let Ok(n @ 1..) = self.0.read(&mut buf) {
+            seen.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&seen)
+            .lines()
+            // +1764090000.123456 [0 127.0.0.1:5555] "GET" "key"; scripts' commands show [0 lua]
+            .filter(|line| !line.contains(" lua]"))
+            .filter_map(|line| line.split('"').nth(1).map(str::to_uppercase))
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn a_miss_stores_its_entry_and_releases_its_lock_in_one_round_trip() {
+    let server = RedisServer::start();
+    let ns = unique_namespace("miss");
+    let cache = cache_on(&server, &ns).await;
+    let load = || async { Ok::<_, String>(7u32) };
+    // Load the scripts once, so that no NOSCRIPT retry shows below.
+    cache.get_or_load("warm", TTL, &["t"], load).await.unwrap();
+    let mut monitor = Monitor::start(&server);
+
+    assert_eq!(cache.get_or_load("k", TTL, &[], load).await, Ok(7));
+    // The read, the lock, then the entry and the unlock in one script.
+    assert_eq!(monitor.commands(), ["GET", "SET", "EVALSHA"]);
+
+    assert_eq!(cache.get_or_load("tagged", TTL, &["t"], load).await, Ok(7));
+    // Entry and epoch in one read, the lock, the epoch made to outlive the
+    // entry, then the entry and the unlock.
+    assert_eq!(monitor.commands(), ["MGET", "SET", "EVALSHA", "EVALSHA"]);
+
+    for key in ["k", "tagged"] {
+        assert_eq!(
+            server.command(&format!("EXISTS {ns}:lock:{key}")),
+            ":0\r\n",
+            "the lock of {key} is released"
+        );
+        let ttl = server.command(&format!("PTTL {ns}:v:{key}"));
+        let ttl: i64 = ttl.trim().trim_start_matches(':').parse().unwrap();
+        assert!(
+            ttl > 0 && ttl <= TTL.as_millis() as i64,
+            "the entry of {key} is stored with its TTL: {ttl}"
+        );
+    }
+    // And a hit is one GET.
+    monitor.commands(); // the checks above
+    assert_eq!(cache.get_or_load("k", TTL, &[], load).await, Ok(7));
+    assert_eq!(monitor.commands(), ["GET"]);
+    assert_eq!(cache.stats().loads, 3);
+}

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::backend::memory::{AtDeadline, Expiring};
-use crate::backend::{Backend, Read, Write, INVALIDATED_EPOCH_TTL};
+use crate::backend::{Backend, Read, Unlock, Write, INVALIDATED_EPOCH_TTL};
 use crate::breaker::{Breaker, Permit};
 use crate::builder::CacheBuilder;
 use crate::clock::Clock;
@@ -477,7 +477,7 @@ impl Cache {
             (Stampede::Distributed, Some(_)) => self.lock_or_wait(call, key, tag_keys).await,
             _ => Locking::Unlocked,
         };
-        let held = match lock {
+        let mut held = match lock {
             Locking::Found(value, bytes) => {
                 if let Some(leader) = leader {
                     leader.finish(Outcome::Value(Arc::from(bytes)));
@@ -512,7 +512,8 @@ impl Cache {
                     // 0, so its value is returned but not stored.
                     let in_time = started.elapsed() < INVALIDATED_EPOCH_TTL / 2;
                     if keep(value) && epochs.is_some() && in_time {
-                        self.store(call, key, tag_keys, recorded, &bytes).await;
+                        self.store(call, key, tag_keys, recorded, &bytes, held.as_mut())
+                            .await;
                     }
                     if let Some(leader) = leader {
                         leader.finish(Outcome::Value(Arc::from(bytes)));
@@ -531,6 +532,8 @@ impl Cache {
         result
     }
 
+    /// Stores an entry, and releases `lock` with the write (one round trip
+    /// on a single node); if the write fails, the lock is released later.
     async fn store(
         &self,
         call: Call<'_>,
@@ -538,6 +541,7 @@ impl Cache {
         tag_keys: &[String],
         epochs: &[Epoch],
         bytes: &[u8],
+        lock: Option<&mut LoadLock>,
     ) {
         let write = Write {
             key,
@@ -545,8 +549,16 @@ impl Cache {
             ttl: call.ttl,
             tag_keys,
             epochs,
+            unlock: lock.as_ref().map(|lock| Unlock {
+                key: &lock.key,
+                token: &lock.token,
+            }),
         };
-        match self.op(self.inner.backend.write(write)).await {
+        let result = self.op(self.inner.backend.write(write)).await;
+        if let (Ok(_), Some(lock)) = (&result, lock) {
+            lock.released = true;
+        }
+        match result {
             Ok(true) => {}
             Ok(false) => {
                 self.inner.counters.count(Event::Stale(call.name));
@@ -645,9 +657,12 @@ struct LoadLock {
 }
 
 impl LoadLock {
+    /// Releases the lock, unless the write already did.
     async fn release(mut self) {
-        self.released = true;
-        self.cache.unlock(&self.key, &self.token).await;
+        if !self.released {
+            self.released = true;
+            self.cache.unlock(&self.key, &self.token).await;
+        }
     }
 }
 

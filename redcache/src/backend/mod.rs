@@ -27,6 +27,16 @@ pub(crate) struct Write<'a> {
     pub(crate) ttl: Duration,
     pub(crate) tag_keys: &'a [String],
     pub(crate) epochs: &'a [Epoch],
+    /// The cross-process load lock to release with the write (Redis only),
+    /// stored or not.
+    pub(crate) unlock: Option<Unlock<'a>>,
+}
+
+/// A load lock: its key and the token it was taken with.
+#[derive(Clone, Copy)]
+pub(crate) struct Unlock<'a> {
+    pub(crate) key: &'a str,
+    pub(crate) token: &'a str,
 }
 
 /// How long a tag's epoch key outlives the entries recorded under it, so
@@ -57,7 +67,8 @@ impl Backend {
     }
 
     /// Stores the entry unless one of its tags was invalidated since the
-    /// epochs were read; returns whether it was stored.
+    /// epochs were read, and releases `write.unlock` either way; returns
+    /// whether it was stored.
     pub(crate) async fn write(&self, write: Write<'_>) -> Result<bool> {
         match self {
             Backend::Memory(b) => Ok(b.write(write).await),
