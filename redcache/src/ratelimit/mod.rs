@@ -142,16 +142,17 @@ impl Policy {
         Ok(())
     }
 
-    /// The state key of this policy for `tagged` (a rendered key inside a
-    /// hash tag): the algorithm and figures are part of it, so changing a
-    /// policy never reads state written under another.
-    fn state_key(&self, prefix: &str, tagged: &str) -> String {
-        format!(
-            "{prefix}{tagged}:{}:{}:{}",
-            self.algorithm.name(),
-            self.limit,
-            self.window.as_millis()
-        )
+    /// Appends what names this policy in a state key: the algorithm and
+    /// figures are part of it, so changing a policy never reads state
+    /// written under another.
+    fn push_state_suffix(&self, out: &mut String) {
+        let mut digits = itoa::Buffer::new();
+        out.push(':');
+        out.push_str(self.algorithm.name());
+        out.push(':');
+        out.push_str(digits.format(self.limit));
+        out.push(':');
+        out.push_str(digits.format(self.window.as_millis()));
     }
 }
 
@@ -298,11 +299,24 @@ pub(crate) struct Request<'a> {
 impl Request<'_> {
     /// The state key of each policy. All share the hash tag `{key}`, so one
     /// script can touch them all on Redis Cluster.
+    ///
+    /// Built without `format!`: this runs on every check.
     pub(crate) fn state_keys(&self, prefix: &str) -> Vec<String> {
-        let tagged = format!("{}:{{{}}}", self.name, hash_tag_content(self.key));
+        let mut tagged =
+            String::with_capacity(prefix.len() + self.name.len() + self.key.len() + 48);
+        tagged.push_str(prefix);
+        tagged.push_str(self.name);
+        tagged.push_str(":{");
+        push_hash_tag_content(&mut tagged, self.key);
+        tagged.push('}');
         self.policies
             .iter()
-            .map(|p| p.state_key(prefix, &tagged))
+            .map(|p| {
+                let mut key = String::with_capacity(tagged.len() + 48);
+                key.push_str(&tagged);
+                p.push_state_suffix(&mut key);
+                key
+            })
             .collect()
     }
 
@@ -322,14 +336,14 @@ impl Request<'_> {
     }
 }
 
-/// The key as the content of a hash tag: `%`, `{` and `}` percent-encoded
+/// Appends the key as the content of a hash tag: `%`, `{` and `}` percent-encoded
 /// (injective), and the empty key as a lone `%`, which no encoding yields
 /// (an empty tag `{}` would not be a hash tag at all).
-fn hash_tag_content(key: &str) -> String {
+fn push_hash_tag_content(out: &mut String, key: &str) {
     if key.is_empty() {
-        return "%".to_string();
+        out.push('%');
+        return;
     }
-    let mut out = String::with_capacity(key.len());
     for c in key.chars() {
         match c {
             '%' => out.push_str("%25"),
@@ -338,7 +352,6 @@ fn hash_tag_content(key: &str) -> String {
             c => out.push(c),
         }
     }
-    out
 }
 
 #[cfg(test)]
@@ -369,9 +382,14 @@ mod tests {
 
     #[test]
     fn hash_tag_content_is_injective_and_never_empty() {
-        assert_eq!(hash_tag_content(""), "%");
-        assert_eq!(hash_tag_content("%7B"), "%257B");
-        assert_eq!(hash_tag_content("{"), "%7B");
+        let content = |key: &str| {
+            let mut out = String::new();
+            push_hash_tag_content(&mut out, key);
+            out
+        };
+        assert_eq!(content(""), "%");
+        assert_eq!(content("%7B"), "%257B");
+        assert_eq!(content("{"), "%7B");
     }
 
     #[test]
