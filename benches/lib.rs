@@ -39,6 +39,74 @@ pub fn product(id: u64) -> Product {
     }
 }
 
+/// The cached functions compared, shared by `hit` and `paired`.
+pub mod contenders {
+    use cached::proc_macro::concurrent_cached;
+
+    use super::{bench, product, Product};
+
+    #[redcache::cached(ttl = 600, key = "product:<id>", cache = &bench().redis)]
+    pub async fn redcache_product(id: u64) -> Result<Product, String> {
+        Ok(product(id))
+    }
+
+    #[redcache::cached(ttl = 600, key = "tagged:<id>", tags = ["category:7"], cache = &bench().redis)]
+    pub async fn redcache_tagged(id: u64) -> Result<Product, String> {
+        Ok(product(id))
+    }
+
+    #[redcache::cached(ttl = 600, key = "memory:<id>", cache = &bench().memory)]
+    pub async fn memory_product(id: u64) -> Result<Product, String> {
+        Ok(product(id))
+    }
+
+    #[concurrent_cached(
+        redis = true,
+        ttl_secs = 600,
+        cache_prefix_block = r##"{ "bench-cached-crate" }"##,
+        map_error = r##"|e| format!("{e:?}")"##
+    )]
+    pub async fn cached_crate_product(id: u64) -> Result<Product, String> {
+        Ok(product(id))
+    }
+
+    /// Redis keys of the entry `product:1` and of the tagged entry and its
+    /// tag's epoch (what a raw `GET` / `MGET` reads).
+    pub const PRODUCT_ENTRY: &str = "bench:v:product:1";
+    pub const TAGGED_KEYS: [&str; 2] = ["bench:v:tagged:1", "bench:tag:category:7"];
+
+    /// A stored entry as redcache writes it (see `redcache/src/entry.rs`):
+    /// what a raw read must decode to be a cache hit at all.
+    #[derive(serde::Deserialize)]
+    pub struct Entry {
+        pub v: u8,
+        pub at: u64,
+        pub tags: Vec<(String, u64)>,
+        pub value: Product,
+    }
+
+    /// A raw `GET` of `product:1` and a `serde_json` decode of its entry:
+    /// the limit for any cache whose values are JSON.
+    pub async fn raw_get_and_decode() -> Product {
+        let bytes = bench().raw_get(PRODUCT_ENTRY).await.expect("stored");
+        let entry: Entry = serde_json::from_slice(&bytes).expect("an entry");
+        assert_eq!(entry.v, 1);
+        entry.value
+    }
+
+    /// Caches every contender's value, and checks the raw reads find them.
+    pub async fn warm() {
+        redcache_product(1).await.unwrap();
+        redcache_tagged(1).await.unwrap();
+        memory_product(1).await.unwrap();
+        cached_crate_product(1).await.unwrap();
+        assert!(
+            bench().raw_get(PRODUCT_ENTRY).await.is_some(),
+            "the raw GET must read the bytes redcache stored"
+        );
+    }
+}
+
 /// The server and the clients every contender uses.
 pub struct Bench {
     /// Taken out and stopped by [`StopServerOnExit`]: statics are never
@@ -74,7 +142,7 @@ impl Bench {
     }
 
     /// A raw `MGET` of `keys`, on the raw connection.
-    pub async fn raw_mget(&self, keys: &[String]) -> Vec<Option<Vec<u8>>> {
+    pub async fn raw_mget(&self, keys: &[&str]) -> Vec<Option<Vec<u8>>> {
         let mut conn = self.raw.clone();
         redis::cmd("MGET")
             .arg(keys)

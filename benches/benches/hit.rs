@@ -4,77 +4,35 @@
 //! against a raw `MGET` of the entry and the tag's epoch; and
 //! the embedded backend against a bare moka `get`.
 
-use cached::proc_macro::concurrent_cached;
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
+use redcache_benches::contenders::{
+    cached_crate_product, memory_product, redcache_product, redcache_tagged, warm, PRODUCT_ENTRY,
+    TAGGED_KEYS,
+};
 use redcache_benches::{bench, calls, criterion, in_tasks, product, runtime, Product, CONCURRENCY};
-
-#[redcache::cached(ttl = 600, key = "product:<id>", cache = &bench().redis)]
-async fn redcache_product(id: u64) -> Result<Product, String> {
-    Ok(product(id))
-}
-
-#[redcache::cached(ttl = 600, key = "tagged:<id>", tags = ["category:7"], cache = &bench().redis)]
-async fn redcache_tagged(id: u64) -> Result<Product, String> {
-    Ok(product(id))
-}
-
-#[redcache::cached(ttl = 600, key = "memory:<id>", cache = &bench().memory)]
-async fn memory_product(id: u64) -> Result<Product, String> {
-    Ok(product(id))
-}
-
-#[concurrent_cached(
-    redis = true,
-    ttl_secs = 600,
-    cache_prefix_block = r##"{ "bench-cached-crate" }"##,
-    map_error = r##"|e| format!("{e:?}")"##
-)]
-async fn cached_crate_product(id: u64) -> Result<Product, String> {
-    Ok(product(id))
-}
 
 fn hit(c: &mut Criterion) {
     let rt = runtime();
     let b = bench();
-    let entry = b.entry_key("product:1");
-    rt.block_on(async {
-        redcache_product(1).await.unwrap();
-        redcache_tagged(1).await.unwrap();
-        memory_product(1).await.unwrap();
-        cached_crate_product(1).await.unwrap();
-        assert!(
-            b.raw_get(&entry).await.is_some(),
-            "the raw GET must read the bytes redcache stored"
-        );
-    });
+    rt.block_on(warm());
     let loads_before = b.redis.stats().loads;
 
     let mut group = c.benchmark_group("hit");
     for tasks in CONCURRENCY {
         group.throughput(Throughput::Elements(calls(tasks)));
-        let key = entry.clone();
         group.bench_function(BenchmarkId::new("raw_get", tasks), |bencher| {
             bencher.to_async(rt).iter(|| {
-                let key = key.clone();
-                in_tasks(tasks, move || {
-                    let key = key.clone();
-                    async move {
-                        bench().raw_get(&key).await;
-                    }
+                in_tasks(tasks, || async {
+                    bench().raw_get(PRODUCT_ENTRY).await;
                 })
             })
         });
         // A tagged hit reads the entry and its tag's epoch: one MGET is the
         // least a Redis-backed tagged hit can cost.
-        let keys = [b.entry_key("tagged:1"), "bench:tag:category:7".to_string()];
         group.bench_function(BenchmarkId::new("raw_mget", tasks), |bencher| {
             bencher.to_async(rt).iter(|| {
-                let keys = keys.clone();
-                in_tasks(tasks, move || {
-                    let keys = keys.clone();
-                    async move {
-                        bench().raw_mget(&keys).await;
-                    }
+                in_tasks(tasks, || async {
+                    bench().raw_mget(&TAGGED_KEYS).await;
                 })
             })
         });

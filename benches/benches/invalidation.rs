@@ -58,7 +58,6 @@ fn invalidation(c: &mut Criterion) {
     let rt = runtime();
     let b = bench();
     let mut group = c.benchmark_group("invalidate_tag");
-    group.sample_size(20);
     for keys in [10u64, 10_000, 1_000_000] {
         let tag = format!("many:{keys}");
         rt.block_on(async {

@@ -1,0 +1,192 @@
+//! Paired ratios: each contender and its reference alternate in short
+//! batches (A B B A ...), and the ratio is the median, over the rounds, of
+//! A's calls per second over B's. Drift on a shared machine (criterion's
+//! sequential runs of the same bench moved by 30 % and more here) hits both
+//! sides of a round alike, so these ratios hold where sequential ones do not.
+//!
+//! Prints a table and writes `<criterion home>/paired/ratios.json`, which
+//! `benches/report.py` puts in the README table.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use redcache::{Algorithm, Policy, RateLimiter};
+use redcache_benches::contenders::{
+    cached_crate_product, raw_get_and_decode, redcache_product, redcache_tagged, warm,
+    PRODUCT_ENTRY, TAGGED_KEYS,
+};
+use redcache_benches::{
+    bench, calls, criterion_home, in_tasks, runtime, StopServerOnExit, CONCURRENCY,
+};
+
+/// One contender: a call, made `tasks` at a time by `in_tasks`.
+type Call = Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>;
+
+fn call<F, Fut>(f: F) -> Call
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    Arc::new(move || Box::pin(f()))
+}
+
+const ROUNDS: usize = 30;
+const BATCH: Duration = Duration::from_millis(60);
+
+/// Calls per second of `contender` at `tasks` concurrency, over one batch.
+async fn rate(contender: &Call, tasks: usize) -> f64 {
+    let started = Instant::now();
+    let mut made = 0;
+    while started.elapsed() < BATCH {
+        let c = Arc::clone(contender);
+        in_tasks(tasks, move || c()).await;
+        made += calls(tasks);
+    }
+    made as f64 / started.elapsed().as_secs_f64()
+}
+
+/// The median and quartiles of `a`'s throughput over `b`'s, per round.
+async fn paired(a: &Call, b: &Call, tasks: usize) -> [f64; 3] {
+    let mut ratios = Vec::with_capacity(ROUNDS);
+    for round in 0..ROUNDS {
+        // A B, then B A: a trend within a round favours neither side.
+        let (ra, rb) = if round % 2 == 0 {
+            let ra = rate(a, tasks).await;
+            (ra, rate(b, tasks).await)
+        } else {
+            let rb = rate(b, tasks).await;
+            (rate(a, tasks).await, rb)
+        };
+        ratios.push(ra / rb);
+    }
+    ratios.sort_by(f64::total_cmp);
+    let at = |q: f64| ratios[((ratios.len() - 1) as f64 * q).round() as usize];
+    [at(0.25), at(0.5), at(0.75)]
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` would not.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let _stop = StopServerOnExit;
+    let rt = runtime();
+    let b = bench();
+    rt.block_on(warm());
+
+    let raw_get = call(|| async {
+        bench().raw_get(PRODUCT_ENTRY).await;
+    });
+    let raw_get_decode = call(|| async {
+        raw_get_and_decode().await;
+    });
+    let raw_mget = call(|| async {
+        bench().raw_mget(&TAGGED_KEYS).await;
+    });
+    let redcache = call(|| async {
+        redcache_product(1).await.unwrap();
+    });
+    let tagged = call(|| async {
+        redcache_tagged(1).await.unwrap();
+    });
+    let cached_crate = call(|| async {
+        cached_crate_product(1).await.unwrap();
+    });
+
+    let mut pairs: Vec<(String, String, Call, Call, usize)> = Vec::new();
+    for tasks in CONCURRENCY {
+        for (name, contender, reference, reference_name) in [
+            ("redcache", &redcache, &raw_get, "raw_get"),
+            ("raw_get_decode", &raw_get_decode, &raw_get, "raw_get"),
+            ("redcache", &redcache, &raw_get_decode, "raw_get_decode"),
+            ("redcache_tagged", &tagged, &raw_get, "raw_get"),
+            ("redcache_tagged", &tagged, &raw_mget, "raw_mget"),
+            ("cached_crate", &cached_crate, &raw_get, "raw_get"),
+        ] {
+            pairs.push((
+                format!("hit/{name}/{tasks}"),
+                format!("hit/{reference_name}/{tasks}"),
+                Arc::clone(contender),
+                Arc::clone(reference),
+                tasks,
+            ));
+        }
+    }
+
+    let script = Arc::new(redis::Script::new(include_str!(
+        "../../redcache/src/scripts/rate_limit.lua"
+    )));
+    let limit = u64::MAX / 4;
+    let window = Duration::from_secs(1);
+    for (index, algorithm) in [
+        Algorithm::SlidingLog,
+        Algorithm::SlidingWindow,
+        Algorithm::FixedWindow,
+        Algorithm::Gcra,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let name = algorithm.name();
+        let limiter = Arc::new(
+            RateLimiter::new(
+                &b.redis,
+                "paired",
+                [Policy::new(limit, window).algorithm(algorithm)],
+            )
+            .unwrap(),
+        );
+        let ours = call(move || {
+            let limiter = Arc::clone(&limiter);
+            async move {
+                limiter.check("user:1").await.unwrap();
+            }
+        });
+        let script = Arc::clone(&script);
+        let key = format!("bench:paired-raw:{{user:1}}:{name}");
+        let raw = call(move || {
+            let (script, key) = (Arc::clone(&script), key.clone());
+            async move {
+                let mut invocation = script.key(&key);
+                invocation
+                    .arg("consume")
+                    .arg(1)
+                    .arg(index + 1) // the script's number for the algorithm
+                    .arg(limit)
+                    .arg(window.as_micros() as u64)
+                    .arg(limit);
+                let mut conn = bench().raw.clone();
+                let reply: Vec<i64> = invocation.invoke_async(&mut conn).await.unwrap();
+                assert_eq!(reply.get(1), Some(&1), "allowed");
+            }
+        });
+        for tasks in [1, 64] {
+            pairs.push((
+                format!("rate_limit/redcache/{name}/{tasks}"),
+                format!("rate_limit/raw_evalsha/{name}/{tasks}"),
+                Arc::clone(&ours),
+                Arc::clone(&raw),
+                tasks,
+            ));
+        }
+    }
+
+    let mut json = Vec::new();
+    println!("paired ratio (median over {ROUNDS} rounds, quartiles)");
+    for (a_id, b_id, a, b, tasks) in &pairs {
+        let [q1, median, q3] = rt.block_on(paired(a, b, *tasks));
+        println!("{a_id:40} vs {b_id:40} {median:.3}  [{q1:.3} .. {q3:.3}]");
+        json.push(format!(
+            "  {{ \"id\": \"{a_id}\", \"vs\": \"{b_id}\", \"median\": {median:.4}, \"q1\": {q1:.4}, \"q3\": {q3:.4} }}"
+        ));
+    }
+    let dir = criterion_home().join("paired");
+    std::fs::create_dir_all(&dir).expect("criterion directory");
+    std::fs::write(
+        dir.join("ratios.json"),
+        format!("[\n{}\n]\n", json.join(",\n")),
+    )
+    .expect("write ratios.json");
+}
