@@ -94,6 +94,35 @@ pub mod contenders {
         entry.value
     }
 
+    /// The rate-limit script, as redcache runs it.
+    pub fn rate_limit_script() -> redis::Script {
+        redis::Script::new(include_str!("../redcache/src/scripts/rate_limit.lua"))
+    }
+
+    /// One check of `algorithm` (the script's number: 1 sliding log, 2
+    /// sliding window, 3 fixed window, 4 GCRA) on `key`, through a raw
+    /// `EVALSHA` with the arguments redcache would pass for a policy of
+    /// `limit` per `window` with `burst = limit`. Panics unless allowed.
+    pub async fn raw_rate_limit_check(
+        script: &redis::Script,
+        key: &str,
+        algorithm: usize,
+        limit: u64,
+        window: std::time::Duration,
+    ) {
+        let mut invocation = script.key(key);
+        invocation
+            .arg("consume")
+            .arg(1)
+            .arg(algorithm)
+            .arg(limit)
+            .arg(window.as_micros() as u64)
+            .arg(limit);
+        let mut conn = bench().raw.clone();
+        let reply: Vec<i64> = invocation.invoke_async(&mut conn).await.unwrap();
+        assert_eq!(reply.get(1), Some(&1), "allowed");
+    }
+
     /// Caches every contender's value, and checks the raw reads find them.
     pub async fn warm() {
         redcache_product(1).await.unwrap();
@@ -241,6 +270,16 @@ where
     for handle in handles {
         handle.await.expect("bench task");
     }
+}
+
+/// Writes `contents` to `<criterion home>/<name>`: the figures criterion
+/// has no place for, next to its own, for `report.py`.
+pub fn write_result(name: &str, contents: &str) {
+    let path = criterion_home().join(name);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).expect("criterion directory");
+    }
+    std::fs::write(&path, contents).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
 
 /// Stops the bench's redis-server when dropped: hold one in `main`, so the

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use cached::proc_macro::concurrent_cached;
 use criterion::{criterion_group, BenchmarkId, Criterion};
-use redcache_benches::{bench, criterion, criterion_home, product, runtime, Product};
+use redcache_benches::{bench, criterion, product, runtime, write_result, Product};
 
 /// Keys never used before, so that every call misses.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -113,13 +113,10 @@ fn stampede(c: &mut Criterion) {
         loads.push(format!("\"{name}\": {per_stampede:.2}"));
     }
     group.finish();
-    let dir = criterion_home().join("stampede");
-    std::fs::create_dir_all(&dir).expect("criterion directory");
-    std::fs::write(
-        dir.join("loads.json"),
-        format!("{{ \"callers\": {CALLERS}, {} }}\n", loads.join(", ")),
-    )
-    .expect("write loads.json");
+    write_result(
+        "stampede/loads.json",
+        &format!("{{ \"callers\": {CALLERS}, {} }}\n", loads.join(", ")),
+    );
 }
 
 fn redcache_call(id: u64) -> futures::future::BoxFuture<'static, ()> {

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use redcache::{Algorithm, Policy, RateLimiter};
+use redcache_benches::contenders::{rate_limit_script, raw_rate_limit_check};
 use redcache_benches::{bench, calls, criterion, in_tasks, runtime};
 
 const ALGORITHMS: [Algorithm; 4] = [
@@ -26,9 +27,7 @@ const WINDOW: Duration = Duration::from_secs(1);
 fn checks(c: &mut Criterion) {
     let rt = runtime();
     let b = bench();
-    let script = Arc::new(redis::Script::new(include_str!(
-        "../../redcache/src/scripts/rate_limit.lua"
-    )));
+    let script = Arc::new(rate_limit_script());
     let mut group = c.benchmark_group("rate_limit");
     for (index, algorithm) in ALGORITHMS.into_iter().enumerate() {
         let limiter = Arc::new(
@@ -69,16 +68,7 @@ fn checks(c: &mut Criterion) {
                         in_tasks(tasks, move || {
                             let (script, key) = (Arc::clone(&script), key.clone());
                             async move {
-                                let mut conn = bench().raw.clone();
-                                let mut call = script.key(key);
-                                call.arg("consume")
-                                    .arg(1)
-                                    .arg(code)
-                                    .arg(LIMIT)
-                                    .arg(WINDOW.as_micros() as u64)
-                                    .arg(LIMIT);
-                                let reply: Vec<i64> = call.invoke_async(&mut conn).await.unwrap();
-                                assert_eq!(reply.get(1), Some(&1), "allowed");
+                                raw_rate_limit_check(&script, &key, code, LIMIT, WINDOW).await
                             }
                         })
                     })
