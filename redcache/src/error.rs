@@ -47,7 +47,7 @@ impl Error {
     /// an answer it gave): what the circuit breaker counts.
     pub(crate) fn is_unreachable(&self) -> bool {
         match self {
-            Error::Timeout(_) | Error::CircuitOpen | Error::Unavailable(_) => true,
+            Error::Timeout(_) => true,
             Error::Redis(e) => redis_unreachable(e),
             _ => false,
         }

@@ -126,23 +126,32 @@ impl Connection {
 }
 
 impl SentinelMaster {
-    async fn get(&self) -> redis::RedisResult<ConnectionManager> {
-        if let Some(master) = self
-            .master
+    fn current(&self) -> Option<ConnectionManager> {
+        self.master
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
-        {
+    }
+
+    fn set(&self, master: Option<ConnectionManager>) {
+        *self
+            .master
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = master;
+    }
+
+    /// Drops the master's connection: the next command asks the sentinels.
+    fn forget(&self) {
+        self.set(None);
+    }
+
+    async fn get(&self) -> redis::RedisResult<ConnectionManager> {
+        if let Some(master) = self.current() {
             return Ok(master);
         }
         let mut sentinel = self.sentinel.lock().await;
         // Another caller may have found the master while this one waited.
-        if let Some(master) = self
-            .master
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-        {
+        if let Some(master) = self.current() {
             return Ok(master);
         }
         let client = sentinel.async_get_client().await?;
@@ -152,10 +161,7 @@ impl SentinelMaster {
             .set_response_timeout(None);
         let master = ConnectionManager::new_with_config(client, config).await?;
         tracing::info!(target: "redcache", "connected to the master the sentinels name");
-        *self
-            .master
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(master.clone());
+        self.set(Some(master.clone()));
         Ok(master)
     }
 
@@ -166,10 +172,7 @@ impl SentinelMaster {
         let demoted = error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly);
         if demoted || redis_unreachable(error) {
             tracing::warn!(target: "redcache", %error, "the master is gone or demoted; asking the sentinels again");
-            *self
-                .master
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+            self.forget();
         }
     }
 }
@@ -204,10 +207,7 @@ async fn follow_switch_master(
                     let payload: String = message.get_payload().unwrap_or_default();
                     if payload.split(' ').next() == Some(service.as_str()) {
                         tracing::info!(target: "redcache", %payload, "sentinel switched master");
-                        *group
-                            .master
-                            .write()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+                        group.forget();
                     }
                 }
             }
