@@ -78,6 +78,12 @@ impl Breaker {
         }
     }
 
+    /// Lets another call probe: the probe's operation was dropped before it
+    /// ended, so it will never be recorded.
+    pub(crate) fn abandon_probe(&self) {
+        self.probing.store(false, SeqCst);
+    }
+
     /// Records the outcome of an operation that was let through.
     pub(crate) fn record(&self, permit: &Permit, reached_redis: bool) {
         if reached_redis {
@@ -150,6 +156,17 @@ mod tests {
         assert_eq!(probe, Permit::Probe);
         breaker.record(&probe, false);
         assert_eq!(breaker.state(), CircuitState::Open);
+    }
+
+    #[test]
+    fn an_abandoned_probe_lets_the_next_call_probe() {
+        let breaker = Breaker::new(1, Duration::from_millis(30));
+        breaker.record(&Permit::Go, false);
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(breaker.permit(), Permit::Probe);
+        assert_eq!(breaker.permit(), Permit::Skip);
+        breaker.abandon_probe(); // the probing call was cancelled
+        assert_eq!(breaker.permit(), Permit::Probe);
     }
 
     #[test]

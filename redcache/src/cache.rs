@@ -248,11 +248,7 @@ impl Cache {
                 // it succeeds this process serves nothing cached under it.
                 tracing::warn!(target: "redcache", tag, %error,
                     "invalidation could not reach redis; it will be retried, and the tag bypasses the cache until then");
-                self.inner
-                    .pending
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(tag_key);
+                self.pending().insert(tag_key);
                 self.inner.has_pending.store(true, Ordering::SeqCst);
                 Err(error)
             }
@@ -260,37 +256,33 @@ impl Cache {
     }
 
     /// Retries the invalidations that could not reach Redis; returns the
-    /// tag keys still pending.
+    /// tag keys still pending. A tag leaves the set only once its bump is
+    /// delivered, so a concurrent call never sees it gone before then.
     async fn retry_pending_invalidations(&self) -> HashSet<String> {
-        let pending = std::mem::take(
-            &mut *self
-                .inner
-                .pending
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
-        let mut failed = HashSet::new();
+        let pending = self.pending().clone();
         for tag_key in pending {
-            match self.op(self.inner.backend.bump_epoch(&tag_key)).await {
-                Ok(_) => {
-                    self.inner.counters.count(Event::Invalidation);
-                    tracing::info!(target: "redcache", tag_key, "pending invalidation delivered");
-                }
-                Err(_) => {
-                    failed.insert(tag_key);
-                }
+            if self
+                .op(self.inner.backend.bump_epoch(&tag_key))
+                .await
+                .is_ok()
+            {
+                self.inner.counters.count(Event::Invalidation);
+                tracing::info!(target: "redcache", tag_key, "pending invalidation delivered");
+                self.pending().remove(&tag_key);
             }
         }
-        let mut pending = self
-            .inner
-            .pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        pending.extend(failed);
+        let pending = self.pending();
         self.inner
             .has_pending
             .store(!pending.is_empty(), Ordering::SeqCst);
         pending.clone()
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.inner
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Deletes the entry of one key, as a template renders it (see
@@ -311,9 +303,7 @@ impl Cache {
     /// The counters of this cache (shared by its clones), and the state of
     /// its circuit breaker.
     pub fn stats(&self) -> Stats {
-        let mut stats = self.inner.counters.snapshot();
-        stats.circuit = self.inner.breaker.state();
-        stats
+        self.inner.counters.snapshot(self.inner.breaker.state())
     }
 
     /// Runs a backend operation through the circuit breaker, bounded by the
@@ -327,10 +317,17 @@ impl Cache {
         if permit == Permit::Skip {
             return Err(Error::CircuitOpen);
         }
+        // A probe dropped before it ends (its caller was cancelled) must not
+        // leave the breaker waiting for it forever.
+        let mut probe = ProbeGuard {
+            breaker,
+            armed: permit == Permit::Probe,
+        };
         let limit = self.inner.op_timeout;
         let result = tokio::time::timeout(limit, fut)
             .await
             .unwrap_or(Err(Error::Timeout(limit)));
+        probe.armed = false;
         breaker.record(
             &permit,
             !matches!(&result, Err(error) if error.is_unreachable()),
@@ -532,8 +529,8 @@ impl Cache {
         result
     }
 
-    /// Stores an entry, and releases `lock` with the write (one round trip
-    /// on a single node); if the write fails, the lock is released later.
+    /// Stores an entry, and releases `lock` with it where the backend can
+    /// (one round trip on a single node); otherwise `lead` releases it.
     async fn store(
         &self,
         call: Call<'_>,
@@ -554,16 +551,16 @@ impl Cache {
                 token: &lock.token,
             }),
         };
-        let result = self.op(self.inner.backend.write(write)).await;
-        if let (Ok(_), Some(lock)) = (&result, lock) {
-            lock.released = true;
-        }
-        match result {
-            Ok(true) => {}
-            Ok(false) => {
-                self.inner.counters.count(Event::Stale(call.name));
-                tracing::debug!(target: "redcache", key = call.key,
-                    "a tag was invalidated during the load; value returned, not stored");
+        match self.op(self.inner.backend.write(write)).await {
+            Ok(written) => {
+                if let (true, Some(lock)) = (written.unlocked, lock) {
+                    lock.released = true;
+                }
+                if !written.stored {
+                    self.inner.counters.count(Event::Stale(call.name));
+                    tracing::debug!(target: "redcache", key = call.key,
+                        "a tag was invalidated during the load; value returned, not stored");
+                }
             }
             Err(error) => self.backend_failed("write", &error),
         }
@@ -632,6 +629,20 @@ impl Cache {
                     return Locking::Unlocked;
                 }
             }
+        }
+    }
+}
+
+/// Gives up the probe of a half-open circuit whose operation was dropped.
+struct ProbeGuard<'a> {
+    breaker: &'a Breaker,
+    armed: bool,
+}
+
+impl Drop for ProbeGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.breaker.abandon_probe();
         }
     }
 }

@@ -136,7 +136,7 @@ impl Counters {
         let _ = (name, elapsed);
     }
 
-    pub(crate) fn snapshot(&self) -> Stats {
+    pub(crate) fn snapshot(&self, circuit: CircuitState) -> Stats {
         Stats {
             hits: self.hits.load(Relaxed),
             misses: self.misses.load(Relaxed),
@@ -150,7 +150,7 @@ impl Counters {
             rate_allowed: self.rate_allowed.load(Relaxed),
             rate_denied: self.rate_denied.load(Relaxed),
             rate_denied_locally: self.rate_denied_locally.load(Relaxed),
-            circuit: CircuitState::Closed,
+            circuit,
         }
     }
 }

@@ -27,9 +27,18 @@ pub(crate) struct Write<'a> {
     pub(crate) ttl: Duration,
     pub(crate) tag_keys: &'a [String],
     pub(crate) epochs: &'a [Epoch],
-    /// The cross-process load lock to release with the write (Redis only),
-    /// stored or not.
+    /// The cross-process load lock, released with the entry where one
+    /// command can do both (see [`Written::unlocked`]).
     pub(crate) unlock: Option<Unlock<'a>>,
+}
+
+/// What a write did.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Written {
+    /// The entry was stored (no tag was invalidated during the load).
+    pub(crate) stored: bool,
+    /// The load lock was released with it; otherwise its holder releases it.
+    pub(crate) unlocked: bool,
 }
 
 /// A load lock: its key and the token it was taken with.
@@ -67,11 +76,13 @@ impl Backend {
     }
 
     /// Stores the entry unless one of its tags was invalidated since the
-    /// epochs were read, and releases `write.unlock` either way; returns
-    /// whether it was stored.
-    pub(crate) async fn write(&self, write: Write<'_>) -> Result<bool> {
+    /// epochs were read.
+    pub(crate) async fn write(&self, write: Write<'_>) -> Result<Written> {
         match self {
-            Backend::Memory(b) => Ok(b.write(write).await),
+            Backend::Memory(b) => Ok(Written {
+                stored: b.write(write).await,
+                unlocked: false,
+            }),
             Backend::Redis(b) => b.write(write).await,
             Backend::Unavailable(why) => Err(unavailable(why)),
         }

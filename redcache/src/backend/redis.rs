@@ -8,7 +8,7 @@ use futures_util::future::try_join_all;
 use redis::Script;
 
 use super::connection::Connection;
-use super::{Read, Unlock, Write, EPOCH_MARGIN, INVALIDATED_EPOCH_TTL};
+use super::{Read, Write, Written, EPOCH_MARGIN, INVALIDATED_EPOCH_TTL};
 use crate::entry::Epoch;
 use crate::error::{Error, Result};
 use crate::ratelimit::{Mode, Request, Verdict};
@@ -101,7 +101,7 @@ impl RedisBackend {
         .await
     }
 
-    pub(crate) async fn write(&self, w: Write<'_>) -> Result<bool> {
+    pub(crate) async fn write(&self, w: Write<'_>) -> Result<Written> {
         // First make every epoch key outlive the entry, then write the entry:
         // were the order reversed, a failure in between could leave an entry
         // whose epoch key expires first and reads as 0 again.
@@ -117,40 +117,38 @@ impl RedisBackend {
             .iter()
             .zip(w.epochs)
             .all(|(&now, &read)| u64::try_from(now) == Ok(read));
-        let mut conn = self.conn.clone();
-        match (unchanged, w.unlock) {
-            (false, None) => Ok(false),
-            (false, Some(lock)) => {
-                self.unlock(lock.key, lock.token).await?;
-                Ok(false)
-            }
-            // The entry and the lock in one script: one round trip saved
-            // on every miss. A cluster keeps them in different slots.
-            (true, Some(lock)) if !self.conn.is_cluster() => {
-                self.store_and_unlock
-                    .key(w.key)
-                    .key(lock.key)
-                    .arg(w.bytes)
-                    .arg(millis(w.ttl))
-                    .arg(lock.token)
-                    .invoke_async::<i64>(&mut conn)
-                    .await?;
-                Ok(true)
-            }
-            (true, lock) => {
-                redis::cmd("SET")
-                    .arg(w.key)
-                    .arg(w.bytes)
-                    .arg("PX")
-                    .arg(millis(w.ttl))
-                    .query_async::<()>(&mut conn)
-                    .await?;
-                if let Some(Unlock { key, token }) = lock {
-                    self.unlock(key, token).await?;
-                }
-                Ok(true)
-            }
+        if !unchanged {
+            return Ok(Written::default());
         }
+        let mut conn = self.conn.clone();
+        if let (Some(lock), false) = (w.unlock, self.conn.is_cluster()) {
+            // The entry and the lock in one script: one round trip saved on
+            // every miss. A cluster keeps them in different slots, and the
+            // engine releases the lock itself.
+            self.store_and_unlock
+                .key(w.key)
+                .key(lock.key)
+                .arg(w.bytes)
+                .arg(millis(w.ttl))
+                .arg(lock.token)
+                .invoke_async::<i64>(&mut conn)
+                .await?;
+            return Ok(Written {
+                stored: true,
+                unlocked: true,
+            });
+        }
+        redis::cmd("SET")
+            .arg(w.key)
+            .arg(w.bytes)
+            .arg("PX")
+            .arg(millis(w.ttl))
+            .query_async::<()>(&mut conn)
+            .await?;
+        Ok(Written {
+            stored: true,
+            unlocked: false,
+        })
     }
 
     pub(crate) async fn bump_epoch(&self, tag_key: &str) -> Result<Epoch> {
