@@ -8,7 +8,7 @@ use syn::spanned::Spanned;
 use syn::{Attribute, Expr, Ident, ItemFn, LitStr, Meta, Token};
 
 use crate::errors::Errors;
-use crate::function::{Function, Returns};
+use crate::function::{Function, Generic};
 use crate::options::{Options, Site, Stampede};
 use crate::template::Template;
 
@@ -150,69 +150,119 @@ fn cached_body(args: TokenStream, span: Span, func: &ItemFn) -> syn::Result<syn:
     options.require_ttl(span, &mut errors);
     let function = Function::analyze(&func.sig, "#[cached]", &mut errors);
     let names = function.names();
+    let mut templates_valid = true;
     for template in options.key.iter().chain(&options.tags) {
-        if let Err(error) = template.check_roots(&names, "fn") {
+        if let Err(error) = template
+            .check_roots(&names, "fn")
+            .and_then(|()| template.check_braces(&names))
+        {
+            templates_valid = false;
             errors.push(error);
         }
     }
-    if options.key.is_none() {
-        for param in function.params.iter().filter(|p| p.name.is_none()) {
-            errors.push_new(
-                param.span,
-                "this parameter has no name to put in the default key: bind it to a name, or give the key with `key = \"...\"`",
-            );
-        }
-    }
-    if let (Some(flag), false) = (
-        &options.cache_none,
-        matches!(function.returns, Returns::Option),
-    ) {
-        errors.push_new(
-            flag.span,
-            "`cache_none` applies only to a fn returning `Option<T>`",
-        );
+    check_ignored(&options, &function, &mut errors);
+    if let (Some(key), true) = (&options.key, templates_valid) {
+        check_key_names_every_parameter(key, &options, &function, &mut errors);
     }
     errors.finish()?;
 
-    let key = match &options.key {
-        Some(template) => template.render(),
-        None => default_key(func, &function),
+    let key_var = key_var();
+    let fn_var = format_ident!("__redcache_fn", span = Span::mixed_site());
+    let (fn_let, key, name) = match &options.key {
+        Some(template) => (
+            TokenStream::new(),
+            template.render(),
+            template.lit.to_token_stream(),
+        ),
+        None => (
+            quote!(let #fn_var = ::redcache::__private::fn_path!();),
+            default_key(&function, &options, &fn_var),
+            quote!(#fn_var.as_str()),
+        ),
     };
     let ttl = options.ttl.expect("checked by require_ttl").to_tokens();
     let cache = cache_expr(options.cache.as_ref());
     let block = &func.block;
     let future = quote!(async move #block);
-    let return_span = function.return_span();
-    let name = match &options.key {
-        Some(template) => template.lit.to_token_stream(),
-        None => {
-            let name = format!("::{}", func.sig.ident);
-            quote!(::core::concat!(::core::module_path!(), #name))
-        }
-    };
-    let (tags_let, call) = call_tokens(&options, name, ttl);
+    let (tags_let, mut call) = call_tokens(&options, name, ttl);
+    if options.key.is_none() && !function.names_self {
+        // In a generic impl without `Self` the path cannot tell instances
+        // apart: the engine then runs the fn uncached, and says so.
+        call.extend(quote!(.fn_path(#fn_var)));
+    }
+    let return_type = function.return_type.expect("checked by Function::analyze");
     // The call carries the span of the return type (its value type for a
-    // `Result`), so a value type that cannot be cached is reported there.
-    let body = match function.returns {
-        Returns::Result { value, .. } => quote_spanned!(value.span()=>
-            ::redcache::__private::cached_result(#cache, #call, #future).await
-        ),
-        Returns::Option => {
-            let cache_none = options.cache_none.as_ref().is_some_and(|flag| flag.value);
-            quote_spanned!(return_span=>
-                ::redcache::__private::cached_option(#cache, #call, #cache_none, #future).await
-            )
-        }
-        Returns::Value => quote_spanned!(return_span=>
-            ::redcache::__private::cached_value(#cache, #call, #future).await
-        ),
-    };
-    let key_var = key_var();
+    // written `Result`), so a value type that cannot be cached is reported
+    // there, and `cache_none` on a fn without an `Option` at the flag.
+    let value_span = function
+        .written_result
+        .as_ref()
+        .map_or_else(|| function.return_span(), |result| result.value.span());
+    let mut kind = quote_spanned!(value_span=> ::redcache::__private::returns!(#return_type));
+    if let Some(flag) = &options.cache_none {
+        let value = flag.value;
+        kind = quote_spanned!(flag.span=> ::redcache::__private::cache_none(#kind, #value));
+    }
+    let body = quote_spanned!(value_span=> #kind.cached(#cache, #call, #future).await);
     syn::parse2(quote!({
+        #fn_let
         let #key_var = #key;
         #tags_let
         #body
     }))
+}
+
+/// Every name in `ignore` is a parameter, and not one the key uses.
+fn check_ignored(options: &Options, function: &Function<'_>, errors: &mut Errors) {
+    for name in &options.ignore {
+        if !function.bindings.iter().any(|b| *name == b.name) {
+            errors.push_new(
+                name.span(),
+                format!(
+                    "`{name}` is not a parameter of this fn; valid parameters: {}",
+                    function.names().join(", ")
+                ),
+            );
+        } else if options
+            .key
+            .as_ref()
+            .is_some_and(|key| key.roots().any(|root| name == root))
+        {
+            errors.push_new(
+                name.span(),
+                format!("`{name}` is both ignored and in the key template"),
+            );
+        }
+    }
+}
+
+/// An explicit key must name every parameter that is not ignored: two
+/// calls differing only in a parameter it leaves out would share an entry.
+/// A parameter named in a tag counts: an entry is valid only for the tags
+/// it was stored with, so a call with other tags never reads it.
+fn check_key_names_every_parameter(
+    key: &Template,
+    options: &Options,
+    function: &Function<'_>,
+    errors: &mut Errors,
+) {
+    for binding in &function.bindings {
+        let named = std::iter::once(key)
+            .chain(&options.tags)
+            .any(|template| template.roots().any(|root| root == binding.name));
+        let ignored =
+            binding.is_ignored_by_name() || options.ignore.iter().any(|i| *i == binding.name);
+        if !named && !ignored {
+            let name = &binding.name;
+            errors.push_new(
+                binding.span,
+                format!(
+                    "`{name}` is not in the key template {:?} (nor in a tag): calls that differ only in `{name}` would share one entry. Add `<{name}>` to the key, or, if `{name}` does not change the result, write `ignore = [{name}]` (or name it `_{name}`)",
+                    key.lit.value()
+                ),
+            );
+        }
+    }
 }
 
 /// `get_or_load!(ttl = .., key = "..", async { .. })`: a future of the
@@ -300,27 +350,33 @@ fn key_inner(input: TokenStream) -> syn::Result<TokenStream> {
     Ok(quote!({ #(#bindings)* #render }))
 }
 
-/// The key of a fn without `key = ...`: its path and its arguments,
-/// `crate::module::fn_name:arg1:arg2` (methods: the type's name instead of
-/// the module's).
-pub(crate) fn default_key(func: &ItemFn, function: &Function<'_>) -> TokenStream {
-    let name = format!("::{}", func.sig.ident);
-    let path = if function.has_receiver {
-        quote!(.lit(::core::any::type_name::<Self>()).lit(#name))
+/// The key of a fn without `key = ...`: its path (as the compiler names
+/// it, impl and trait included, with `Self` where it can be named), its
+/// generic arguments and its arguments, `crate::module::Type::fn_name:1:a`.
+fn default_key(function: &Function<'_>, options: &Options, fn_var: &Ident) -> TokenStream {
+    let path = if function.names_self {
+        quote!(.lit(&#fn_var.with_self(::core::any::type_name::<Self>())))
     } else {
-        quote!(.lit(::core::concat!(::core::module_path!(), #name)))
+        quote!(.lit(#fn_var.as_str()))
     };
+    let generics = (!function.generics.is_empty()).then(|| {
+        let args = function.generics.iter().map(|generic| match generic {
+            Generic::Type(ty) => quote!(&::core::any::type_name::<#ty>()),
+            Generic::Const(name) => quote!(&#name),
+        });
+        quote!(.generics(&[#(#args),*]))
+    });
     // Each argument is spanned at its parameter, so an argument that cannot
     // be part of a key is reported there.
     let args = function
-        .params
+        .bindings
         .iter()
-        .filter(|p| p.name.as_deref() != Some("self"))
-        .filter_map(|param| {
-            let ident = Ident::new(param.name.as_deref()?, param.span);
-            Some(quote_spanned!(param.span=> .lit(":").arg(&#ident)))
+        .filter(|b| !b.is_ignored_by_name() && !options.ignore.iter().any(|i| *i == b.name))
+        .map(|binding| {
+            let ident = binding.ident();
+            quote_spanned!(binding.span=> .lit(":").arg(&#ident))
         });
-    quote!(::redcache::__private::Key::new() #path #(#args)* .finish())
+    quote!(::redcache::__private::Key::new() #path #generics #(#args)* .finish())
 }
 
 /// The `let` of the tags (if any) and the `Call` built from the options.

@@ -1,35 +1,53 @@
 //! What the attributes need to know about the fn they are on.
 
-use proc_macro2::Span;
+use proc_macro2::{Span, TokenStream, TokenTree};
+use quote::ToTokens;
 use syn::spanned::Spanned;
-use syn::{FnArg, GenericArgument, Pat, PathArguments, ReturnType, Signature, Type};
+use syn::{
+    FnArg, GenericArgument, GenericParam, Ident, Pat, PathArguments, ReturnType, Signature, Type,
+};
 
 use crate::errors::Errors;
 
-/// What the fn returns, decided from its written return type.
-pub(crate) enum Returns<'a> {
-    /// `Result<T, E>` (any path ending in `Result`). `E` is unknown for
-    /// aliases such as `io::Result<T>`.
-    Result {
-        value: &'a Type,
-        error: Option<&'a Type>,
-    },
-    /// `Option<T>`.
-    Option,
-    /// Anything else.
-    Value,
+/// The written return type, when it reads as a `Result<T, E>`: only to
+/// point errors at `T` or `E`. What is cached is decided on the real type
+/// in the expansion (`returns!`), so aliases work.
+pub(crate) struct WrittenResult<'a> {
+    pub(crate) value: &'a Type,
+    pub(crate) error: Option<&'a Type>,
 }
 
-/// A parameter: its name, when it has one, and where it is written.
-pub(crate) struct Param {
-    pub(crate) name: Option<String>,
+/// A name bound by a parameter: `id` in `id: u64`, `a` and `b` in
+/// `(a, b): (u32, u32)`, `self`.
+pub(crate) struct Binding {
+    pub(crate) name: String,
     pub(crate) span: Span,
 }
 
+impl Binding {
+    /// `self`, or a name starting with `_`: left out of keys unless named.
+    pub(crate) fn is_ignored_by_name(&self) -> bool {
+        self.name == "self" || self.name.starts_with('_')
+    }
+
+    pub(crate) fn ident(&self) -> Ident {
+        Ident::new(&self.name, self.span)
+    }
+}
+
+/// A generic parameter of the fn that a default key must name.
+pub(crate) enum Generic {
+    Type(Ident),
+    Const(Ident),
+}
+
 pub(crate) struct Function<'a> {
-    pub(crate) params: Vec<Param>,
-    pub(crate) has_receiver: bool,
-    pub(crate) returns: Returns<'a>,
+    /// Every name the parameters bind, in order.
+    pub(crate) bindings: Vec<Binding>,
+    /// Whether the signature writes `Self`, so the body can name it.
+    pub(crate) names_self: bool,
+    pub(crate) generics: Vec<Generic>,
+    pub(crate) written_result: Option<WrittenResult<'a>>,
     pub(crate) return_type: Option<&'a Type>,
 }
 
@@ -49,47 +67,53 @@ impl<'a> Function<'a> {
             );
         }
         let mut has_receiver = false;
-        let params = sig
-            .inputs
-            .iter()
-            .map(|input| match input {
+        let mut bindings = Vec::new();
+        for input in &sig.inputs {
+            match input {
                 FnArg::Receiver(receiver) => {
                     has_receiver = true;
-                    Param {
-                        name: Some("self".into()),
-                        span: receiver.span(),
-                    }
+                    bindings.push(Binding {
+                        name: "self".into(),
+                        span: receiver.self_token.span,
+                    });
                 }
-                FnArg::Typed(typed) => Param {
-                    name: match &*typed.pat {
-                        Pat::Ident(ident) => Some(ident.ident.to_string()),
-                        _ => None,
-                    },
-                    span: typed.pat.span(),
-                },
-            })
-            .collect();
-        let (returns, return_type) = match &sig.output {
+                FnArg::Typed(typed) => collect_bindings(&typed.pat, &mut bindings),
+            }
+        }
+        let return_type = match &sig.output {
             ReturnType::Default => {
                 errors.push_new(
                     sig.ident.span(),
                     format!("a fn under `{attr}` must return a value"),
                 );
-                (Returns::Value, None)
+                None
             }
-            ReturnType::Type(_, ty) => (classify(ty), Some(&**ty)),
+            ReturnType::Type(_, ty) => Some(&**ty),
         };
+        let generics = sig
+            .generics
+            .params
+            .iter()
+            .filter_map(|param| match param {
+                GenericParam::Type(ty) => Some(Generic::Type(ty.ident.clone())),
+                GenericParam::Const(c) => Some(Generic::Const(c.ident.clone())),
+                GenericParam::Lifetime(_) => None,
+            })
+            .collect();
         Function {
-            params,
-            has_receiver,
-            returns,
+            bindings,
+            names_self: has_receiver
+                || mentions_self(sig.inputs.to_token_stream())
+                || mentions_self(sig.output.to_token_stream()),
+            generics,
+            written_result: return_type.and_then(written_result),
             return_type,
         }
     }
 
     /// The names a template may use.
     pub(crate) fn names(&self) -> Vec<String> {
-        self.params.iter().filter_map(|p| p.name.clone()).collect()
+        self.bindings.iter().map(|b| b.name.clone()).collect()
     }
 
     /// Where to report a problem with what the fn returns.
@@ -98,26 +122,57 @@ impl<'a> Function<'a> {
     }
 }
 
-fn classify(ty: &Type) -> Returns<'_> {
+/// The names a pattern binds; `_` and literals bind none.
+fn collect_bindings(pat: &Pat, out: &mut Vec<Binding>) {
+    match pat {
+        Pat::Ident(ident) => {
+            out.push(Binding {
+                name: ident.ident.to_string(),
+                span: ident.ident.span(),
+            });
+            if let Some((_, sub)) = &ident.subpat {
+                collect_bindings(sub, out);
+            }
+        }
+        Pat::Tuple(tuple) => tuple.elems.iter().for_each(|p| collect_bindings(p, out)),
+        Pat::TupleStruct(tuple) => tuple.elems.iter().for_each(|p| collect_bindings(p, out)),
+        Pat::Struct(strukt) => strukt
+            .fields
+            .iter()
+            .for_each(|field| collect_bindings(&field.pat, out)),
+        Pat::Reference(reference) => collect_bindings(&reference.pat, out),
+        Pat::Paren(paren) => collect_bindings(&paren.pat, out),
+        Pat::Slice(slice) => slice.elems.iter().for_each(|p| collect_bindings(p, out)),
+        Pat::Type(typed) => collect_bindings(&typed.pat, out),
+        _ => {}
+    }
+}
+
+fn mentions_self(tokens: TokenStream) -> bool {
+    tokens.into_iter().any(|tree| match tree {
+        TokenTree::Ident(ident) => ident == "Self",
+        TokenTree::Group(group) => mentions_self(group.stream()),
+        _ => false,
+    })
+}
+
+fn written_result(ty: &Type) -> Option<WrittenResult<'_>> {
     let Type::Path(path) = ty else {
-        return Returns::Value;
+        return None;
     };
-    let Some(last) = path.path.segments.last() else {
-        return Returns::Value;
-    };
+    let last = path.path.segments.last()?;
+    if last.ident != "Result" {
+        return None;
+    }
     let PathArguments::AngleBracketed(args) = &last.arguments else {
-        return Returns::Value;
+        return None;
     };
     let mut types = args.args.iter().filter_map(|arg| match arg {
         GenericArgument::Type(ty) => Some(ty),
         _ => None,
     });
-    match (last.ident.to_string().as_str(), types.next()) {
-        ("Result", Some(value)) => Returns::Result {
-            value,
-            error: types.next(),
-        },
-        ("Option", Some(_)) => Returns::Option,
-        _ => Returns::Value,
-    }
+    Some(WrittenResult {
+        value: types.next()?,
+        error: types.next(),
+    })
 }

@@ -32,6 +32,7 @@ impl Site {
                 "cache",
                 "stampede",
                 "cache_none",
+                "ignore",
             ],
             Site::Inline => &["ttl", "key", "tags", "tag", "cache", "stampede"],
             Site::RateLimit => &[
@@ -79,6 +80,8 @@ pub(crate) struct Options {
     pub(crate) cache: Option<Expr>,
     pub(crate) stampede: Option<Stampede>,
     pub(crate) cache_none: Option<LitBool>,
+    /// Parameters left out of the key: `ignore = [db, trace_id]`.
+    pub(crate) ignore: Vec<Ident>,
     pub(crate) limit: Option<Spanned<u64>>,
     pub(crate) window: Option<SpannedDuration>,
     /// The variant name of `redcache::Algorithm`.
@@ -186,6 +189,7 @@ impl Options {
                     Ok(())
                 }
             }),
+            "ignore" => ignore_list(&value).map(|names| self.ignore = names),
             "algorithm" => algorithm(&value).map(|a| self.algorithm = Some(a)),
             "cost" => {
                 self.cost = Some(value);
@@ -262,6 +266,27 @@ fn template(value: &Expr, option: &str) -> syn::Result<Template> {
             format!("`{option}` takes a string template such as \"product:<id>\""),
         )),
     }
+}
+
+fn ignore_list(value: &Expr) -> syn::Result<Vec<Ident>> {
+    let expected = |span: &dyn quote::ToTokens| {
+        syn::Error::new_spanned(
+            span,
+            "`ignore` takes a list of parameter names: `ignore = [db, request_id]`",
+        )
+    };
+    let Expr::Array(ExprArray { elems, .. }) = value else {
+        return Err(expected(value));
+    };
+    elems
+        .iter()
+        .map(|elem| match elem {
+            Expr::Path(path) if path.qself.is_none() => {
+                path.path.get_ident().cloned().ok_or_else(|| expected(elem))
+            }
+            other => Err(expected(other)),
+        })
+        .collect()
 }
 
 fn positive_int(value: &Expr, option: &str) -> syn::Result<Spanned<u64>> {

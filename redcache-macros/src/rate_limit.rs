@@ -7,11 +7,12 @@
 //! async fn search(user_id: u64) -> Result<Vec<Hit>, ApiError> { body }
 //! // Output:
 //! async fn search(user_id: u64) -> Result<Vec<Hit>, ApiError> {
+//!     let __redcache_fn = ::redcache::__private::fn_path!();
 //!     let __redcache_key = ::redcache::__private::Key::new().lit("user:").arg(&user_id).finish();
 //!     ::redcache::__private::rate_limited(
 //!         ::redcache::__private::global(),
 //!         ::redcache::__private::Limits::new(
-//!             ::core::concat!(::core::module_path!(), "::search"),
+//!             __redcache_fn.as_str(),
 //!             &__redcache_key,
 //!             &[::redcache::__private::Policy::new(100, Duration::from_secs(60))],
 //!         ),
@@ -22,14 +23,14 @@
 //! ```
 
 use proc_macro2::{Span, TokenStream};
-use quote::{quote, quote_spanned, ToTokens};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::parse::{ParseStream, Parser};
 use syn::spanned::Spanned;
 use syn::{Ident, ItemFn};
 
 use crate::errors::Errors;
 use crate::expand::{cache_expr, key_var};
-use crate::function::{Function, Returns};
+use crate::function::Function;
 use crate::options::{Options, Site};
 
 /// The options every stacked attribute shares; each may be given on any of
@@ -64,21 +65,22 @@ pub(crate) fn rate_limited(
             errors.push(error);
         }
     }
-    let error_type = match function.returns {
-        Returns::Result { error, .. } => {
-            Some(error.map_or_else(|| function.return_span(), Spanned::span))
-        }
-        _ => {
-            errors.push_new(
-                function.return_span(),
-                "`#[rate_limited]` needs a fn returning `Result<T, E>` with `E: From<redcache::RateLimited>`, to return the refusal",
-            );
-            None
-        }
-    };
+    // The refusal is returned as the fn's error: point at `E` when the
+    // return type is written `Result<T, E>`, else at the whole type (an
+    // alias is checked on its real type by `Refusable`).
+    let error_span = function
+        .written_result
+        .as_ref()
+        .and_then(|result| result.error)
+        .map_or_else(|| function.return_span(), Spanned::span);
     errors.finish()?;
 
-    let name = limiter_name(&func, function.has_receiver);
+    let fn_var = format_ident!("__redcache_fn", span = Span::mixed_site());
+    let name = if function.names_self {
+        quote!(&#fn_var.with_self(::core::any::type_name::<Self>()))
+    } else {
+        quote!(#fn_var.as_str())
+    };
     // Without a key, one limit for the whole fn: the empty key.
     let key_var = key_var();
     let (key_let, key_arg) = match &shared.key {
@@ -100,10 +102,11 @@ pub(crate) fn rate_limited(
     let block = &func.block;
     // The call carries the span of the error type, so an error type that
     // cannot hold the refusal is reported there.
-    let call = quote_spanned!(error_type.unwrap_or_else(Span::call_site)=>
+    let call = quote_spanned!(error_span=>
         ::redcache::__private::rate_limited(#cache, #limits, async move #block).await
     );
     func.block = Box::new(syn::parse2(quote!({
+        let #fn_var = ::redcache::__private::fn_path!();
         #key_let
         #call
     }))?);
@@ -190,15 +193,4 @@ fn policy_tokens(options: &Options) -> TokenStream {
         policy.extend(quote!(.burst(#burst)));
     }
     policy
-}
-
-/// The limiter's name, part of its keys: the fn's path (in a method, the
-/// type's path and the method's name).
-fn limiter_name(func: &ItemFn, has_receiver: bool) -> TokenStream {
-    let name = format!("::{}", func.sig.ident);
-    if has_receiver {
-        quote!(&::redcache::__private::Key::new().lit(::core::any::type_name::<Self>()).lit(#name).finish())
-    } else {
-        quote!(::core::concat!(::core::module_path!(), #name))
-    }
 }

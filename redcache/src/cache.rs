@@ -45,6 +45,9 @@ pub(crate) struct Call<'a> {
     pub(crate) ttl: Duration,
     pub(crate) tags: &'a [String],
     pub(crate) stampede: Stampede,
+    /// Why this call cannot be cached at all (it then runs its function,
+    /// and the reason is reported once).
+    pub(crate) uncacheable: Option<&'static str>,
 }
 
 /// A cache: a cheap, cloneable handle on a backend (Redis or embedded).
@@ -219,6 +222,7 @@ impl Cache {
             ttl,
             tags: &tags,
             stampede: Stampede::default(),
+            uncacheable: None,
         };
         self.load_through(call, |_| true, load()).await
     }
@@ -381,6 +385,11 @@ impl Cache {
         Fut: Future<Output = Result<T, E>>,
     {
         let counters = &self.inner.counters;
+        if let Some(reason) = call.uncacheable {
+            crate::report::once(call.name, &format!("{}: {reason}", call.name));
+            counters.count(Event::Miss(call.name));
+            return load.await;
+        }
         let key = prefixed(&self.inner.value_prefix, call.key);
         let tag_keys: Vec<String> = call
             .tags
@@ -405,7 +414,7 @@ impl Cache {
             let epochs = match self.op(self.inner.backend.read(&key, &tag_keys)).await {
                 Ok(Read { value, epochs }) => {
                     if let Some(bytes) = value {
-                        match entry::decode::<T>(&bytes, call.tags, &epochs) {
+                        match entry::decode::<T>(&bytes, call.name, call.tags, &epochs) {
                             Decoded::Fresh(value) => {
                                 counters.count(Event::Hit(call.name));
                                 tracing::Span::current().record("outcome", "hit");
@@ -422,6 +431,11 @@ impl Cache {
                                 tracing::warn!(target: "redcache", key = call.key,
                                     "entry does not decode as this type; treating it as a miss");
                             }
+                            Decoded::Foreign => {
+                                counters.count(Event::Undecodable(call.name));
+                                tracing::warn!(target: "redcache", key = call.key, template = call.name,
+                                    "the entry was written by another key template that renders the same key; treating it as a miss (give the two templates distinct literal prefixes)");
+                            }
                         }
                     }
                     Some(epochs)
@@ -437,12 +451,16 @@ impl Cache {
             if call.stampede == Stampede::Off {
                 break (epochs, None);
             }
-            match self.inner.flights.join((key.clone(), epochs.clone())) {
+            match self
+                .inner
+                .flights
+                .join((key.clone(), call.name, epochs.clone()))
+            {
                 Joined::Leader(leader) => break (epochs, Some(leader)),
                 Joined::Follower(follower) => {
                     counters.count(Event::Coalesced(call.name));
                     if let Outcome::Value(bytes) = follower.wait().await {
-                        if let Some(value) = entry::decode_value::<T>(&bytes) {
+                        if let Some(value) = entry::decode_value::<T>(&bytes, call.name) {
                             return Ok(value);
                         }
                     }
@@ -502,7 +520,7 @@ impl Cache {
                     &zeros
                 }
             };
-            match entry::encode(value, call.tags, recorded) {
+            match entry::encode(value, call.name, call.tags, recorded) {
                 Ok(bytes) => {
                     // A load that outlived the guaranteed life of an
                     // invalidated epoch could match an epoch key recreated at
@@ -619,7 +637,9 @@ impl Cache {
                     value: Some(bytes),
                     epochs,
                 }) => {
-                    if let Decoded::Fresh(value) = entry::decode::<T>(&bytes, call.tags, &epochs) {
+                    if let Decoded::Fresh(value) =
+                        entry::decode::<T>(&bytes, call.name, call.tags, &epochs)
+                    {
                         return Locking::Found(value, bytes);
                     }
                 }

@@ -3,10 +3,13 @@
 //! An entry is a JSON object, readable in `redis-cli`:
 //!
 //! ```text
-//! {"v":1,"at":1764090000123,"tags":[["category:7",3]],"value":{"id":42,"name":"lamp"}}
+//! {"v":2,"k":"product:<id>","at":1764090000123,"tags":[["category:7",3]],"value":{"id":42,"name":"lamp"}}
 //! ```
 //!
 //! - `v` is the format version; any other version is a miss.
+//! - `k` is the key template that wrote the entry (or the fn's path for a
+//!   default key). A call of another template that renders the same key
+//!   reads a miss, never the other's value.
 //! - `at` is the creation time (milliseconds since the Unix epoch).
 //! - `tags` lists each tag with the epoch it had *before* the value was
 //!   loaded; the entry is valid only while every tag still has that epoch.
@@ -19,7 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// The version written into every entry.
-pub(crate) const FORMAT_VERSION: u8 = 1;
+pub(crate) const FORMAT_VERSION: u8 = 2;
 
 /// The epoch of a tag as read from the backend; a tag that was never
 /// invalidated (no epoch key) has epoch 0.
@@ -28,6 +31,7 @@ pub(crate) type Epoch = u64;
 #[derive(Serialize)]
 struct EntryRef<'a, T> {
     v: u8,
+    k: &'a str,
     at: u64,
     tags: Vec<(&'a str, Epoch)>,
     value: &'a T,
@@ -36,6 +40,8 @@ struct EntryRef<'a, T> {
 #[derive(Deserialize)]
 struct EntryOwned<'a, T> {
     v: u8,
+    #[serde(borrow)]
+    k: Cow<'a, str>,
     #[allow(dead_code)] // kept for operators reading entries; the engine does not need it
     at: u64,
     #[serde(borrow)]
@@ -52,17 +58,22 @@ pub(crate) enum Decoded<T> {
     Stale,
     /// Bytes that are not an entry of this version holding a `T`.
     Invalid,
+    /// An entry written by another key template that renders the same key.
+    Foreign,
 }
 
-/// Encodes `value` with the tags and the epochs they had before loading.
+/// Encodes `value` with the template `name` that writes it, the tags and
+/// the epochs they had before loading.
 pub(crate) fn encode<T: Serialize>(
     value: &T,
+    name: &str,
     tags: &[String],
     epochs: &[Epoch],
 ) -> Result<Vec<u8>, serde_json::Error> {
     debug_assert_eq!(tags.len(), epochs.len());
     let entry = EntryRef {
         v: FORMAT_VERSION,
+        k: name,
         at: now_millis(),
         tags: tags
             .iter()
@@ -74,10 +85,11 @@ pub(crate) fn encode<T: Serialize>(
     serde_json::to_vec(&entry)
 }
 
-/// Decodes `bytes` and checks it against the tags of the call and their
-/// current epochs.
+/// Decodes `bytes` and checks it against the template `name`, the tags of
+/// the call and their current epochs.
 pub(crate) fn decode<T: DeserializeOwned>(
     bytes: &[u8],
+    name: &str,
     tags: &[String],
     current: &[Epoch],
 ) -> Decoded<T> {
@@ -87,6 +99,9 @@ pub(crate) fn decode<T: DeserializeOwned>(
     };
     if entry.v != FORMAT_VERSION {
         return Decoded::Invalid;
+    }
+    if entry.k != name {
+        return Decoded::Foreign;
     }
     let same_tags = entry.tags.len() == tags.len()
         && entry
@@ -101,11 +116,11 @@ pub(crate) fn decode<T: DeserializeOwned>(
     }
 }
 
-/// Decodes the value of an entry without checking its tags: for entries a
-/// leader of this process just made for the same epochs.
-pub(crate) fn decode_value<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+/// Decodes the value of an entry of template `name` without checking its
+/// tags: for entries a leader of this process just made for the same epochs.
+pub(crate) fn decode_value<T: DeserializeOwned>(bytes: &[u8], name: &str) -> Option<T> {
     let entry: EntryOwned<'_, T> = serde_json::from_slice(bytes).ok()?;
-    (entry.v == FORMAT_VERSION).then_some(entry.value)
+    (entry.v == FORMAT_VERSION && entry.k == name).then_some(entry.value)
 }
 
 fn now_millis() -> u64 {
@@ -126,18 +141,21 @@ mod tests {
     #[test]
     fn round_trip_with_matching_epochs_is_fresh() {
         let t = tags(&["category:7"]);
-        let bytes = encode(&vec![1u32, 2], &t, &[3]).unwrap();
+        let bytes = encode(&vec![1u32, 2], "n", &t, &[3]).unwrap();
         assert_eq!(
-            decode::<Vec<u32>>(&bytes, &t, &[3]),
+            decode::<Vec<u32>>(&bytes, "n", &t, &[3]),
             Decoded::Fresh(vec![1, 2])
         );
     }
 
     #[test]
     fn the_payload_is_readable_json() {
-        let bytes = encode(&"lamp", &tags(&["c:1"]), &[0]).unwrap();
+        let bytes = encode(&"lamp", "lamp:<id>", &tags(&["c:1"]), &[0]).unwrap();
         let text = String::from_utf8(bytes).unwrap();
-        assert!(text.starts_with(r#"{"v":1,"at":"#), "{text}");
+        assert!(
+            text.starts_with(r#"{"v":2,"k":"lamp:<id>","at":"#),
+            "{text}"
+        );
         assert!(
             text.ends_with(r#","tags":[["c:1",0]],"value":"lamp"}"#),
             "{text}"
@@ -147,24 +165,43 @@ mod tests {
     #[test]
     fn a_bumped_epoch_makes_the_entry_stale() {
         let t = tags(&["a", "b"]);
-        let bytes = encode(&1u8, &t, &[0, 5]).unwrap();
-        assert_eq!(decode::<u8>(&bytes, &t, &[0, 6]), Decoded::Stale);
+        let bytes = encode(&1u8, "n", &t, &[0, 5]).unwrap();
+        assert_eq!(decode::<u8>(&bytes, "n", &t, &[0, 6]), Decoded::Stale);
     }
 
     #[test]
     fn other_tags_make_the_entry_stale() {
-        let bytes = encode(&1u8, &tags(&["a"]), &[0]).unwrap();
-        assert_eq!(decode::<u8>(&bytes, &tags(&["b"]), &[0]), Decoded::Stale);
-        assert_eq!(decode::<u8>(&bytes, &[], &[]), Decoded::Stale);
+        let bytes = encode(&1u8, "n", &tags(&["a"]), &[0]).unwrap();
+        assert_eq!(
+            decode::<u8>(&bytes, "n", &tags(&["b"]), &[0]),
+            Decoded::Stale
+        );
+        assert_eq!(decode::<u8>(&bytes, "n", &[], &[]), Decoded::Stale);
     }
 
     #[test]
     fn garbage_other_types_and_other_versions_are_invalid() {
-        assert_eq!(decode::<u8>(b"\xff\x00garbage", &[], &[]), Decoded::Invalid);
-        assert_eq!(decode::<u8>(b"42", &[], &[]), Decoded::Invalid);
-        let bytes = encode(&"text", &[], &[]).unwrap();
-        assert_eq!(decode::<u8>(&bytes, &[], &[]), Decoded::Invalid);
-        let v2 = br#"{"v":2,"at":0,"tags":[],"value":1}"#;
-        assert_eq!(decode::<u8>(v2, &[], &[]), Decoded::Invalid);
+        assert_eq!(
+            decode::<u8>(b"\xff\x00garbage", "n", &[], &[]),
+            Decoded::Invalid
+        );
+        assert_eq!(decode::<u8>(b"42", "n", &[], &[]), Decoded::Invalid);
+        let bytes = encode(&"text", "n", &[], &[]).unwrap();
+        assert_eq!(decode::<u8>(&bytes, "n", &[], &[]), Decoded::Invalid);
+        let v1 = br#"{"v":1,"at":0,"tags":[],"value":1}"#;
+        assert_eq!(decode::<u8>(v1, "n", &[], &[]), Decoded::Invalid);
+        let v3 = br#"{"v":3,"k":"n","at":0,"tags":[],"value":1}"#;
+        assert_eq!(decode::<u8>(v3, "n", &[], &[]), Decoded::Invalid);
+    }
+
+    #[test]
+    fn an_entry_of_another_template_is_foreign_even_with_the_same_value_type() {
+        let bytes = encode(&7u64, "page-<slug>", &[], &[]).unwrap();
+        assert_eq!(
+            decode::<u64>(&bytes, "page-draft-<slug>", &[], &[]),
+            Decoded::Foreign
+        );
+        assert_eq!(decode_value::<u64>(&bytes, "page-draft-<slug>"), None);
+        assert_eq!(decode_value::<u64>(&bytes, "page-<slug>"), Some(7));
     }
 }

@@ -17,9 +17,10 @@ use tokio::sync::watch;
 
 use crate::entry::Epoch;
 
-/// A key and the tag epochs the load is based on (`None` when the backend
-/// could not be read and the epochs are unknown).
-pub(crate) type FlightKey = (String, Option<Vec<Epoch>>);
+/// A key, the template that rendered it, and the tag epochs the load is
+/// based on (`None` when the backend could not be read and the epochs are
+/// unknown). Two templates that render the same key never share a load.
+pub(crate) type FlightKey = (String, &'static str, Option<Vec<Epoch>>);
 
 #[derive(Clone, Debug)]
 pub(crate) enum Outcome {
@@ -122,7 +123,7 @@ mod tests {
     use super::*;
 
     fn key(k: &str) -> FlightKey {
-        (k.to_string(), Some(vec![]))
+        (k.to_string(), "t", Some(vec![]))
     }
 
     #[tokio::test]
@@ -156,9 +157,13 @@ mod tests {
     #[tokio::test]
     async fn other_epochs_start_another_flight() {
         let flights = Flights::default();
-        let _old = flights.join(("a".into(), Some(vec![1])));
+        let _old = flights.join(("a".into(), "t", Some(vec![1])));
         assert!(matches!(
-            flights.join(("a".into(), Some(vec![2]))),
+            flights.join(("a".into(), "t", Some(vec![2]))),
+            Joined::Leader(_)
+        ));
+        assert!(matches!(
+            flights.join(("a".into(), "other", Some(vec![1]))),
             Joined::Leader(_)
         ));
     }

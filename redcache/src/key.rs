@@ -71,6 +71,22 @@ impl Key {
         self
     }
 
+    /// Appends the generic arguments of a generic fn, `::<A, B>`: types as
+    /// `type_name` names them, consts as they display. A default key needs
+    /// them, or `f::<A>(1)` and `f::<B>(1)` would share an entry.
+    #[doc(hidden)]
+    pub fn generics(mut self, args: &[&dyn Display]) -> Self {
+        self.buf.push_str("::<");
+        for (i, arg) in args.iter().enumerate() {
+            if i > 0 {
+                self.buf.push_str(", ");
+            }
+            let _ = write!(self.buf, "{arg}");
+        }
+        self.buf.push('>');
+        self
+    }
+
     /// The rendered key.
     pub fn finish(self) -> String {
         self.buf

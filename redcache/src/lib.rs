@@ -54,10 +54,12 @@ mod entry;
 mod error;
 mod flight;
 mod global;
+mod identity;
 mod key;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod ratelimit;
+mod report;
 mod stats;
 
 #[doc(hidden)]

@@ -10,8 +10,10 @@ use serde::Serialize;
 
 pub use crate::cache::Stampede;
 pub use crate::global::global;
+pub use crate::identity::{FnId, FnPath};
 pub use crate::key::{Key, KeyArg};
 pub use crate::ratelimit::{Algorithm, OnError, Policy};
+pub use crate::{__redcache_fn_path as fn_path, __redcache_returns as returns};
 pub use core::time::Duration;
 
 use crate::cache::Cache;
@@ -42,7 +44,17 @@ impl<'a> Call<'a> {
             ttl,
             tags: &[],
             stampede: Stampede::default(),
+            uncacheable: None,
         })
+    }
+
+    /// For a default key that could not name `Self`: a fn of a generic impl
+    /// cannot tell its instances apart, so it runs uncached (and says so).
+    pub fn fn_path(mut self, path: &FnPath) -> Self {
+        if path.is_generic_impl() {
+            self.0.uncacheable = Some(GENERIC_IMPL);
+        }
+        self
     }
 
     pub fn tags(mut self, tags: &'a [String]) -> Self {
@@ -54,6 +66,152 @@ impl<'a> Call<'a> {
         self.0.stampede = stampede;
         self
     }
+}
+
+const GENERIC_IMPL: &str = "this fn is in an impl with generic parameters and has no `self`: its default key cannot tell `Repo<A>` from `Repo<B>`, so it runs uncached. Give it a `key = \"...\"` that names the type, or a receiver";
+
+/// The path of the cached fn whose body this is written in, computed once.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __redcache_fn_path {
+    () => {{
+        fn __redcache_id() {}
+        static ID: $crate::__private::FnId = $crate::__private::FnId::new();
+        ID.get(&__redcache_id)
+    }};
+}
+
+/// How a fn returning `$ty` is cached, decided on the real type (a type
+/// alias of `Result` or `Option` is a `Result` or an `Option`): a
+/// [`ResultKind`], an [`OptionKind`] or a [`ValueKind`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __redcache_returns {
+    ($ty:ty) => {{
+        #[allow(unused_imports)]
+        use $crate::__private::kind::{ViaResultOrOption as _, ViaValue as _};
+        (&&$crate::__private::kind::Returns::<$ty>::new()).kind()
+    }};
+}
+
+/// The dispatch behind [`returns!`]: method resolution tries the impls on
+/// `&Returns<Result<..>>` and `&Returns<Option<..>>` before the one on any
+/// `Returns<R>` (autoref specialization), on the concrete return type.
+pub mod kind {
+    use std::marker::PhantomData;
+
+    use super::{OptionKind, ResultKind, ValueKind};
+
+    /// The return type of a cached fn.
+    pub struct Returns<R>(PhantomData<fn() -> R>);
+
+    impl<R> Returns<R> {
+        #[allow(clippy::new_without_default)]
+        pub const fn new() -> Self {
+            Returns(PhantomData)
+        }
+    }
+
+    /// `Result` and `Option`, chosen first.
+    pub trait ViaResultOrOption {
+        type Kind;
+        fn kind(&self) -> Self::Kind;
+    }
+
+    impl<T, E> ViaResultOrOption for &Returns<Result<T, E>> {
+        type Kind = ResultKind;
+        fn kind(&self) -> ResultKind {
+            ResultKind
+        }
+    }
+
+    impl<T> ViaResultOrOption for &Returns<Option<T>> {
+        type Kind = OptionKind;
+        fn kind(&self) -> OptionKind {
+            OptionKind { cache_none: false }
+        }
+    }
+
+    /// Any other type.
+    pub trait ViaValue {
+        fn kind(&self) -> ValueKind;
+    }
+
+    impl<R> ViaValue for Returns<R> {
+        fn kind(&self) -> ValueKind {
+            ValueKind
+        }
+    }
+}
+
+/// A fn returning `Result<T, E>` (or an alias of it): `Ok` values are cached.
+#[derive(Debug, Clone, Copy)]
+pub struct ResultKind;
+
+impl ResultKind {
+    pub async fn cached<C, T, E, Fut>(self, cache: C, call: Call<'_>, load: Fut) -> Result<T, E>
+    where
+        C: AsRef<Cache>,
+        T: Cacheable,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        cached_result(cache, call, load).await
+    }
+}
+
+/// A fn returning `Option<T>` (or an alias of it): `Some` values are
+/// cached, and `None` too after [`cache_none`].
+#[derive(Debug, Clone, Copy)]
+pub struct OptionKind {
+    cache_none: bool,
+}
+
+impl OptionKind {
+    pub async fn cached<C, T, Fut>(self, cache: C, call: Call<'_>, load: Fut) -> Option<T>
+    where
+        C: AsRef<Cache>,
+        Option<T>: Cacheable,
+        Fut: Future<Output = Option<T>>,
+    {
+        cached_option(cache, call, self.cache_none, load).await
+    }
+}
+
+/// A fn returning any other type: every value is cached.
+#[derive(Debug, Clone, Copy)]
+pub struct ValueKind;
+
+impl ValueKind {
+    pub async fn cached<C, T, Fut>(self, cache: C, call: Call<'_>, load: Fut) -> T
+    where
+        C: AsRef<Cache>,
+        T: Cacheable,
+        Fut: Future<Output = T>,
+    {
+        cached_value(cache, call, load).await
+    }
+}
+
+/// `cache_none = true`: only a fn returning an `Option` has a `None` to cache.
+#[diagnostic::on_unimplemented(
+    message = "`cache_none` applies only to a fn returning `Option<T>`",
+    label = "this fn does not return an `Option`",
+    note = "remove `cache_none`, or return an `Option<T>`"
+)]
+pub trait CachesNone {
+    fn with_cache_none(self, cache_none: bool) -> Self;
+}
+
+impl CachesNone for OptionKind {
+    fn with_cache_none(mut self, cache_none: bool) -> Self {
+        self.cache_none = cache_none;
+        self
+    }
+}
+
+/// Sets `cache_none` on the kind of a fn, which must return an `Option`.
+pub fn cache_none<K: CachesNone>(kind: K, cache_none: bool) -> K {
+    kind.with_cache_none(cache_none)
 }
 
 /// A fn returning `Result<T, E>`: `Ok` values are cached.
@@ -156,16 +314,33 @@ impl<'a> Limits<'a> {
     }
 }
 
+/// What a rate-limited fn returns: a `Result` (or an alias of one) whose
+/// error can hold the refusal.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot carry a rate-limit refusal: `#[rate_limited]` needs a fn returning `Result<T, E>` with `E: From<redcache::RateLimited>`",
+    label = "the refusal is returned as this type",
+    note = "return a `Result<T, E>` and implement `From<redcache::RateLimited>` for `E` (e.g. a variant holding it, which can render a 429)"
+)]
+pub trait Refusable {
+    fn refused(limited: RateLimited) -> Self;
+}
+
+impl<T, E: FromRateLimited> Refusable for Result<T, E> {
+    fn refused(limited: RateLimited) -> Self {
+        Err(E::from(limited))
+    }
+}
+
 /// Runs `body` if every policy has room, after taking from each; else
 /// returns the refusal as the fn's error.
-pub async fn rate_limited<C, T, E, Fut>(cache: C, limits: Limits<'_>, body: Fut) -> Result<T, E>
+pub async fn rate_limited<C, R, Fut>(cache: C, limits: Limits<'_>, body: Fut) -> R
 where
     C: AsRef<Cache>,
-    E: FromRateLimited,
-    Fut: Future<Output = Result<T, E>>,
+    R: Refusable,
+    Fut: Future<Output = R>,
 {
     match cache.as_ref().rate_limit(limits.0, Mode::Consume).await {
         Ok(_) => body.await,
-        Err(limited) => Err(E::from(limited)),
+        Err(limited) => R::refused(limited),
     }
 }

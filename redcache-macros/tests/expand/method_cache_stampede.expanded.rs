@@ -4,7 +4,8 @@ impl Catalog {
             .lit("price:")
             .arg(&item.sku)
             .finish();
-        ::redcache::__private::cached_value(
+        ::redcache::__private::returns!(Money)
+            .cached(
                 &(self.cache),
                 ::redcache::__private::Call::new(
                         "price:<item.sku>",
@@ -17,16 +18,17 @@ impl Catalog {
             .await
     }
     async fn stock(&self, sku: Sku) -> u32 {
+        let __redcache_fn = ::redcache::__private::fn_path!();
         let __redcache_key = ::redcache::__private::Key::new()
-            .lit(::core::any::type_name::<Self>())
-            .lit("::stock")
+            .lit(&__redcache_fn.with_self(::core::any::type_name::<Self>()))
             .lit(":")
             .arg(&sku)
             .finish();
-        ::redcache::__private::cached_value(
+        ::redcache::__private::returns!(u32)
+            .cached(
                 &(self.cache),
                 ::redcache::__private::Call::new(
-                    ::core::concat!(::core::module_path!(), "::stock"),
+                    __redcache_fn.as_str(),
                     &__redcache_key,
                     ::redcache::__private::Duration::from_secs(3600),
                 ),

@@ -1,19 +1,24 @@
 async fn find_user(email: &str, active: bool) -> Option<User> {
+    let __redcache_fn = ::redcache::__private::fn_path!();
     let __redcache_key = ::redcache::__private::Key::new()
-        .lit(::core::concat!(::core::module_path!(), "::find_user"))
+        .lit(__redcache_fn.as_str())
         .lit(":")
         .arg(&email)
         .lit(":")
         .arg(&active)
         .finish();
-    ::redcache::__private::cached_option(
+    ::redcache::__private::cache_none(
+            ::redcache::__private::returns!(Option < User >),
+            true,
+        )
+        .cached(
             ::redcache::__private::global(),
             ::redcache::__private::Call::new(
-                ::core::concat!(::core::module_path!(), "::find_user"),
-                &__redcache_key,
-                ::redcache::__private::Duration::from_secs(90),
-            ),
-            true,
+                    __redcache_fn.as_str(),
+                    &__redcache_key,
+                    ::redcache::__private::Duration::from_secs(90),
+                )
+                .fn_path(__redcache_fn),
             async move { db::find_user(email, active).await },
         )
         .await

@@ -1,4 +1,5 @@
 async fn search(user_id: u64, q: &str) -> Result<Vec<Hit>, ApiError> {
+    let __redcache_fn = ::redcache::__private::fn_path!();
     let __redcache_key = ::redcache::__private::Key::new()
         .lit("user:")
         .arg(&user_id)
@@ -6,7 +7,7 @@ async fn search(user_id: u64, q: &str) -> Result<Vec<Hit>, ApiError> {
     ::redcache::__private::rate_limited(
             ::redcache::__private::global(),
             ::redcache::__private::Limits::new(
-                ::core::concat!(::core::module_path!(), "::search"),
+                __redcache_fn.as_str(),
                 &__redcache_key,
                 &[
                     ::redcache::__private::Policy::new(
@@ -20,6 +21,7 @@ async fn search(user_id: u64, q: &str) -> Result<Vec<Hit>, ApiError> {
         .await
 }
 async fn upload(user_id: u64, files: Vec<File>) -> Result<(), ApiError> {
+    let __redcache_fn = ::redcache::__private::fn_path!();
     let __redcache_key = ::redcache::__private::Key::new()
         .lit("user:")
         .arg(&user_id)
@@ -27,7 +29,7 @@ async fn upload(user_id: u64, files: Vec<File>) -> Result<(), ApiError> {
     ::redcache::__private::rate_limited(
             ::redcache::__private::global(),
             ::redcache::__private::Limits::new(
-                    ::core::concat!(::core::module_path!(), "::upload"),
+                    __redcache_fn.as_str(),
                     &__redcache_key,
                     &[
                         ::redcache::__private::Policy::new(
@@ -53,7 +55,8 @@ async fn report(id: u64) -> Result<Report, ApiError> {
         .lit("report:")
         .arg(&id)
         .finish();
-    ::redcache::__private::cached_result(
+    ::redcache::__private::returns!(Result < Report, ApiError >)
+        .cached(
             ::redcache::__private::global(),
             ::redcache::__private::Call::new(
                 "report:<id>",
@@ -61,10 +64,11 @@ async fn report(id: u64) -> Result<Report, ApiError> {
                 ::redcache::__private::Duration::from_secs(300),
             ),
             async move {
+                let __redcache_fn = ::redcache::__private::fn_path!();
                 ::redcache::__private::rate_limited(
                         ::redcache::__private::global(),
                         ::redcache::__private::Limits::new(
-                            ::core::concat!(::core::module_path!(), "::report"),
+                            __redcache_fn.as_str(),
                             "",
                             &[
                                 ::redcache::__private::Policy::new(

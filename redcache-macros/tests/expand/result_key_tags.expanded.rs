@@ -7,7 +7,8 @@ pub async fn get_product(id: u64, category_id: u64) -> Result<Product, DbError> 
     let __redcache_tags = [
         ::redcache::__private::Key::new().lit("category:").arg(&category_id).finish(),
     ];
-    ::redcache::__private::cached_result(
+    ::redcache::__private::returns!(Result < Product, DbError >)
+        .cached(
             ::redcache::__private::global(),
             ::redcache::__private::Call::new(
                     "product:<id>",

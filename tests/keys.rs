@@ -1,0 +1,317 @@
+//! Two different calls never meet: default keys name the real fn (impl,
+//! trait and generic arguments included), templates that could render the
+//! same key never read each other's entries, and a `Result` or `Option`
+//! behind a type alias is still a `Result` or an `Option`.
+//!
+//! Each test here returned another call's value, or cached an error,
+//! before the fix it is named after.
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+use redcache::{cached, Cache};
+use redcache_suite::{unique_namespace, RedisServer};
+use serde::{Deserialize, Serialize};
+
+static LOADS: AtomicUsize = AtomicUsize::new(0);
+static TABLE_LOADS: AtomicUsize = AtomicUsize::new(0);
+
+fn load() -> usize {
+    LOADS.fetch_add(1, SeqCst)
+}
+
+/// Associated fns without a receiver, of the same name, in two impls of one
+/// module: the global cache, default keys.
+mod same_module {
+    use super::*;
+
+    pub struct User;
+    pub struct Order;
+
+    impl User {
+        #[cached(ttl = 60)]
+        pub async fn load(id: u64) -> String {
+            super::load();
+            format!("user {id}")
+        }
+    }
+
+    impl Order {
+        #[cached(ttl = 60)]
+        pub async fn load(id: u64) -> String {
+            super::load();
+            format!("order {id}")
+        }
+    }
+
+    pub trait Describe {
+        async fn describe(&self, id: u64) -> String;
+    }
+
+    pub struct Shelf {
+        pub cache: Cache,
+    }
+
+    impl Shelf {
+        #[cached(ttl = 60, cache = self.cache)]
+        pub async fn describe(&self, id: u64) -> String {
+            format!("inherent {id}")
+        }
+    }
+
+    impl Describe for Shelf {
+        #[cached(ttl = 60, cache = self.cache)]
+        async fn describe(&self, id: u64) -> String {
+            format!("trait {id}")
+        }
+    }
+
+    pub struct Users;
+    pub struct Orders;
+
+    pub trait Table {
+        const NAME: &'static str;
+    }
+    impl Table for Users {
+        const NAME: &'static str = "users";
+    }
+    impl Table for Orders {
+        const NAME: &'static str = "orders";
+    }
+
+    #[cached(ttl = 60)]
+    pub async fn row_label<T: Table>(id: u64) -> String {
+        format!("{}#{id}", T::NAME)
+    }
+
+    #[cached(ttl = 60)]
+    pub async fn nth<const N: usize>(id: u64) -> usize {
+        N * 1000 + id as usize
+    }
+
+    pub struct Repo<T> {
+        pub cache: Cache,
+        pub table: std::marker::PhantomData<T>,
+    }
+
+    impl<T: Table + Send + Sync> Repo<T> {
+        /// With a receiver: `Self` names the instance of the impl.
+        #[cached(ttl = 60, cache = self.cache)]
+        pub async fn label(&self, id: u64) -> String {
+            format!("{}#{id}", T::NAME)
+        }
+
+        /// Without one, and without `Self` in the signature: the default
+        /// key cannot tell `Repo<Users>` from `Repo<Orders>`.
+        #[cached(ttl = 60)]
+        pub async fn table_name(id: u64) -> String {
+            super::TABLE_LOADS.fetch_add(1, SeqCst);
+            format!("{}#{id}", T::NAME)
+        }
+    }
+}
+
+#[tokio::test]
+async fn associated_fns_of_two_impls_in_one_module_do_not_share_a_key() {
+    use same_module::{Order, User};
+    assert_eq!(User::load(1).await, "user 1");
+    assert_eq!(Order::load(1).await, "order 1");
+    assert_eq!(User::load(1).await, "user 1");
+    assert_eq!(Order::load(1).await, "order 1");
+}
+
+#[tokio::test]
+async fn an_inherent_and_a_trait_method_of_one_name_do_not_share_a_key() {
+    use same_module::{Describe, Shelf};
+    let shelf = Shelf {
+        cache: Cache::builder().build().await.unwrap(),
+    };
+    assert_eq!(Shelf::describe(&shelf, 3).await, "inherent 3");
+    assert_eq!(<Shelf as Describe>::describe(&shelf, 3).await, "trait 3");
+    assert_eq!(Shelf::describe(&shelf, 3).await, "inherent 3");
+}
+
+#[tokio::test]
+async fn instantiations_of_a_generic_fn_do_not_share_a_key() {
+    use same_module::{nth, row_label, Orders, Users};
+    assert_eq!(row_label::<Users>(1).await, "users#1");
+    assert_eq!(row_label::<Orders>(1).await, "orders#1");
+    assert_eq!(row_label::<Users>(1).await, "users#1");
+    assert_eq!(nth::<1>(5).await, 1005);
+    assert_eq!(nth::<2>(5).await, 2005);
+}
+
+#[tokio::test]
+async fn methods_of_a_generic_impl_are_keyed_by_their_self_type() {
+    use same_module::{Orders, Repo, Users};
+    let cache = Cache::builder().build().await.unwrap();
+    let users = Repo::<Users> {
+        cache: cache.clone(),
+        table: Default::default(),
+    };
+    let orders = Repo::<Orders> {
+        cache,
+        table: Default::default(),
+    };
+    assert_eq!(users.label(1).await, "users#1");
+    assert_eq!(orders.label(1).await, "orders#1");
+    assert_eq!(users.label(1).await, "users#1");
+}
+
+#[tokio::test]
+async fn a_generic_impl_fn_that_cannot_name_self_runs_uncached_and_correct() {
+    use same_module::{Orders, Repo, Users};
+    assert_eq!(Repo::<Users>::table_name(1).await, "users#1");
+    assert_eq!(Repo::<Orders>::table_name(1).await, "orders#1");
+    assert_eq!(Repo::<Users>::table_name(1).await, "users#1");
+    assert_eq!(TABLE_LOADS.load(SeqCst), 3, "it never hits");
+}
+
+/// Default keys start with the fn's path: readable in `redis-cli`, and the
+/// same in every process.
+#[tokio::test]
+async fn default_keys_name_the_impl_and_the_generic_arguments() {
+    use same_module::{Orders, Repo};
+    let server = RedisServer::start();
+    let ns = unique_namespace("ident");
+    let cache = Cache::builder()
+        .redis(server.url())
+        .namespace(&ns)
+        .build()
+        .await
+        .unwrap();
+    let orders = Repo::<Orders> {
+        cache,
+        table: Default::default(),
+    };
+    orders.label(7).await;
+    let key = format!("{ns}:v:keys::same_module::Repo<keys::same_module::Orders>::label:7");
+    assert_eq!(server.command(&format!("EXISTS {key}")), ":1\r\n", "{key}");
+}
+
+/// Two templates whose renderings meet: `page-<slug>` with "draft-intro"
+/// and `page-draft-<slug>` with "intro" are both `page-draft-intro`.
+struct Pages {
+    cache: Cache,
+}
+
+impl Pages {
+    #[cached(ttl = 60, key = "page-<slug>", cache = self.cache)]
+    async fn page(&self, slug: &str) -> String {
+        format!("page {slug}")
+    }
+
+    #[cached(ttl = 60, key = "page-draft-<slug>", cache = self.cache)]
+    async fn draft(&self, slug: &str) -> String {
+        format!("draft {slug}")
+    }
+}
+
+async fn templates_that_render_one_key_never_read_each_others_entries(cache: Cache) {
+    let pages = Pages { cache };
+    for _ in 0..2 {
+        assert_eq!(pages.page("draft-intro").await, "page draft-intro");
+        assert_eq!(pages.draft("intro").await, "draft intro");
+    }
+}
+
+#[tokio::test]
+async fn templates_that_render_one_key_never_read_each_others_entries_in_memory() {
+    templates_that_render_one_key_never_read_each_others_entries(
+        Cache::builder().build().await.unwrap(),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn templates_that_render_one_key_never_read_each_others_entries_on_redis() {
+    let server = RedisServer::start();
+    let cache = Cache::builder()
+        .redis(server.url())
+        .namespace(unique_namespace("tpl"))
+        .build()
+        .await
+        .unwrap();
+    templates_that_render_one_key_never_read_each_others_entries(cache).await;
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct AppError(String);
+
+type AppResult<T> = Result<T, AppError>;
+type Maybe<T> = Option<T>;
+
+static ALIAS_LOADS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(ttl = 60, key = "alias-result:<fail>")]
+async fn through_result_alias(fail: bool) -> AppResult<usize> {
+    let n = ALIAS_LOADS.fetch_add(1, SeqCst);
+    if fail {
+        Err(AppError(format!("failure {n}")))
+    } else {
+        Ok(n)
+    }
+}
+
+static OPTION_LOADS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(ttl = 60, key = "alias-option:<none>")]
+async fn through_option_alias(none: bool) -> Maybe<usize> {
+    let n = OPTION_LOADS.fetch_add(1, SeqCst);
+    (!none).then_some(n)
+}
+
+#[tokio::test]
+async fn a_result_behind_a_type_alias_does_not_cache_its_errors() {
+    let first = through_result_alias(true).await;
+    let second = through_result_alias(true).await;
+    assert_ne!(first, second, "the error was served from the cache");
+    let ok = through_result_alias(false).await;
+    assert_eq!(through_result_alias(false).await, ok, "Ok is cached");
+}
+
+#[tokio::test]
+async fn an_option_behind_a_type_alias_does_not_cache_none() {
+    assert_eq!(through_option_alias(true).await, None);
+    assert_eq!(through_option_alias(true).await, None);
+    assert_eq!(
+        OPTION_LOADS.load(SeqCst),
+        2,
+        "None was served from the cache"
+    );
+}
+
+/// Parameters that do not change the result: `ignore`, or a `_` name.
+struct Lookup {
+    cache: Cache,
+    loads: AtomicUsize,
+}
+
+impl Lookup {
+    #[cached(ttl = 60, key = "user:<id>", ignore = [request_id], cache = self.cache)]
+    async fn user(&self, id: u64, request_id: u64, _trace: &str) -> String {
+        let _ = request_id;
+        self.loads.fetch_add(1, SeqCst);
+        format!("user {id}")
+    }
+
+    /// Placeholders name the bindings of a pattern.
+    #[cached(ttl = 60, key = "point:<x>:<y>", cache = self.cache)]
+    async fn point(&self, (x, y): (i32, i32)) -> String {
+        self.loads.fetch_add(1, SeqCst);
+        format!("{x},{y}")
+    }
+}
+
+#[tokio::test]
+async fn ignored_parameters_share_an_entry_and_pattern_bindings_do_not() {
+    let lookup = Lookup {
+        cache: Cache::builder().build().await.unwrap(),
+        loads: AtomicUsize::new(0),
+    };
+    assert_eq!(lookup.user(1, 100, "a").await, "user 1");
+    assert_eq!(lookup.user(1, 200, "b").await, "user 1");
+    assert_eq!(lookup.loads.load(SeqCst), 1);
+    assert_eq!(lookup.point((1, 2)).await, "1,2");
+    assert_eq!(lookup.point((2, 1)).await, "2,1");
+    assert_eq!(lookup.loads.load(SeqCst), 3);
+}
