@@ -315,3 +315,16 @@ async fn ignored_parameters_share_an_entry_and_pattern_bindings_do_not() {
     assert_eq!(lookup.point((2, 1)).await, "2,1");
     assert_eq!(lookup.loads.load(SeqCst), 3);
 }
+
+/// Namespaces `X` and `X:v` would read each other's entries (`X:v:v:x`),
+/// and an entry of one would be a tag epoch of the other.
+#[tokio::test]
+async fn namespaces_that_could_reach_into_each_other_are_refused() {
+    for namespace in ["X:v", "app:cache", "a{b}"] {
+        let built = Cache::builder().namespace(namespace).build().await;
+        assert!(
+            matches!(built, Err(redcache::Error::Config(_))),
+            "{namespace:?}"
+        );
+    }
+}

@@ -50,6 +50,11 @@ impl Breaker {
         }
     }
 
+    /// The consecutive failures that open the circuit.
+    pub(crate) fn threshold(&self) -> u32 {
+        self.threshold
+    }
+
     pub(crate) fn state(&self) -> CircuitState {
         match self.opened_at.load(SeqCst) {
             0 => CircuitState::Closed,

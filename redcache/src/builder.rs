@@ -16,6 +16,11 @@ pub const ENV_VARS: [&str; 2] = ["REDCACHE_URL", "REDIS_URL"];
 
 #[derive(Debug, Clone)]
 enum Target {
+    /// A URL that [`CacheBuilder::url`] could not read: `build` says why.
+    Invalid {
+        url: String,
+        hint: String,
+    },
     Memory,
     Redis(String),
     Cluster(Vec<String>),
@@ -51,6 +56,7 @@ pub struct CacheBuilder {
     lock_ttl: Duration,
     lock_wait: Duration,
     max_entries: u64,
+    max_entry_size: usize,
     clock: Arc<dyn Clock>,
     breaker_threshold: u32,
     breaker_cool_down: Duration,
@@ -66,6 +72,7 @@ impl Default for CacheBuilder {
             lock_ttl: Duration::from_secs(10),
             lock_wait: Duration::from_secs(2),
             max_entries: 100_000,
+            max_entry_size: 8 * 1024 * 1024,
             clock: Arc::new(SystemClock),
             breaker_threshold: 5,
             breaker_cool_down: Duration::from_millis(250),
@@ -121,24 +128,53 @@ impl CacheBuilder {
     /// - `redis+sentinel://host1:26379,host2:26379/mymaster`: the master
     ///   `mymaster` behind those sentinels;
     /// - a comma-separated list of Redis URLs: a Redis Cluster;
-    /// - anything else: one Redis server (`redis://` or `rediss://`).
+    /// - one Redis URL: `redis://`, `rediss://` or `redis+unix://`.
+    ///
+    /// Anything else (a typo such as `memroy`, a missing scheme) makes
+    /// [`build`](Self::build) fail with [`Error::BadUrl`], which says what
+    /// to write. A `,` in a password must be percent-encoded (`%2C`): a
+    /// raw one separates cluster nodes.
     pub fn url(self, url: &str) -> Self {
-        match url.trim() {
-            "memory" | "memory://" => self.memory(),
+        let url = url.trim();
+        let invalid = |hint: String| Target::Invalid {
+            url: redact(url),
+            hint,
+        };
+        let target = match url {
+            "memory" | "memory://" => Target::Memory,
             sentinel if sentinel.starts_with("redis+sentinel://") => {
                 let rest = &sentinel["redis+sentinel://".len()..];
                 let (hosts, service) = rest.rsplit_once('/').unwrap_or((rest, "mymaster"));
-                let sentinels = hosts
+                let sentinels: Vec<String> = hosts
                     .split(',')
                     .filter(|h| !h.is_empty())
-                    .map(|h| format!("redis://{h}"));
-                self.redis_sentinel(sentinels, service)
+                    .map(|h| format!("redis://{h}"))
+                    .collect();
+                if sentinels.is_empty() || service.is_empty() {
+                    invalid("write `redis+sentinel://host1:26379,host2:26379/master-name`".into())
+                } else {
+                    Target::Sentinel {
+                        sentinels,
+                        service: service.to_string(),
+                    }
+                }
             }
             list if list.contains(',') => {
-                self.redis_cluster(list.split(',').map(str::trim).filter(|u| !u.is_empty()))
+                let nodes: Vec<&str> = list.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
+                match nodes.iter().find(|node| !has_redis_scheme(node)) {
+                    Some(_) => invalid(
+                        "a `,` separates the nodes of a Redis Cluster, and a part of this list is not a `redis://` URL; if a password holds a `,`, percent-encode it as `%2C`".into(),
+                    ),
+                    None => Target::Cluster(nodes.into_iter().map(String::from).collect()),
+                }
             }
-            url => self.redis(url),
-        }
+            url if has_redis_scheme(url) => Target::Redis(url.to_string()),
+            "" => invalid("it is empty; write `redis://host:6379`, or `memory` for the embedded backend".into()),
+            _ => invalid(
+                "write `redis://host:6379` (or `rediss://` for TLS, `redis+sentinel://...`, a comma-separated list of cluster nodes), or `memory` for the embedded backend".into(),
+            ),
+        };
+        CacheBuilder { target, ..self }
     }
 
     /// Picks the backend from the environment, as [`Cache::from_env`] does:
@@ -161,7 +197,10 @@ impl CacheBuilder {
     }
 
     /// The prefix of every key the cache writes (default `redcache`), so
-    /// that several applications can share one Redis.
+    /// that several applications can share one Redis. It cannot hold `:`
+    /// (the separator after it: namespaces `a` and `a:v` would read each
+    /// other's keys), `{`, `}`, whitespace or control characters; `build`
+    /// refuses them.
     pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
         self.namespace = namespace.into();
         self
@@ -202,6 +241,15 @@ impl CacheBuilder {
         self
     }
 
+    /// The largest entry the cache stores, in bytes as encoded (default
+    /// 8 MiB). A larger value is returned to its caller but not stored:
+    /// reading it back could take longer than the operation timeout. An
+    /// entry found too slow to read (another writer's) is removed.
+    pub fn max_entry_size(mut self, bytes: usize) -> Self {
+        self.max_entry_size = bytes;
+        self
+    }
+
     /// The circuit breaker: after `failures` consecutive operations that
     /// could not reach Redis, skip it for `cool_down`, then let one call
     /// probe (default 5 failures, 250 ms). While it is open, cached calls
@@ -223,8 +271,10 @@ impl CacheBuilder {
     /// Builds the cache.
     ///
     /// A Redis backend connects in the background: if Redis is down, the
-    /// cache is built anyway (a warning is logged), cached functions run
-    /// their body, and caching resumes once Redis answers.
+    /// cache is built anyway (the cause is reported once: a `tracing`
+    /// error, and on standard error while no subscriber is installed),
+    /// cached functions run their body, and caching resumes once Redis
+    /// answers.
     ///
     /// # Errors
     ///
@@ -232,13 +282,11 @@ impl CacheBuilder {
     /// [`Error::Config`] for an empty namespace or a zero timeout.
     pub async fn build(self) -> Result<Cache> {
         let cache = self.build_now()?;
-        if let Some(redis) = cache.inner.backend.distributed() {
-            match tokio::time::timeout(self.connect_timeout, redis.ping()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => tracing::warn!(target: "redcache", %error,
-                    "redis is not reachable yet; cached calls run their function until it is"),
-                Err(_) => tracing::warn!(target: "redcache", timeout = ?self.connect_timeout,
-                    "redis did not answer in time; cached calls run their function until it does"),
+        if cache.inner.backend.distributed().is_some() {
+            let ping = tokio::time::timeout(self.connect_timeout, cache.inner.backend.ping());
+            if !matches!(ping.await, Ok(Ok(()))) {
+                // Told once, with the cause, where a new user looks.
+                cache.report_unreachable();
             }
         }
         Ok(cache)
@@ -247,22 +295,25 @@ impl CacheBuilder {
     /// Builds without waiting for the backend (used for the global cache,
     /// which is built on first use). Must run inside a tokio runtime.
     pub(crate) fn build_now(&self) -> Result<Cache> {
-        if self.namespace.is_empty() || self.namespace.chars().any(char::is_whitespace) {
-            return Err(Error::Config(
-                "the namespace must be non-empty and without spaces",
-            ));
-        }
+        validate_namespace(&self.namespace)?;
         if self.op_timeout.is_zero() || self.lock_ttl.is_zero() {
             return Err(Error::Config(
                 "op_timeout and lock_ttl must be greater than zero",
             ));
         }
         let backend = match &self.target {
+            Target::Invalid { url, hint } => {
+                return Err(Error::BadUrl {
+                    url: url.clone(),
+                    hint: hint.clone(),
+                })
+            }
             Target::Memory => Backend::Memory(MemoryBackend::new(self.max_entries)),
-            Target::Redis(url) => Backend::Redis(RedisBackend::new(Connection::single(
-                url,
+            Target::Redis(url) => Backend::Redis(RedisBackend::new(
+                Connection::single(url, self.connect_timeout)?,
+                vec![url.clone()],
                 self.connect_timeout,
-            )?)),
+            )),
             Target::Cluster(nodes) => {
                 if nodes.is_empty() {
                     return Err(Error::Config(
@@ -274,7 +325,7 @@ impl CacheBuilder {
                 // a node that stopped answering.
                 let response_timeout = self.op_timeout.mul_f32(0.8);
                 let conn = Connection::cluster(nodes, self.connect_timeout, response_timeout)?;
-                Backend::Redis(RedisBackend::new(conn))
+                Backend::Redis(RedisBackend::new(conn, nodes.clone(), self.connect_timeout))
             }
             Target::Sentinel { sentinels, service } => {
                 if sentinels.is_empty() {
@@ -283,25 +334,16 @@ impl CacheBuilder {
                     ));
                 }
                 let conn = Connection::sentinel(sentinels, service, self.connect_timeout)?;
-                Backend::Redis(RedisBackend::new(conn))
+                Backend::Redis(RedisBackend::new(
+                    conn,
+                    sentinels.clone(),
+                    self.connect_timeout,
+                ))
             }
         };
         Ok(Cache {
             inner: Arc::new(Inner::new(backend, &self.namespace, &self.settings())),
         })
-    }
-
-    /// A cache whose every backend operation fails with `reason`: cached
-    /// calls run their function. The global cache falls back to it when the
-    /// environment names a backend that cannot be used.
-    pub(crate) fn unavailable(&self, reason: String) -> Cache {
-        Cache {
-            inner: Arc::new(Inner::new(
-                Backend::Unavailable(reason),
-                "redcache",
-                &self.settings(),
-            )),
-        }
     }
 
     fn settings(&self) -> Settings {
@@ -310,6 +352,7 @@ impl CacheBuilder {
             lock_ttl: self.lock_ttl,
             lock_wait: self.lock_wait,
             max_entries: self.max_entries,
+            max_entry_size: self.max_entry_size,
             clock: Arc::clone(&self.clock),
             breaker_threshold: self.breaker_threshold,
             breaker_cool_down: self.breaker_cool_down,
@@ -319,5 +362,91 @@ impl CacheBuilder {
     /// The builder [`Cache::from_env`] uses.
     pub(crate) fn from_env() -> Self {
         CacheBuilder::default().url_from_env()
+    }
+}
+
+/// A namespace is the first segment of every key: without `:` no namespace
+/// is a prefix of another's keys (`X` and `X:v` would meet at `X:v:v:...`),
+/// and without braces it never makes a cluster hash tag.
+fn validate_namespace(namespace: &str) -> Result<()> {
+    if namespace.is_empty() {
+        return Err(Error::Config("the namespace must not be empty"));
+    }
+    if namespace
+        .chars()
+        .any(|c| matches!(c, ':' | '{' | '}') || c.is_whitespace() || c.is_control())
+    {
+        return Err(Error::Config(
+            "the namespace cannot hold `:`, `{`, `}`, whitespace or control characters (use `-` or `_` instead of `:`)",
+        ));
+    }
+    Ok(())
+}
+
+fn has_redis_scheme(url: &str) -> bool {
+    ["redis://", "rediss://", "redis+unix://", "unix://"]
+        .iter()
+        .any(|scheme| url.starts_with(scheme))
+}
+
+/// The URL with the password of its user info (if any) replaced by `***`,
+/// for messages.
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_string();
+    };
+    let user = userinfo.split_once(':').map_or("", |(user, _)| user);
+    format!("{scheme}://{user}:***@{host}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(url: &str) -> Target {
+        CacheBuilder::default().url(url).target
+    }
+
+    #[test]
+    fn urls_pick_their_backend() {
+        assert!(matches!(target("memory"), Target::Memory));
+        assert!(matches!(target(" redis://h:1 "), Target::Redis(u) if u == "redis://h:1"));
+        assert!(matches!(target("redis://a:1,redis://b:2"), Target::Cluster(n) if n.len() == 2));
+        assert!(matches!(
+            target("redis+sentinel://s1:26379,s2:26379/shop"),
+            Target::Sentinel { sentinels, service } if sentinels.len() == 2 && service == "shop"
+        ));
+    }
+
+    #[test]
+    fn a_typo_or_a_raw_comma_is_an_error_that_says_what_to_write() {
+        for url in ["memroy", "localhost:6379", "", "http://h:1"] {
+            assert!(matches!(target(url), Target::Invalid { .. }), "{url:?}");
+        }
+        let Target::Invalid { url, hint } = target("redis://:pa,ss@host:6379") else {
+            panic!("a raw comma in a password is not a cluster");
+        };
+        assert!(hint.contains("%2C"), "{hint}");
+        assert!(!url.contains("pa,ss"), "the password is not shown: {url}");
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact("redis://u:secret@h:1/0"), "redis://u:***@h:1/0");
+        assert_eq!(redact("redis://:secret@h:1"), "redis://:***@h:1");
+        assert_eq!(redact("redis://h:1"), "redis://h:1");
+    }
+
+    #[test]
+    fn namespaces_cannot_reach_into_each_other() {
+        for bad in ["", "X:v", "a{b}", "a b", "a\n"] {
+            assert!(validate_namespace(bad).is_err(), "{bad:?}");
+        }
+        for good in ["shop", "shop-v2", "my_app.cache"] {
+            assert!(validate_namespace(good).is_ok(), "{good:?}");
+        }
     }
 }

@@ -82,6 +82,7 @@ pub(crate) struct Inner {
     op_timeout: Duration,
     lock_ttl: Duration,
     lock_wait: Duration,
+    max_entry_size: usize,
     flights: Flights,
     pub(crate) counters: Counters,
     pub(crate) clock: Arc<dyn Clock>,
@@ -89,6 +90,10 @@ pub(crate) struct Inner {
     /// calls; a tag in here bypasses the cache.
     pending: Mutex<HashSet<String>>,
     has_pending: AtomicBool,
+    /// An outage of Redis was reported and has not ended yet.
+    reported_down: AtomicBool,
+    /// A check after a timed-out operation is running.
+    checking: AtomicBool,
     /// Rate-limit denials remembered until they expire, so a caller over
     /// its limit does not cost a round trip per call.
     pub(crate) denials: moka::sync::Cache<String, Expiring<Denial>>,
@@ -101,6 +106,7 @@ pub(crate) struct Settings {
     pub(crate) lock_ttl: Duration,
     pub(crate) lock_wait: Duration,
     pub(crate) max_entries: u64,
+    pub(crate) max_entry_size: usize,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) breaker_threshold: u32,
     pub(crate) breaker_cool_down: Duration,
@@ -119,12 +125,15 @@ impl Inner {
             op_timeout: settings.op_timeout,
             lock_ttl: settings.lock_ttl,
             lock_wait: settings.lock_wait,
+            max_entry_size: settings.max_entry_size,
             flights: Flights::default(),
             counters: Counters::new(namespace),
             clock: Arc::clone(&settings.clock),
             breaker: Breaker::new(settings.breaker_threshold, settings.breaker_cool_down),
             pending: Mutex::new(HashSet::new()),
             has_pending: AtomicBool::new(false),
+            reported_down: AtomicBool::new(false),
+            checking: AtomicBool::new(false),
             denials: moka::sync::Cache::builder()
                 .max_capacity(settings.max_entries)
                 .expire_after(AtDeadline)
@@ -313,6 +322,17 @@ impl Cache {
     /// Runs a backend operation through the circuit breaker, bounded by the
     /// operation timeout (Redis only: the embedded backend does no I/O).
     pub(crate) async fn op<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {
+        self.op_on(None, fut).await
+    }
+
+    /// [`op`](Self::op) for an operation that reads the entry `slow_key`:
+    /// if it times out, the entry is checked (it may be too large to read
+    /// in time) instead of blaming the server.
+    pub(crate) async fn op_on<T>(
+        &self,
+        slow_key: Option<&str>,
+        fut: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
         if self.inner.backend.distributed().is_none() {
             return fut.await;
         }
@@ -332,11 +352,139 @@ impl Cache {
             .await
             .unwrap_or(Err(Error::Timeout(limit)));
         probe.armed = false;
-        breaker.record(
-            &permit,
-            !matches!(&result, Err(error) if error.is_unreachable()),
-        );
+        match &result {
+            // One slow answer says nothing yet about the server (one value
+            // may be too large to read in time): a check in the background
+            // decides what the breaker counts.
+            Err(Error::Timeout(_)) if permit == Permit::Go => self.check_after_timeout(slow_key),
+            Err(error) if error.is_unreachable() => breaker.record(&permit, false),
+            _ => {
+                breaker.record(&permit, true);
+                self.reachable_again();
+            }
+        }
         result
+    }
+
+    /// After an operation timed out: asks the server something small (the
+    /// size of the entry that was read, else `PING`), once at a time. An
+    /// answer means the server is fine, and an entry of at least
+    /// [`LARGE_ENTRY`] bytes is removed, so the next call replaces it; no
+    /// answer counts against the breaker, until it opens.
+    fn check_after_timeout(&self, slow_key: Option<&str>) {
+        if self.inner.checking.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.inner.checking.store(false, Ordering::SeqCst);
+            return;
+        };
+        let cache = self.clone();
+        let key = slow_key.map(str::to_owned);
+        runtime.spawn(async move {
+            cache.check_server(key.as_deref()).await;
+            cache.inner.checking.store(false, Ordering::SeqCst);
+        });
+    }
+
+    async fn check_server(&self, slow_key: Option<&str>) {
+        let (backend, breaker) = (&self.inner.backend, &self.inner.breaker);
+        let limit = self.inner.op_timeout;
+        for _ in 0..breaker.threshold() {
+            let answer = match slow_key {
+                Some(key) => tokio::time::timeout(limit, backend.size(key)).await,
+                None => {
+                    tokio::time::timeout(limit, async { backend.ping().await.map(|()| 0) }).await
+                }
+            };
+            match answer {
+                Ok(Ok(size)) => {
+                    breaker.record(&Permit::Go, true);
+                    self.reachable_again();
+                    if let (Some(key), true) = (slow_key, size >= LARGE_ENTRY) {
+                        self.remove_slow_entry(key, size).await;
+                    }
+                    return;
+                }
+                Ok(Err(error)) if !error.is_unreachable() => {
+                    breaker.record(&Permit::Go, true);
+                    return;
+                }
+                _ => {
+                    breaker.record(&Permit::Go, false);
+                    self.report_unreachable();
+                    if breaker.state() != crate::breaker::CircuitState::Closed {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn remove_slow_entry(&self, key: &str, size: u64) {
+        let limit = self.inner.op_timeout;
+        let removed = tokio::time::timeout(limit, self.inner.backend.delete(key)).await;
+        self.inner.counters.count(Event::Error("read"));
+        match removed {
+            Ok(Ok(())) => tracing::warn!(target: "redcache", key, size, op_timeout = ?limit,
+                "an entry too large to read within op_timeout was removed; the next call stores a new one"),
+            _ => tracing::warn!(target: "redcache", key, size,
+                "an entry too large to read within op_timeout could not be removed"),
+        }
+    }
+
+    /// Checks in the background that Redis answers, and reports it once if
+    /// not (the global cache, which is built without waiting).
+    pub(crate) fn check_reachable(&self) {
+        if self.inner.backend.distributed().is_none() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let cache = self.clone();
+        runtime.spawn(async move {
+            let ping = cache.op(cache.inner.backend.ping()).await;
+            if ping.is_err() {
+                cache.report_unreachable();
+            }
+        });
+    }
+
+    /// Tells once (with the cause, see `report.rs`) that Redis cannot be
+    /// reached; told again only after it answered in between.
+    pub(crate) fn report_unreachable(&self) {
+        if self.inner.reported_down.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let cache = self.clone();
+        runtime.spawn(async move {
+            let backend = &cache.inner.backend;
+            let endpoint = backend.endpoint();
+            match backend.diagnose().await {
+                Some(cause) => {
+                    crate::report::once(
+                        &endpoint,
+                        &format!("cannot reach Redis at {endpoint}: {cause}. Cached functions run their body, uncached, until it answers; cache.stats().errors counts the failures."),
+                    );
+                }
+                None => cache.inner.reported_down.store(false, Ordering::SeqCst),
+            }
+        });
+    }
+
+    /// Redis answered: an outage reported before is over.
+    fn reachable_again(&self) {
+        if self.inner.reported_down.load(Ordering::Relaxed)
+            && self.inner.reported_down.swap(false, Ordering::SeqCst)
+        {
+            let endpoint = self.inner.backend.endpoint();
+            crate::report::forget(&endpoint);
+            tracing::info!(target: "redcache", %endpoint, "redis answers; caching resumes");
+        }
     }
 
     fn backend_failed(&self, op: &'static str, error: &Error) {
@@ -346,6 +494,9 @@ impl Cache {
             tracing::trace!(target: "redcache", op, "circuit open; skipping redis");
         } else {
             tracing::warn!(target: "redcache", op, %error, "cache backend failed; running the function");
+            if error.is_unreachable() && !matches!(error, Error::Timeout(_)) {
+                self.report_unreachable();
+            }
         }
     }
 
@@ -411,7 +562,8 @@ impl Cache {
         // process's leader, or become the leader.
         let (epochs, leader) = loop {
             let mut outcome = "miss";
-            let epochs = match self.op(self.inner.backend.read(&key, &tag_keys)).await {
+            let read = self.inner.backend.read(&key, &tag_keys);
+            let epochs = match self.op_on(Some(&key), read).await {
                 Ok(Read { value, epochs }) => {
                     if let Some(bytes) = value {
                         match entry::decode::<T>(&bytes, call.name, call.tags, &epochs) {
@@ -526,7 +678,13 @@ impl Cache {
                     // invalidated epoch could match an epoch key recreated at
                     // 0, so its value is returned but not stored.
                     let in_time = started.elapsed() < INVALIDATED_EPOCH_TTL / 2;
-                    if keep(value) && epochs.is_some() && in_time {
+                    let fits = bytes.len() <= self.inner.max_entry_size;
+                    if !fits {
+                        self.inner.counters.count(Event::Error("too_large"));
+                        tracing::warn!(target: "redcache", key = call.key, size = bytes.len(),
+                            max = self.inner.max_entry_size, "value larger than max_entry_size; returned, not cached");
+                    }
+                    if keep(value) && epochs.is_some() && in_time && fits {
                         self.store(call, key, tag_keys, recorded, &bytes, held.as_mut())
                             .await;
                     }
@@ -666,6 +824,10 @@ impl Drop for ProbeGuard<'_> {
         }
     }
 }
+
+/// An entry at least this large whose read timed out while the server
+/// answered is removed: it is what made the read slow.
+const LARGE_ENTRY: u64 = 64 * 1024;
 
 /// `prefix` + `name`, without the formatting machinery of `format!` (this
 /// runs on every cached call).

@@ -20,6 +20,15 @@ pub enum Error {
         #[source]
         source: redis::RedisError,
     },
+    /// The connection string is not one the cache can use; `hint` says
+    /// what to write instead.
+    #[error("{url:?} is not a usable Redis URL: {hint}")]
+    BadUrl {
+        /// The URL, with any password replaced by `***`.
+        url: String,
+        /// What is wrong and how to write it.
+        hint: String,
+    },
     /// A builder option has a value that cannot work.
     #[error("invalid cache configuration: {0}")]
     Config(&'static str),
@@ -36,10 +45,6 @@ pub enum Error {
     /// operation was not tried.
     #[error("redis is skipped while the circuit breaker is open")]
     CircuitOpen,
-    /// The global cache could not be built from the environment; the
-    /// message says why (for example an unparsable `REDIS_URL`).
-    #[error("the global cache is unavailable: {0}")]
-    Unavailable(String),
 }
 
 impl Error {

@@ -2,7 +2,7 @@
 
 use std::sync::{PoisonError, RwLock};
 
-use crate::builder::CacheBuilder;
+use crate::builder::{CacheBuilder, ENV_VARS};
 use crate::cache::Cache;
 use crate::error::Result;
 
@@ -27,9 +27,27 @@ pub fn set_global(cache: Cache) {
     *GLOBAL.write().unwrap_or_else(PoisonError::into_inner) = Some(cache);
 }
 
-/// The global cache, built from the environment on first use. Must be called
-/// inside a tokio runtime (it is, from a cached async fn).
-#[doc(hidden)]
+/// The global cache: the one `#[cached]`, [`invalidate_tag`] and
+/// [`invalidate_key`] use unless given `cache = ...`. Built from the
+/// environment on first use ([`Cache::from_env`]), unless [`set_global`]
+/// gave one. Call it for the zero-config cache's [`stats`](Cache::stats).
+/// Must be called inside a tokio runtime (it is, from a cached async fn).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let stats = redcache::global().stats();
+/// assert_eq!(stats.errors, 0);
+/// # }
+/// ```
+///
+/// # Panics
+///
+/// On first use, if `REDCACHE_URL` or `REDIS_URL` holds something that is
+/// not a usable URL (a typo such as `memroy`, a raw `,` in a password): a
+/// misconfiguration that would otherwise switch caching off in silence.
+/// The message says what to write. A server that is only unreachable does
+/// not panic: it is reported once, and calls run uncached until it answers.
 pub fn global() -> Cache {
     if let Some(cache) = GLOBAL
         .read()
@@ -44,10 +62,10 @@ pub fn global() -> Cache {
     }
     let builder = CacheBuilder::from_env();
     let cache = builder.build_now().unwrap_or_else(|error| {
-        tracing::error!(target: "redcache", %error,
-            "cannot build the global cache from the environment; cached functions will run uncached");
-        builder.unavailable(error.to_string())
+        let vars = ENV_VARS.join(" or ");
+        panic!("redcache: cannot build the global cache from {vars}: {error}")
     });
+    cache.check_reachable();
     *slot = Some(cache.clone());
     cache
 }

@@ -71,7 +71,7 @@ pub use builder::{CacheBuilder, ENV_VARS};
 pub use cache::{Cache, Stampede};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
-pub use global::{invalidate_key, invalidate_tag, set_global};
+pub use global::{global, invalidate_key, invalidate_tag, set_global};
 pub use key::{Key, KeyArg};
 pub use ratelimit::{Algorithm, OnError, Policy, RateLimited, RateLimiter, RateStatus};
 pub use stats::Stats;

@@ -247,7 +247,8 @@ pub fn free_cluster_port() -> u16 {
     panic!("no free port pair for a cluster node");
 }
 
-fn free_port() -> u16 {
+/// A loopback port nothing listens on (at the time of the call).
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

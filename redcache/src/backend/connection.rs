@@ -265,7 +265,7 @@ impl LazyCluster {
 
 fn invalid(url: &str, source: redis::RedisError) -> Error {
     Error::InvalidUrl {
-        url: url.to_string(),
+        url: crate::builder::redact(url),
         source,
     }
 }

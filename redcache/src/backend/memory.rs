@@ -91,6 +91,12 @@ impl MemoryBackend {
         self.extend_epoch(tag_key, INVALIDATED_EPOCH_TTL, |epoch| epoch + 1)
     }
 
+    pub(crate) async fn size(&self, key: &str) -> u64 {
+        self.values
+            .get(key)
+            .map_or(0, |entry| entry.value.len() as u64)
+    }
+
     pub(crate) async fn delete(&self, key: &str) {
         self.values.invalidate(key);
     }

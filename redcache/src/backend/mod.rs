@@ -61,9 +61,6 @@ pub(crate) const INVALIDATED_EPOCH_TTL: Duration = Duration::from_secs(24 * 60 *
 pub(crate) enum Backend {
     Memory(memory::MemoryBackend),
     Redis(redis::RedisBackend),
-    /// The configuration could not be used (global cache only): every
-    /// operation fails, so cached calls run their function.
-    Unavailable(String),
 }
 
 impl Backend {
@@ -71,7 +68,6 @@ impl Backend {
         match self {
             Backend::Memory(b) => Ok(b.read(key, tag_keys).await),
             Backend::Redis(b) => b.read(key, tag_keys).await,
-            Backend::Unavailable(why) => Err(unavailable(why)),
         }
     }
 
@@ -84,7 +80,6 @@ impl Backend {
                 unlocked: false,
             }),
             Backend::Redis(b) => b.write(write).await,
-            Backend::Unavailable(why) => Err(unavailable(why)),
         }
     }
 
@@ -92,7 +87,6 @@ impl Backend {
         match self {
             Backend::Memory(b) => Ok(b.bump_epoch(tag_key).await),
             Backend::Redis(b) => b.bump_epoch(tag_key).await,
-            Backend::Unavailable(why) => Err(unavailable(why)),
         }
     }
 
@@ -103,7 +97,42 @@ impl Backend {
                 Ok(())
             }
             Backend::Redis(b) => b.delete(key).await,
-            Backend::Unavailable(why) => Err(unavailable(why)),
+        }
+    }
+
+    /// The size in bytes of the value at `key` (0 when absent): after a read
+    /// timed out, whether the server answers at all, and whether the entry
+    /// is what made the read slow.
+    pub(crate) async fn size(&self, key: &str) -> Result<u64> {
+        match self {
+            Backend::Memory(b) => Ok(b.size(key).await),
+            Backend::Redis(b) => b.size(key).await,
+        }
+    }
+
+    /// A round trip, to find out whether the backend answers.
+    pub(crate) async fn ping(&self) -> Result<()> {
+        match self {
+            Backend::Memory(_) => Ok(()),
+            Backend::Redis(b) => b.ping().await,
+        }
+    }
+
+    /// Where the backend is, for messages (passwords redacted).
+    pub(crate) fn endpoint(&self) -> String {
+        match self {
+            Backend::Memory(_) => "memory".into(),
+            Backend::Redis(b) => b.endpoint(),
+        }
+    }
+
+    /// Why the backend cannot be reached, found by a fresh connection
+    /// attempt: "Connection refused", a DNS failure, or no answer in time.
+    /// `None` when it answers now.
+    pub(crate) async fn diagnose(&self) -> Option<String> {
+        match self {
+            Backend::Redis(b) => b.diagnose().await,
+            Backend::Memory(_) => None,
         }
     }
 
@@ -123,7 +152,6 @@ impl Backend {
                     .check(keys, request.policies, request.cost, mode, now_us))
             }
             Backend::Redis(b) => b.rate_limit(keys, request, mode).await,
-            Backend::Unavailable(why) => Err(unavailable(why)),
         }
     }
 
@@ -140,11 +168,6 @@ impl Backend {
         match self {
             Backend::Memory(_) => "memory",
             Backend::Redis(_) => "redis",
-            Backend::Unavailable(_) => "unavailable",
         }
     }
-}
-
-fn unavailable(why: &str) -> crate::Error {
-    crate::Error::Unavailable(why.to_string())
 }

@@ -24,6 +24,9 @@ type Raw = Vec<Option<Vec<u8>>>;
 
 pub(crate) struct RedisBackend {
     conn: Connection,
+    /// The URLs the connection was made from, to diagnose an outage.
+    urls: Vec<String>,
+    connect_timeout: Duration,
     touch_epoch: Script,
     bump_epoch: Script,
     unlock: Script,
@@ -35,9 +38,11 @@ impl RedisBackend {
     /// A backend on `conn`, which connects in the background: a cache
     /// built while Redis is down works (by running functions) and uses
     /// Redis once it answers.
-    pub(crate) fn new(conn: Connection) -> Self {
+    pub(crate) fn new(conn: Connection, urls: Vec<String>, connect_timeout: Duration) -> Self {
         RedisBackend {
             conn,
+            urls,
+            connect_timeout,
             touch_epoch: Script::new(TOUCH_EPOCH),
             bump_epoch: Script::new(BUMP_EPOCH),
             unlock: Script::new(UNLOCK),
@@ -162,9 +167,10 @@ impl RedisBackend {
         Ok(epoch)
     }
 
+    /// `UNLINK`: the server frees a large value in the background.
     pub(crate) async fn delete(&self, key: &str) -> Result<()> {
         let mut conn = self.conn.clone();
-        redis::cmd("DEL")
+        redis::cmd("UNLINK")
             .arg(key)
             .query_async::<()>(&mut conn)
             .await?;
@@ -234,6 +240,44 @@ impl RedisBackend {
                 reset_after_us: unsigned(f[3]),
             })
             .collect())
+    }
+
+    pub(crate) async fn size(&self, key: &str) -> Result<u64> {
+        let mut conn = self.conn.clone();
+        Ok(redis::cmd("STRLEN").arg(key).query_async(&mut conn).await?)
+    }
+
+    /// The node(s) this backend talks to, passwords redacted.
+    pub(crate) fn endpoint(&self) -> String {
+        let urls: Vec<String> = self
+            .urls
+            .iter()
+            .map(|u| crate::builder::redact(u))
+            .collect();
+        urls.join(",")
+    }
+
+    /// Connects afresh to the first URL to learn why Redis cannot be
+    /// reached (the shared connection only says that it failed or timed out).
+    /// `None` when a new connection is answered now.
+    pub(crate) async fn diagnose(&self) -> Option<String> {
+        let url = self.urls.first()?;
+        let client = match redis::Client::open(url.as_str()) {
+            Ok(client) => client,
+            Err(error) => return Some(error.to_string()),
+        };
+        let attempt = async {
+            let mut conn = client.get_multiplexed_async_connection().await?;
+            redis::cmd("PING").query_async::<()>(&mut conn).await
+        };
+        match tokio::time::timeout(self.connect_timeout, attempt).await {
+            Ok(Ok(())) => None,
+            Ok(Err(error)) => Some(error.to_string()),
+            Err(_) => Some(format!(
+                "no answer within {:?} (host down, or a firewall drops the packets)",
+                self.connect_timeout
+            )),
+        }
     }
 
     /// A round trip, to find out whether Redis answers.
