@@ -149,3 +149,65 @@ async fn a_frozen_redis_does_not_hang_a_cached_call() {
     assert_eq!(value, Ok(9));
     assert!(matches!(cache.stats().errors, 1..), "{:?}", cache.stats());
 }
+
+/// One entry too large to read within `op_timeout` (100 MB, written by
+/// someone else) made every read of its key time out, was never replaced,
+/// and opened the circuit for every key after five calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_too_large_to_read_in_time_is_replaced_and_opens_no_circuit() {
+    let server = RedisServer::start();
+    let ns = unique_namespace("big");
+    let cache = Cache::builder()
+        .redis(server.url())
+        .namespace(&ns)
+        .op_timeout(Duration::from_millis(20))
+        .build()
+        .await
+        .unwrap();
+    let loads = AtomicUsize::new(0);
+    let other = AtomicUsize::new(0);
+    cache
+        .get_or_load("other", TTL, &[], || counted(&other, 1))
+        .await
+        .unwrap();
+    // 100 MB of zero bytes under the entry key of "big".
+    assert_eq!(
+        server.command(&format!("SETRANGE {ns}:v:big 104857599 x")),
+        ":104857600\r\n"
+    );
+    for _ in 0..20 {
+        let value = cache
+            .get_or_load("big", TTL, &[], || counted(&loads, 7))
+            .await;
+        assert_eq!(value, Ok(7), "every call gets the right value");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let loads_before = loads.load(SeqCst);
+    assert_eq!(
+        cache
+            .get_or_load("big", TTL, &[], || counted(&loads, 7))
+            .await,
+        Ok(7)
+    );
+    assert_eq!(
+        loads.load(SeqCst),
+        loads_before,
+        "the entry was replaced: a hit"
+    );
+    assert!(
+        loads_before < 15,
+        "replaced after a few calls, not never: {loads_before}"
+    );
+    let size = server.command(&format!("STRLEN {ns}:v:big"));
+    assert!(size.len() < 8, "the 100 MB entry is gone: STRLEN {size}");
+    assert_eq!(
+        cache.stats().circuit,
+        CircuitState::Closed,
+        "one slow key is not an outage"
+    );
+    cache
+        .get_or_load("other", TTL, &[], || counted(&other, 2))
+        .await
+        .unwrap();
+    assert_eq!(other.load(SeqCst), 1, "other keys stayed cached");
+}

@@ -311,6 +311,7 @@ impl CacheBuilder {
             Target::Memory => Backend::Memory(MemoryBackend::new(self.max_entries)),
             Target::Redis(url) => Backend::Redis(RedisBackend::new(
                 Connection::single(url, self.connect_timeout)?,
+                Connection::single(url, self.connect_timeout)?,
                 vec![url.clone()],
                 self.connect_timeout,
             )),
@@ -325,7 +326,13 @@ impl CacheBuilder {
                 // a node that stopped answering.
                 let response_timeout = self.op_timeout.mul_f32(0.8);
                 let conn = Connection::cluster(nodes, self.connect_timeout, response_timeout)?;
-                Backend::Redis(RedisBackend::new(conn, nodes.clone(), self.connect_timeout))
+                let side = Connection::cluster(nodes, self.connect_timeout, response_timeout)?;
+                Backend::Redis(RedisBackend::new(
+                    conn,
+                    side,
+                    nodes.clone(),
+                    self.connect_timeout,
+                ))
             }
             Target::Sentinel { sentinels, service } => {
                 if sentinels.is_empty() {
@@ -334,7 +341,10 @@ impl CacheBuilder {
                     ));
                 }
                 let conn = Connection::sentinel(sentinels, service, self.connect_timeout)?;
+                // The master's connection serves the checks too: a second
+                // one would watch the sentinels twice.
                 Backend::Redis(RedisBackend::new(
+                    conn.clone(),
                     conn,
                     sentinels.clone(),
                     self.connect_timeout,

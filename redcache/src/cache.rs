@@ -92,8 +92,11 @@ pub(crate) struct Inner {
     has_pending: AtomicBool,
     /// An outage of Redis was reported and has not ended yet.
     reported_down: AtomicBool,
-    /// A check after a timed-out operation is running.
+    /// A check of the server after a timed-out operation is running.
     checking: AtomicBool,
+    /// Entries whose read timed out, not read again until checked.
+    slow_keys: Mutex<HashSet<String>>,
+    has_slow_keys: AtomicBool,
     /// Rate-limit denials remembered until they expire, so a caller over
     /// its limit does not cost a round trip per call.
     pub(crate) denials: moka::sync::Cache<String, Expiring<Denial>>,
@@ -134,6 +137,8 @@ impl Inner {
             has_pending: AtomicBool::new(false),
             reported_down: AtomicBool::new(false),
             checking: AtomicBool::new(false),
+            slow_keys: Mutex::new(HashSet::new()),
+            has_slow_keys: AtomicBool::new(false),
             denials: moka::sync::Cache::builder()
                 .max_capacity(settings.max_entries)
                 .expire_after(AtDeadline)
@@ -366,44 +371,82 @@ impl Cache {
         result
     }
 
-    /// After an operation timed out: asks the server something small (the
-    /// size of the entry that was read, else `PING`), once at a time. An
-    /// answer means the server is fine, and an entry of at least
-    /// [`LARGE_ENTRY`] bytes is removed, so the next call replaces it; no
-    /// answer counts against the breaker, until it opens.
+    /// After an operation timed out: asks the server something small, on
+    /// a side connection and with a longer bound ([`Cache::check_limit`]).
+    /// For a read, the size of its entry: while that check runs, the key
+    /// is not read again (each read of a huge value costs the server a
+    /// copy of it), and an entry of at least [`LARGE_ENTRY`] bytes is
+    /// removed, so the next call replaces it. Otherwise `PING`, once at a
+    /// time. An answer means the server is fine; no answer counts against
+    /// the breaker.
     fn check_after_timeout(&self, slow_key: Option<&str>) {
-        if self.inner.checking.swap(true, Ordering::SeqCst) {
-            return;
-        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            self.inner.checking.store(false, Ordering::SeqCst);
             return;
         };
         let cache = self.clone();
-        let key = slow_key.map(str::to_owned);
-        runtime.spawn(async move {
-            cache.check_server(key.as_deref()).await;
-            cache.inner.checking.store(false, Ordering::SeqCst);
-        });
+        match slow_key {
+            Some(key) => {
+                if !self.slow_keys().insert(key.to_owned()) {
+                    return;
+                }
+                self.inner.has_slow_keys.store(true, Ordering::SeqCst);
+                let key = key.to_owned();
+                runtime.spawn(async move {
+                    cache.check_slow_key(&key).await;
+                    let mut slow = cache.slow_keys();
+                    slow.remove(&key);
+                    cache
+                        .inner
+                        .has_slow_keys
+                        .store(!slow.is_empty(), Ordering::SeqCst);
+                });
+            }
+            None => {
+                if self.inner.checking.swap(true, Ordering::SeqCst) {
+                    return;
+                }
+                runtime.spawn(async move {
+                    cache.check_server().await;
+                    cache.inner.checking.store(false, Ordering::SeqCst);
+                });
+            }
+        }
     }
 
-    async fn check_server(&self, slow_key: Option<&str>) {
-        let (backend, breaker) = (&self.inner.backend, &self.inner.breaker);
-        let limit = self.inner.op_timeout;
-        for _ in 0..breaker.threshold() {
-            let answer = match slow_key {
-                Some(key) => tokio::time::timeout(limit, backend.size(key)).await,
-                None => {
-                    tokio::time::timeout(limit, async { backend.ping().await.map(|()| 0) }).await
+    /// How long a check after a timeout waits: longer than one operation,
+    /// since nobody waits for it, and a busy server is not a dead one.
+    fn check_limit(&self) -> Duration {
+        (self.inner.op_timeout * 10).clamp(Duration::from_millis(100), Duration::from_secs(1))
+    }
+
+    async fn check_slow_key(&self, key: &str) {
+        let size = tokio::time::timeout(self.check_limit(), self.inner.backend.size_aside(key));
+        match size.await {
+            Ok(Ok(size)) => {
+                self.inner.breaker.record(&Permit::Go, true);
+                self.reachable_again();
+                if size >= LARGE_ENTRY {
+                    self.remove_slow_entry(key, size).await;
                 }
-            };
-            match answer {
-                Ok(Ok(size)) => {
+            }
+            Ok(Err(error)) if !error.is_unreachable() => {
+                self.inner.breaker.record(&Permit::Go, true);
+            }
+            _ => {
+                self.inner.breaker.record(&Permit::Go, false);
+                self.report_unreachable();
+            }
+        }
+    }
+
+    async fn check_server(&self) {
+        let breaker = &self.inner.breaker;
+        for _ in 0..breaker.threshold() {
+            let ping = tokio::time::timeout(self.check_limit(), self.inner.backend.ping_aside());
+            match ping.await {
+                Ok(Ok(())) => {
                     breaker.record(&Permit::Go, true);
                     self.reachable_again();
-                    if let (Some(key), true) = (slow_key, size >= LARGE_ENTRY) {
-                        self.remove_slow_entry(key, size).await;
-                    }
                     return;
                 }
                 Ok(Err(error)) if !error.is_unreachable() => {
@@ -421,9 +464,22 @@ impl Cache {
         }
     }
 
+    /// Whether `key` (prefixed) is being checked after a read of it timed out.
+    fn is_slow(&self, key: &str) -> bool {
+        self.inner.has_slow_keys.load(Ordering::Relaxed) && self.slow_keys().contains(key)
+    }
+
+    fn slow_keys(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.inner
+            .slow_keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     async fn remove_slow_entry(&self, key: &str, size: u64) {
         let limit = self.inner.op_timeout;
-        let removed = tokio::time::timeout(limit, self.inner.backend.delete(key)).await;
+        let unlink = self.inner.backend.unlink_aside(key);
+        let removed = tokio::time::timeout(self.check_limit(), unlink).await;
         self.inner.counters.count(Event::Error("read"));
         match removed {
             Ok(Ok(())) => tracing::warn!(target: "redcache", key, size, op_timeout = ?limit,
@@ -542,6 +598,12 @@ impl Cache {
             return load.await;
         }
         let key = prefixed(&self.inner.value_prefix, call.key);
+        if self.is_slow(&key) {
+            // Its last read timed out and a check is deciding why: reading
+            // it again would only cost the server another copy of it.
+            counters.count(Event::Miss(call.name));
+            return load.await;
+        }
         let tag_keys: Vec<String> = call
             .tags
             .iter()

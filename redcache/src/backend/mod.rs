@@ -100,13 +100,32 @@ impl Backend {
         }
     }
 
-    /// The size in bytes of the value at `key` (0 when absent): after a read
-    /// timed out, whether the server answers at all, and whether the entry
-    /// is what made the read slow.
-    pub(crate) async fn size(&self, key: &str) -> Result<u64> {
+    /// The size in bytes of the value at `key` (0 when absent), asked
+    /// aside from the commands in flight: after a read timed out, whether
+    /// the server answers at all, and whether the entry made it slow.
+    pub(crate) async fn size_aside(&self, key: &str) -> Result<u64> {
         match self {
             Backend::Memory(b) => Ok(b.size(key).await),
             Backend::Redis(b) => b.size(key).await,
+        }
+    }
+
+    /// Removes an entry, aside from the commands in flight.
+    pub(crate) async fn unlink_aside(&self, key: &str) -> Result<()> {
+        match self {
+            Backend::Memory(b) => {
+                b.delete(key).await;
+                Ok(())
+            }
+            Backend::Redis(b) => b.unlink_aside(key).await,
+        }
+    }
+
+    /// A round trip aside from the commands in flight.
+    pub(crate) async fn ping_aside(&self) -> Result<()> {
+        match self {
+            Backend::Memory(_) => Ok(()),
+            Backend::Redis(b) => b.ping_aside().await,
         }
     }
 

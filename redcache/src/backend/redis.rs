@@ -24,6 +24,10 @@ type Raw = Vec<Option<Vec<u8>>>;
 
 pub(crate) struct RedisBackend {
     conn: Connection,
+    /// A second connection for checks after a timeout: a large reply on
+    /// `conn` holds back every command behind it, and the check must tell
+    /// a slow reply from a server that does not answer.
+    side: Connection,
     /// The URLs the connection was made from, to diagnose an outage.
     urls: Vec<String>,
     connect_timeout: Duration,
@@ -38,9 +42,15 @@ impl RedisBackend {
     /// A backend on `conn`, which connects in the background: a cache
     /// built while Redis is down works (by running functions) and uses
     /// Redis once it answers.
-    pub(crate) fn new(conn: Connection, urls: Vec<String>, connect_timeout: Duration) -> Self {
+    pub(crate) fn new(
+        conn: Connection,
+        side: Connection,
+        urls: Vec<String>,
+        connect_timeout: Duration,
+    ) -> Self {
         RedisBackend {
             conn,
+            side,
             urls,
             connect_timeout,
             touch_epoch: Script::new(TOUCH_EPOCH),
@@ -242,9 +252,23 @@ impl RedisBackend {
             .collect())
     }
 
+    /// `STRLEN`, on the side connection.
     pub(crate) async fn size(&self, key: &str) -> Result<u64> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.side.clone();
         Ok(redis::cmd("STRLEN").arg(key).query_async(&mut conn).await?)
+    }
+
+    /// `UNLINK`, on the side connection (for an entry too large to read).
+    pub(crate) async fn unlink_aside(&self, key: &str) -> Result<()> {
+        let mut conn = self.side.clone();
+        Ok(redis::cmd("UNLINK").arg(key).query_async(&mut conn).await?)
+    }
+
+    /// `PING` on the side connection.
+    pub(crate) async fn ping_aside(&self) -> Result<()> {
+        let mut conn = self.side.clone();
+        redis::cmd("PING").query_async::<String>(&mut conn).await?;
+        Ok(())
     }
 
     /// The node(s) this backend talks to, passwords redacted.
