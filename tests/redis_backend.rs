@@ -142,7 +142,10 @@ async fn entries_are_readable_json_in_redis() {
         .await
         .unwrap();
     let stored: String = conn.get(format!("{ns}:v:user:1")).await.unwrap();
-    assert!(stored.starts_with(r#"{"v":1,"at":"#), "{stored}");
+    assert!(
+        stored.starts_with(r#"{"v":2,"k":"get_or_load","at":"#),
+        "{stored}"
+    );
     assert!(
         stored.ends_with(r#""tags":[["team:3",0]],"value":["ada","grace"]}"#),
         "{stored}"
@@ -206,6 +209,50 @@ async fn a_caller_waits_for_the_lock_holder_in_another_instance_and_gets_its_val
     assert_eq!(first.await.unwrap(), Ok("shared".to_string()));
     assert_eq!(loads.load(SeqCst), 1);
     assert_eq!(b.stats().lock_waits, 1);
+}
+
+/// A caller waiting on another instance's load lock when the key's tag is
+/// invalidated: the holder's value cannot be stored, and the waiter's load
+/// under the old epoch could not be stored either. It reads again with the
+/// new epoch, so its one load is stored and the next call hits. Before, it
+/// loaded under the old epoch after taking the lock: a value returned, not
+/// stored, and one more load on the next call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_whose_tag_epoch_moved_on_reads_again_instead_of_loading_in_vain() {
+    let server = RedisServer::start();
+    let ns = unique_namespace("epoch");
+    let (a, b) = (cache_on(&server, &ns).await, cache_on(&server, &ns).await);
+    let loads = Arc::new(AtomicUsize::new(0));
+    let load = |loads: Arc<AtomicUsize>| async move {
+        let n = loads.fetch_add(1, SeqCst);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        Ok::<_, String>(n)
+    };
+    let holder = {
+        let (a, loads) = (a.clone(), loads.clone());
+        tokio::spawn(async move { a.get_or_load("k", TTL, &["t"], || load(loads)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let waiter = {
+        let (b, loads) = (b.clone(), loads.clone());
+        tokio::spawn(async move { b.get_or_load("k", TTL, &["t"], || load(loads)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    a.invalidate_tag("t").await.unwrap();
+    assert_eq!(
+        holder.await.unwrap(),
+        Ok(0),
+        "the holder returns its own load"
+    );
+    let waited = waiter.await.unwrap().unwrap();
+    assert_eq!(waited, 1, "the waiter loads after the invalidation");
+    assert_eq!(
+        b.get_or_load("k", TTL, &["t"], || load(loads.clone()))
+            .await,
+        Ok(1),
+        "the waiter's load was stored"
+    );
+    assert_eq!(loads.load(SeqCst), 2);
 }
 
 #[tokio::test]

@@ -150,6 +150,7 @@ on_both_backends!(
     an_entry_of_another_type_is_a_miss_and_is_overwritten,
     invalidate_key_removes_one_entry,
     untagged_and_tagged_entries_of_one_key_do_not_mix,
+    followers_of_a_failing_load_retry_together_not_in_a_queue,
 );
 
 async fn a_miss_loads_and_the_next_call_hits(f: Fixture) {
@@ -423,4 +424,45 @@ async fn untagged_and_tagged_entries_of_one_key_do_not_mix(f: Fixture) {
     // "t": its validity would not follow the tags the caller relies on.
     get(&f.cache, "k", TTL, &["u"], &loads, 2u8).await;
     assert_eq!(loads.load(SeqCst), 2);
+}
+
+/// 32 callers of a load that fails: the followers of the failed leader each
+/// run the load once, together. Before, each became the next leader in
+/// turn: 32 loads one after another, the last caller waiting 32 load times.
+async fn followers_of_a_failing_load_retry_together_not_in_a_queue(f: Fixture) {
+    let running = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let loads = Arc::new(AtomicUsize::new(0));
+    let barrier = Arc::new(Barrier::new(32));
+    let calls = (0..32).map(|_| {
+        let (cache, running, most, loads, barrier) = (
+            f.cache.clone(),
+            running.clone(),
+            most.clone(),
+            loads.clone(),
+            barrier.clone(),
+        );
+        tokio::spawn(async move {
+            barrier.wait().await;
+            cache
+                .get_or_load("failing", TTL, &[], || async move {
+                    loads.fetch_add(1, SeqCst);
+                    let now = running.fetch_add(1, SeqCst) + 1;
+                    most.fetch_max(now, SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    running.fetch_sub(1, SeqCst);
+                    Err::<u32, String>("db down".into())
+                })
+                .await
+        })
+    });
+    for result in futures::future::join_all(calls).await {
+        assert_eq!(result.unwrap(), Err("db down".to_string()));
+    }
+    assert!(loads.load(SeqCst) <= 32, "at most one load per caller");
+    assert!(
+        most.load(SeqCst) >= 8,
+        "the followers' retries overlap; at most {} ran at once",
+        most.load(SeqCst)
+    );
 }

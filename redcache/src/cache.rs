@@ -162,8 +162,39 @@ impl AsRef<Cache> for Cache {
     }
 }
 
+/// Where a call stands after its read, in this process's flight of its key.
+enum Joining<'a, T> {
+    Hit(T),
+    /// Load (as the flight's leader, or alone) with these epochs.
+    Lead(Option<Vec<Epoch>>, Option<Leader<'a>>),
+    /// The leader's load failed: load once, alone.
+    Retry(Option<Vec<Epoch>>),
+}
+
+/// What a lead ended with.
+enum Led<T, E, Fut> {
+    Done(Result<T, E>),
+    /// The tag epochs moved on before the load began: the load, unused.
+    Superseded(Fut),
+}
+
+impl<T, E, Fut> Led<T, E, Fut> {
+    /// For leads that take no lock (so are never superseded).
+    async fn into_result(self) -> Result<T, E>
+    where
+        Fut: Future<Output = Result<T, E>>,
+    {
+        match self {
+            Led::Done(result) => result,
+            Led::Superseded(load) => load.await,
+        }
+    }
+}
+
 /// What waiting on another process's load lock ended with.
 enum Locking<T> {
+    /// A tag was invalidated since the call read its epochs.
+    Superseded,
     /// This caller holds the lock and loads.
     Held(LoadLock),
     /// The other process stored the value meanwhile (decoded, and encoded
@@ -616,16 +647,53 @@ impl Cache {
             let pending = Box::pin(self.retry_pending_invalidations()).await;
             if tag_keys.iter().any(|tag| pending.contains(tag)) {
                 counters.count(Event::Miss(call.name));
-                return Box::pin(self.lead(call, &key, &tag_keys, None, None, keep, load)).await;
+                let led = Box::pin(self.lead(call, &key, &tag_keys, None, None, keep, load)).await;
+                return led.into_result().await;
             }
         }
 
-        // Read, and either return a fresh value, wait for the load of this
-        // process's leader, or become the leader.
-        let (epochs, leader) = loop {
+        let mut load = load;
+        loop {
+            // Read, and either return a fresh value, wait for the load of
+            // this process's leader, or become the leader.
+            let (epochs, leader, call) = match self.read_or_join(call, &key, &tag_keys).await {
+                Joining::Hit(value) => return Ok(value),
+                Joining::Lead(epochs, leader) => (epochs, leader, call),
+                // The leader's load failed: one retry of its own, at once,
+                // rather than a queue of followers each leading in turn.
+                Joining::Retry(epochs) => (
+                    epochs,
+                    None,
+                    Call {
+                        stampede: Stampede::Off,
+                        ..call
+                    },
+                ),
+            };
+            // Boxed: the miss path is a large future, and a hit should not
+            // carry (and move) it.
+            match Box::pin(self.lead(call, &key, &tag_keys, epochs, leader, keep, load)).await {
+                Led::Done(result) => return result,
+                // A tag moved on while this call waited for the lock: its
+                // load could not be stored. Read again, with the new epochs.
+                Led::Superseded(unused) => load = unused,
+            }
+        }
+    }
+
+    /// The read of a call, then its place in this process's flight of the
+    /// key: a hit, the leader, or a follower whose leader failed.
+    async fn read_or_join<T: DeserializeOwned>(
+        &self,
+        call: Call<'_>,
+        key: &str,
+        tag_keys: &[String],
+    ) -> Joining<'_, T> {
+        let counters = &self.inner.counters;
+        loop {
             let mut outcome = "miss";
-            let read = self.inner.backend.read(&key, &tag_keys);
-            let epochs = match self.op_on(Some(&key), read).await {
+            let read = self.inner.backend.read(key, tag_keys);
+            let epochs = match self.op_on(Some(key), read).await {
                 Ok(Read { value, epochs }) => {
                     if let Some(bytes) = value {
                         match entry::decode::<T>(&bytes, call.name, call.tags, &epochs) {
@@ -633,7 +701,7 @@ impl Cache {
                                 counters.count(Event::Hit(call.name));
                                 tracing::Span::current().record("outcome", "hit");
                                 tracing::trace!(target: "redcache", key = call.key, "hit");
-                                return Ok(value);
+                                return Joining::Hit(value);
                             }
                             Decoded::Stale => {
                                 counters.count(Event::Stale(call.name));
@@ -663,28 +731,30 @@ impl Cache {
             tracing::Span::current().record("outcome", outcome);
             tracing::debug!(target: "redcache", key = call.key, "miss");
             if call.stampede == Stampede::Off {
-                break (epochs, None);
+                return Joining::Lead(epochs, None);
             }
             match self
                 .inner
                 .flights
-                .join((key.clone(), call.name, epochs.clone()))
+                .join((key.to_owned(), call.name, epochs.clone()))
             {
-                Joined::Leader(leader) => break (epochs, Some(leader)),
+                Joined::Leader(leader) => return Joining::Lead(epochs, Some(leader)),
                 Joined::Follower(follower) => {
                     counters.count(Event::Coalesced(call.name));
-                    if let Outcome::Value(bytes) = follower.wait().await {
-                        if let Some(value) = entry::decode_value::<T>(&bytes, call.name) {
-                            return Ok(value);
+                    match follower.wait().await {
+                        Outcome::Value(bytes) => {
+                            if let Some(value) = entry::decode_value::<T>(&bytes, call.name) {
+                                return Joining::Hit(value);
+                            }
                         }
+                        Outcome::Failed => return Joining::Retry(epochs),
+                        // Cancelled or panicked: start over (one follower
+                        // leads the next attempt).
+                        Outcome::Retry | Outcome::Pending => {}
                     }
-                    // The leader failed or was cancelled: start over.
                 }
             }
-        };
-        // Boxed: the miss path is a large future, and a hit should not
-        // carry (and move) it.
-        Box::pin(self.lead(call, &key, &tag_keys, epochs, leader, keep, load)).await
+        }
     }
 
     #[allow(clippy::too_many_arguments)] // the engine's state, spelled out for the reader
@@ -697,13 +767,15 @@ impl Cache {
         leader: Option<Leader<'_>>,
         keep: fn(&T) -> bool,
         load: Fut,
-    ) -> Result<T, E>
+    ) -> Led<T, E, Fut>
     where
         T: Serialize + DeserializeOwned,
         Fut: Future<Output = Result<T, E>>,
     {
         let lock = match (call.stampede, &epochs) {
-            (Stampede::Distributed, Some(_)) => self.lock_or_wait(call, key, tag_keys).await,
+            (Stampede::Distributed, Some(epochs)) => {
+                self.lock_or_wait(call, key, tag_keys, epochs).await
+            }
             _ => Locking::Unlocked,
         };
         let mut held = match lock {
@@ -711,11 +783,15 @@ impl Cache {
                 if let Some(leader) = leader {
                     leader.finish(Outcome::Value(Arc::from(bytes)));
                 }
-                return Ok(value);
+                return Led::Done(Ok(value));
             }
+            // Dropping the leader sends this process's followers back to
+            // read as well.
+            Locking::Superseded => return Led::Superseded(load),
             Locking::Held(lock) => Some(lock),
             Locking::Unlocked => None,
         };
+        let mut leader = leader;
 
         let started = Instant::now();
         self.inner.counters.count(Event::Load(call.name));
@@ -750,7 +826,7 @@ impl Cache {
                         self.store(call, key, tag_keys, recorded, &bytes, held.as_mut())
                             .await;
                     }
-                    if let Some(leader) = leader {
+                    if let Some(leader) = leader.take() {
                         leader.finish(Outcome::Value(Arc::from(bytes)));
                     }
                 }
@@ -761,10 +837,14 @@ impl Cache {
                 }
             }
         }
+        // An error, or a value that does not encode: nothing to share.
+        if let Some(leader) = leader {
+            leader.finish(Outcome::Failed);
+        }
         if let Some(lock) = held {
             lock.release().await;
         }
-        result
+        Led::Done(result)
     }
 
     /// Stores an entry, and releases `lock` with it where the backend can
@@ -805,12 +885,15 @@ impl Cache {
     }
 
     /// Takes the cross-process load lock of `call`, or waits (bounded) for
-    /// the process holding it to store the value.
+    /// the process holding it to store the value. `epochs` are the tag
+    /// epochs this call read: once they moved on, its load could not be
+    /// stored, and it reads again instead of loading.
     async fn lock_or_wait<T: DeserializeOwned>(
         &self,
         call: Call<'_>,
         key: &str,
         tag_keys: &[String],
+        epochs: &[Epoch],
     ) -> Locking<T> {
         let Some(redis) = self.inner.backend.distributed() else {
             return Locking::Unlocked;
@@ -826,12 +909,24 @@ impl Cache {
                 .await
             {
                 Ok(true) => {
-                    return Locking::Held(LoadLock {
+                    let lock = LoadLock {
                         cache: self.clone(),
                         key: lock_key,
                         token,
                         released: false,
-                    })
+                    };
+                    if !waited {
+                        return Locking::Held(lock);
+                    }
+                    // The holder this call waited for has just let go, most
+                    // likely after storing: look before loading again.
+                    return match self.look_again(call, key, tag_keys, epochs).await {
+                        Some(found) => {
+                            lock.release().await;
+                            found
+                        }
+                        None => Locking::Held(lock),
+                    };
                 }
                 Ok(false) => {}
                 Err(error) => {
@@ -852,22 +947,38 @@ impl Cache {
             }
             tokio::time::sleep(backoff.min(deadline - now)).await;
             backoff = (backoff * 2).min(Duration::from_millis(100));
-            match self.op(redis.read(key, tag_keys)).await {
-                Ok(Read {
-                    value: Some(bytes),
-                    epochs,
-                }) => {
-                    if let Decoded::Fresh(value) =
-                        entry::decode::<T>(&bytes, call.name, call.tags, &epochs)
-                    {
-                        return Locking::Found(value, bytes);
-                    }
+            if let Some(found) = self.look_again(call, key, tag_keys, epochs).await {
+                return found;
+            }
+        }
+    }
+
+    /// A read while waiting on the load lock: `Found` for a fresh entry,
+    /// `Superseded` once a tag's epoch differs from what the call read,
+    /// `Unlocked` if Redis failed; `None` to keep waiting.
+    async fn look_again<T: DeserializeOwned>(
+        &self,
+        call: Call<'_>,
+        key: &str,
+        tag_keys: &[String],
+        epochs: &[Epoch],
+    ) -> Option<Locking<T>> {
+        match self.op(self.inner.backend.read(key, tag_keys)).await {
+            Ok(Read { value, epochs: now }) => {
+                if now != epochs {
+                    tracing::debug!(target: "redcache", key = call.key,
+                        "a tag was invalidated while waiting for the load lock; reading again");
+                    return Some(Locking::Superseded);
                 }
-                Ok(_) => {}
-                Err(error) => {
-                    self.backend_failed("read", &error);
-                    return Locking::Unlocked;
+                let bytes = value?;
+                match entry::decode::<T>(&bytes, call.name, call.tags, &now) {
+                    Decoded::Fresh(value) => Some(Locking::Found(value, bytes)),
+                    _ => None,
                 }
+            }
+            Err(error) => {
+                self.backend_failed("read", &error);
+                Some(Locking::Unlocked)
             }
         }
     }

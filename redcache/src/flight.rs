@@ -27,8 +27,12 @@ pub(crate) enum Outcome {
     Pending,
     /// The encoded entry the leader loaded.
     Value(Arc<[u8]>),
-    /// The leader failed, was cancelled or panicked: try again.
+    /// The leader was cancelled or panicked: try again (one follower
+    /// leads the next attempt).
     Retry,
+    /// The leader's load returned an error (or a value that does not
+    /// encode): each follower runs the load once itself, at once.
+    Failed,
 }
 
 #[derive(Default)]
