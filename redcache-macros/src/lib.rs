@@ -35,10 +35,16 @@ use proc_macro::TokenStream;
 /// Options:
 /// - `ttl` (required): whole seconds (`300`) or a duration string (`"90s"`,
 ///   `"500ms"`, `"5m"`, `"1h"`, `"1d"`). Zero is an error: every key expires.
-/// - `key = "..."`: a template over the parameters, `<name>` or
-///   `<name.field>` (`<<` is a literal `<`). Arguments are escaped, so no
-///   argument can make two calls share a key. Default: the fn's path and
-///   all its arguments, `crate::module::fn_name:arg1:arg2`.
+/// - `key = "..."`: a template over the parameters (or the names a pattern
+///   parameter binds), `<name>` or `<name.field>` (`<<` is a literal `<`).
+///   It must name every parameter (one named in a tag counts), and two
+///   placeholders must be apart by a `:`: arguments are escaped, so two
+///   calls share a key only with the same arguments. Default: the fn's
+///   path as the compiler names it (impl, trait and generic arguments
+///   included) and its arguments, `crate::module::Type::fn_name:arg1:arg2`.
+/// - `ignore = [name, ...]`: parameters that do not change the result, left
+///   out of the key (a name starting with `_` is left out too). `self` is
+///   never in a key unless a placeholder names it.
 /// - `tags = ["..."]` or `tag = "..."`: templates like `key`, for
 ///   [`invalidate_tag`](https://docs.rs/redcache/latest/redcache/fn.invalidate_tag.html).
 /// - `cache = <expr>`: a `Cache` or `&Cache` to use instead of the global one.
@@ -46,7 +52,8 @@ use proc_macro::TokenStream;
 /// - `cache_none = true`: for `Option<T>`, cache `None` too.
 ///
 /// `Result<T, E>` caches only `Ok`; `Option<T>` caches only `Some` (unless
-/// `cache_none`); any other type is cached as it is. The value type needs
+/// `cache_none`); any other type is cached as it is, decided on the real
+/// type (an alias of `Result` is a `Result`). The value type needs
 /// `Serialize + DeserializeOwned`.
 #[proc_macro_attribute]
 pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {

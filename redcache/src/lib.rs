@@ -23,9 +23,10 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Without configuration the global cache is built from the environment:
-//! `REDCACHE_URL`, else `REDIS_URL`, else the embedded in-memory backend. Set
-//! another with [`set_global`], or give a fn its own with `cache = <expr>`.
+//! Without configuration the global cache ([`global`]) is built from the
+//! environment: `REDCACHE_URL`, else `REDIS_URL`, else the embedded
+//! in-memory backend. Set another with [`set_global`], or give a fn its own
+//! with `cache = <expr>`.
 //!
 //! # Guarantees
 //!
@@ -41,7 +42,11 @@
 //!   returned. Only [`Cache::invalidate_tag`] and friends report errors.
 //! - **Bad data is a miss.** An entry that does not decode is reloaded and
 //!   overwritten, never a panic.
-//! - **Keys cannot be forged.** Arguments are escaped (see [`Key`]).
+//! - **Two different calls never meet.** Default keys name the real fn
+//!   (impl, trait and generic arguments); arguments are escaped (see
+//!   [`Key`]) and placeholders are apart by `:`, so a template renders
+//!   different arguments to different keys; an entry written by another
+//!   template that renders the same key is a miss.
 
 #![warn(missing_docs)]
 
