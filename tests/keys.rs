@@ -302,6 +302,20 @@ impl Lookup {
     }
 }
 
+/// A pattern parameter is its bindings in the default key (it used to be a
+/// compile error: "this parameter has no name").
+#[cached(ttl = 60)]
+async fn area((w, h): (u64, u64)) -> String {
+    format!("{w}x{h}")
+}
+
+#[tokio::test]
+async fn pattern_parameters_are_their_bindings_in_the_default_key() {
+    assert_eq!(area((2, 3)).await, "2x3");
+    assert_eq!(area((3, 2)).await, "3x2");
+    assert_eq!(area((2, 3)).await, "2x3");
+}
+
 #[tokio::test]
 async fn ignored_parameters_share_an_entry_and_pattern_bindings_do_not() {
     let lookup = Lookup {

@@ -451,46 +451,42 @@ impl Cache {
     }
 
     async fn check_slow_key(&self, key: &str) {
-        let size = tokio::time::timeout(self.check_limit(), self.inner.backend.size_aside(key));
-        match size.await {
-            Ok(Ok(size)) => {
-                self.inner.breaker.record(&Permit::Go, true);
-                self.reachable_again();
-                if size >= LARGE_ENTRY {
-                    self.remove_slow_entry(key, size).await;
-                }
-            }
-            Ok(Err(error)) if !error.is_unreachable() => {
-                self.inner.breaker.record(&Permit::Go, true);
-            }
-            _ => {
-                self.inner.breaker.record(&Permit::Go, false);
-                self.report_unreachable();
+        let size = self.check(self.inner.backend.size_aside(key)).await;
+        if let Some(Some(size)) = size {
+            if size >= LARGE_ENTRY {
+                self.remove_slow_entry(key, size).await;
             }
         }
     }
 
     async fn check_server(&self) {
+        for _ in 0..self.inner.breaker.threshold() {
+            let answered = self.check(self.inner.backend.ping_aside()).await.is_some();
+            if answered || self.inner.breaker.state() != crate::breaker::CircuitState::Closed {
+                return;
+            }
+        }
+    }
+
+    /// Runs one check, bounded by [`check_limit`](Self::check_limit), and
+    /// records it in the breaker: `None` when the server did not answer,
+    /// `Some(None)` when it answered with an error, else its answer.
+    async fn check<T>(&self, question: impl Future<Output = Result<T>>) -> Option<Option<T>> {
         let breaker = &self.inner.breaker;
-        for _ in 0..breaker.threshold() {
-            let ping = tokio::time::timeout(self.check_limit(), self.inner.backend.ping_aside());
-            match ping.await {
-                Ok(Ok(())) => {
-                    breaker.record(&Permit::Go, true);
-                    self.reachable_again();
-                    return;
-                }
-                Ok(Err(error)) if !error.is_unreachable() => {
-                    breaker.record(&Permit::Go, true);
-                    return;
-                }
-                _ => {
-                    breaker.record(&Permit::Go, false);
-                    self.report_unreachable();
-                    if breaker.state() != crate::breaker::CircuitState::Closed {
-                        return;
-                    }
-                }
+        match tokio::time::timeout(self.check_limit(), question).await {
+            Ok(Ok(answer)) => {
+                breaker.record(&Permit::Go, true);
+                self.reachable_again();
+                Some(Some(answer))
+            }
+            Ok(Err(error)) if !error.is_unreachable() => {
+                breaker.record(&Permit::Go, true);
+                Some(None)
+            }
+            _ => {
+                breaker.record(&Permit::Go, false);
+                self.report_unreachable();
+                None
             }
         }
     }
