@@ -99,25 +99,13 @@ pub mod contenders {
         redis::Script::new(include_str!("../redcache/src/scripts/rate_limit.lua"))
     }
 
-    /// One check of `algorithm` (the script's number: 1 sliding log, 2
-    /// sliding window, 3 fixed window, 4 GCRA) on `key`, through a raw
-    /// `EVALSHA` with the arguments redcache would pass for a policy of
-    /// `limit` per `window` with `burst = limit`. Panics unless allowed.
-    pub async fn raw_rate_limit_check(
-        script: &redis::Script,
-        key: &str,
-        algorithm: usize,
-        limit: u64,
-        window: std::time::Duration,
-    ) {
+    /// One check of `policy` on `key`, through a raw `EVALSHA` with the
+    /// arguments redcache passes for it. Panics unless allowed.
+    pub async fn raw_rate_limit_check(script: &redis::Script, key: &str, policy: redcache::Policy) {
         let mut invocation = script.key(key);
-        invocation
-            .arg("consume")
-            .arg(1)
-            .arg(algorithm)
-            .arg(limit)
-            .arg(window.as_micros() as u64)
-            .arg(limit);
+        for arg in redcache::__private::rate_limit_script_args(&[policy], 1, false) {
+            invocation.arg(arg);
+        }
         let mut conn = bench().raw.clone();
         let reply: Vec<i64> = invocation.invoke_async(&mut conn).await.unwrap();
         assert_eq!(reply.get(1), Some(&1), "allowed");

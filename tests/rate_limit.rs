@@ -366,3 +366,312 @@ async fn with_redis_down_on_error_decides() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Issue 9, item 8: the sliding log stored one member per unit of cost, so
+/// `check_cost(2_000_000)` kept redis-server busy for seconds and added
+/// hundreds of megabytes. Now a call is one member carrying its weight.
+#[tokio::test]
+async fn a_costly_call_is_one_log_member_and_returns_promptly() {
+    let server = RedisServer::start();
+    let cache = redis_cache(&server).await;
+    let limiter = limiter(&cache, Policy::new(10_000_000, Duration::from_secs(60)));
+    let started = Instant::now();
+    let status = limiter.check_cost("k", 2_000_000).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(status.remaining(), 8_000_000);
+    let key = scan_one(&server, "*sliding_log*");
+    assert_eq!(server.command(&format!("ZCARD {key}")), ":1\r\n");
+    let bytes: u64 = server
+        .command(&format!("MEMORY USAGE {key}"))
+        .trim_start_matches(':')
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(bytes < 1024, "MEMORY USAGE {bytes} B");
+    assert_eq!(
+        limiter
+            .check_cost("k", 8_000_000)
+            .await
+            .unwrap()
+            .remaining(),
+        0
+    );
+    assert_eq!(server.command(&format!("ZCARD {key}")), ":2\r\n");
+    let refused = limiter.check("k").await.unwrap_err();
+    assert!(refused.retry_after() > Duration::from_secs(59));
+}
+
+/// Issue 9, item 8: limit and cost u64::MAX left the script in a loop it
+/// could not stop. Such a policy is a configuration error, and a cost above
+/// a policy's limit is refused before any round trip, as on the embedded
+/// backend (`rate_limit_accuracy::a_cost_of_u64_max_is_refused_and_takes_nothing`).
+#[tokio::test]
+async fn a_cost_beyond_the_limit_is_refused_without_a_round_trip() {
+    let server = RedisServer::start();
+    let cache = redis_cache(&server).await;
+    assert!(matches!(
+        RateLimiter::new(
+            &cache,
+            "n",
+            [Policy::new(u64::MAX, Duration::from_secs(60))]
+        ),
+        Err(redcache::Error::Config(_))
+    ));
+    for algorithm in ALGORITHMS {
+        let limiter = limiter(
+            &cache,
+            Policy::new(10, Duration::from_secs(60)).algorithm(algorithm),
+        );
+        let before = script_calls(&server);
+        for cost in [11, u64::MAX] {
+            let refused = limiter.check_cost("k", cost).await.unwrap_err();
+            assert_eq!(
+                (refused.remaining(), refused.retry_after()),
+                (0, Duration::from_secs(60)),
+                "{algorithm:?}"
+            );
+        }
+        assert_eq!(script_calls(&server), before, "{algorithm:?}");
+        assert_eq!(
+            fire(&limiter, "k", 12).await,
+            10,
+            "{algorithm:?}: nothing taken"
+        );
+    }
+}
+
+/// The shipped script with the server's clock replaced by its last two
+/// arguments (seconds, microseconds), so that a trace can be replayed at
+/// exact times, the same on Redis as on the embedded backend's clock. The
+/// text is otherwise the script as shipped; the shipped script has no way
+/// to be given a time, so no client can move a limit's clock.
+fn script_at_given_time() -> redis::Script {
+    const SCRIPT: &str = include_str!("../redcache/src/scripts/rate_limit.lua");
+    const TIME: &str = "redis.call('TIME')";
+    assert_eq!(
+        SCRIPT.matches(TIME).count(),
+        1,
+        "the script reads TIME once"
+    );
+    redis::Script::new(&SCRIPT.replace(TIME, "{ ARGV[#ARGV - 1], ARGV[#ARGV] }"))
+}
+
+/// One call of the script (loaded) at `now_us`, answered as the Redis backend reads
+/// the reply: per policy `[allowed, remaining, retry_after_us,
+/// reset_after_us]`. In the same transaction the keys are made persistent:
+/// their TTLs run in real time, not the trace's, and the embedded side
+/// (`RateModel`) keeps expired states too.
+async fn script_check(
+    conn: &mut redis::aio::MultiplexedConnection,
+    script: &redis::Script,
+    keys: &[String],
+    policies: &[Policy],
+    (cost, peek, now_us): (u64, bool, u64),
+) -> Vec<[u64; 4]> {
+    let mut call = script.prepare_invoke();
+    for key in keys {
+        call.key(key);
+    }
+    for arg in redcache::__private::rate_limit_script_args(policies, cost, peek) {
+        call.arg(arg);
+    }
+    call.arg(now_us / 1_000_000).arg(now_us % 1_000_000);
+    let mut transaction = redis::pipe();
+    transaction.atomic().invoke_script(&call);
+    for key in keys {
+        transaction.cmd("PERSIST").arg(key).ignore();
+    }
+    let (reply,): (Vec<i64>,) = transaction.query_async(conn).await.unwrap();
+    let figures: Vec<[u64; 4]> = reply[1..]
+        .chunks_exact(4)
+        .map(|f| [0, 1, 2, 3].map(|i| u64::try_from(f[i]).unwrap_or(0)))
+        .collect();
+    assert_eq!(
+        reply[0] == 1,
+        figures.iter().all(|f| f[0] == 1),
+        "the first figure says whether all allowed"
+    );
+    figures
+}
+
+/// A valid policy of `algorithm`: mostly small limits and windows of a few
+/// milliseconds to seconds, where refusals happen, and sometimes the
+/// largest figures a policy may have.
+fn random_policy(rng: &mut impl rand::Rng, algorithm: Algorithm) -> Policy {
+    loop {
+        let limit = match rng.random_range(0..10) {
+            0 => Policy::MAX_LIMIT,
+            1 => rng.random_range(1..=Policy::MAX_LIMIT),
+            _ => rng.random_range(1..=12),
+        };
+        let window = match rng.random_range(0..10) {
+            0 => Policy::MAX_WINDOW,
+            1 => Duration::from_micros(rng.random_range(1..=50)),
+            2 => {
+                Duration::from_nanos(rng.random_range(1_000..=Policy::MAX_WINDOW.as_nanos() as u64))
+            }
+            _ => Duration::from_micros(rng.random_range(100..=3_000_000)),
+        };
+        let mut policy = Policy::new(limit, window).algorithm(algorithm);
+        if algorithm == Algorithm::Gcra && rng.random_bool(0.5) {
+            policy =
+                policy.burst(rng.random_range(1..=limit.saturating_mul(2).min(Policy::MAX_LIMIT)));
+        }
+        if policy.validate().is_ok() {
+            return policy;
+        }
+    }
+}
+
+/// The Rust algorithms (the embedded backend) and the Lua script make the
+/// same decisions with the same figures on identical random traces, for
+/// every algorithm alone and for mixes of policies: costs from 0 to the
+/// capacity (the largest possible included), peeks, calls at one instant,
+/// steps of microseconds to months, and a clock that sometimes steps back.
+#[tokio::test]
+async fn rust_and_lua_decide_identically_on_random_traces() {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    let server = RedisServer::start();
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let script = script_at_given_time();
+    let _: String = script.load_async(&mut conn).await.unwrap();
+    let namespace = unique_namespace("trace");
+    let mut refusals = 0;
+    for seed in 0..500u64 {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let policies: Vec<Policy> = if seed < 400 {
+            vec![random_policy(&mut rng, ALGORITHMS[seed as usize % 4])]
+        } else {
+            (0..rng.random_range(2..=4))
+                .map(|_| {
+                    let algorithm = ALGORITHMS[rng.random_range(0..4)];
+                    random_policy(&mut rng, algorithm)
+                })
+                .collect()
+        };
+        let keys: Vec<String> = (0..policies.len())
+            .map(|i| format!("{namespace}:{{{seed}}}:{i}"))
+            .collect();
+        let capacity = policies.iter().map(Policy::max_cost).min().unwrap();
+        let model = redcache::__private::RateModel::new();
+        let mut now: u64 = 1_700_000_000_000_000 + rng.random_range(0..1_000_000_000_000);
+        let mut trace = Vec::new();
+        for call in 0..60 {
+            now = match rng.random_range(0..20) {
+                0..=4 => now,
+                5 => now.saturating_sub(rng.random_range(1..=1_000_000)),
+                6 => now + rng.random_range(0..=10_000_000_000_000),
+                7..=11 => now + rng.random_range(0..=100),
+                _ => now + rng.random_range(0..=2_000_000),
+            };
+            let cost = match rng.random_range(0..10) {
+                0 => 0,
+                1 => capacity,
+                2 => rng.random_range(0..=capacity),
+                _ => rng.random_range(1..=3).min(capacity),
+            };
+            let peek = rng.random_bool(0.1);
+            trace.push((now, cost, peek));
+            let rust = model.check(&policies, cost, peek, now);
+            let lua = script_check(&mut conn, &script, &keys, &policies, (cost, peek, now)).await;
+            assert_eq!(
+                rust, lua,
+                "seed {seed}, call {call}: {policies:?}; trace (now µs, cost, peek) {trace:?}"
+            );
+            refusals += usize::from(rust.iter().any(|v| v[0] == 0));
+        }
+    }
+    assert!(refusals > 5_000, "the traces must refuse often: {refusals}");
+}
+
+/// Issue 9, item 10, on the script: 3 per second with burst 3 admitted 2
+/// calls at one instant, 7 per second admitted 6.
+#[tokio::test]
+async fn the_gcra_script_admits_the_whole_burst_at_one_instant() {
+    let server = RedisServer::start();
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let script = script_at_given_time();
+    let _: String = script.load_async(&mut conn).await.unwrap();
+    let now = 1_700_000_000_123_456;
+    for limit in [3, 7] {
+        let policies = [Policy::new(limit, Duration::from_secs(1)).algorithm(Algorithm::Gcra)];
+        let keys = [format!("{}:{limit}", unique_namespace("burst"))];
+        let mut admitted = 0;
+        for _ in 0..10 {
+            let reply = script_check(&mut conn, &script, &keys, &policies, (1, false, now)).await;
+            admitted += reply[0][0];
+        }
+        assert_eq!(admitted, limit);
+    }
+}
+
+/// The GCRA script decides as governor does on 300 random traces (the
+/// embedded backend is compared with governor in
+/// `rate_limit_accuracy::gcra_decisions_match_governor_on_random_traces`).
+#[tokio::test]
+async fn the_gcra_script_matches_governor_on_random_traces() {
+    use std::num::NonZeroU32;
+
+    use governor::clock::FakeRelativeClock;
+    use governor::Quota;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    let server = RedisServer::start();
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let script = script_at_given_time();
+    let _: String = script.load_async(&mut conn).await.unwrap();
+    let namespace = unique_namespace("governor");
+    for seed in 0..300u64 {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let limit = rng.random_range(1..=50u32);
+        let window = Duration::from_micros(rng.random_range(1_000..=3_000_000));
+        let burst = rng.random_range(1..=2 * limit);
+        let quota = Quota::with_period(window / limit)
+            .unwrap()
+            .allow_burst(NonZeroU32::new(burst).unwrap());
+        let fake = FakeRelativeClock::default();
+        let governor = governor::RateLimiter::direct_with_clock(quota, fake.clone());
+        let policies = [Policy::new(limit.into(), window)
+            .algorithm(Algorithm::Gcra)
+            .burst(burst.into())];
+        let keys = [format!("{namespace}:{seed}")];
+        let interval_us = (window / limit).as_micros() as u64;
+        let mut now: u64 = 1_700_000_000_000_000 + rng.random_range(0..1_000_000_000_000);
+        let mut trace = Vec::new();
+        for _ in 0..100 {
+            let step = if rng.random_bool(0.3) {
+                0
+            } else {
+                rng.random_range(0..=2 * interval_us)
+            };
+            fake.advance(Duration::from_micros(step));
+            now += step;
+            let cost = rng.random_range(1..=burst.min(3));
+            let theirs = matches!(governor.check_n(NonZeroU32::new(cost).unwrap()), Ok(Ok(())));
+            let reply = script_check(
+                &mut conn,
+                &script,
+                &keys,
+                &policies,
+                (cost.into(), false, now),
+            )
+            .await;
+            trace.push((step, cost, theirs));
+            assert_eq!(
+                reply[0][0] == 1,
+                theirs,
+                "seed {seed}: {limit} per {window:?}, burst {burst}; trace (step µs, cost, governor) {trace:?}"
+            );
+        }
+    }
+}

@@ -259,3 +259,151 @@ async fn a_denial_is_remembered_in_process_until_retry_after() {
         "the memory ends at retry_after"
     );
 }
+
+async fn gcra_limiter(
+    clock: &ManualClock,
+    limit: u64,
+    window: Duration,
+    burst: u64,
+) -> RateLimiter {
+    let cache = Cache::builder()
+        .memory()
+        .clock(clock.clone())
+        .build()
+        .await
+        .unwrap();
+    let policy = Policy::new(limit, window)
+        .algorithm(Algorithm::Gcra)
+        .burst(burst);
+    RateLimiter::new(&cache, "gcra", [policy]).unwrap()
+}
+
+/// Issue 9, item 10: with the interval (333 333.3 µs) rounded up on every
+/// call, the third call at one instant needed 1 000 002 µs of a 1 000 000 µs
+/// tolerance and was refused.
+#[tokio::test]
+async fn gcra_three_per_second_with_burst_three_admits_three_at_one_instant() {
+    let clock = ManualClock::new(EDGE);
+    let limiter = gcra_limiter(&clock, 3, Duration::from_secs(1), 3).await;
+    assert_eq!(fire(&limiter, 10).await, 3);
+}
+
+#[tokio::test]
+async fn gcra_seven_per_second_admits_seven_at_one_instant() {
+    let clock = ManualClock::new(EDGE);
+    let limiter = gcra_limiter(&clock, 7, Duration::from_secs(1), 7).await;
+    assert_eq!(fire(&limiter, 10).await, 7);
+}
+
+/// GCRA decides as governor does (the same `t`, `tau` and admit test, for
+/// costs above 1 too), on 300 random traces of costs and times; a cost
+/// above the burst is refused by both. The trace is replayed on governor's
+/// fake clock and on the embedded backend's manual clock, through the
+/// public API (so the remembered denials are part of what is compared).
+#[tokio::test]
+async fn gcra_decisions_match_governor_on_random_traces() {
+    use std::num::NonZeroU32;
+
+    use governor::clock::FakeRelativeClock;
+    use governor::Quota;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    for seed in 0..300u64 {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let limit = rng.random_range(1..=50u32);
+        let window = Duration::from_micros(rng.random_range(1_000..=3_000_000));
+        let burst = rng.random_range(1..=2 * limit);
+        let quota = Quota::with_period(window / limit)
+            .unwrap()
+            .allow_burst(NonZeroU32::new(burst).unwrap());
+        let fake = FakeRelativeClock::default();
+        let governor = governor::RateLimiter::direct_with_clock(quota, fake.clone());
+        let clock = ManualClock::new(EDGE + Duration::from_micros(rng.random_range(0..1_000_000)));
+        let limiter = gcra_limiter(&clock, limit.into(), window, burst.into()).await;
+        let interval_us = (window / limit).as_micros() as u64;
+        let mut trace = Vec::new();
+        for _ in 0..100 {
+            let step = if rng.random_bool(0.3) {
+                Duration::ZERO
+            } else {
+                Duration::from_micros(rng.random_range(0..=2 * interval_us))
+            };
+            fake.advance(step);
+            clock.advance(step);
+            let cost = if rng.random_bool(0.7) {
+                1
+            } else {
+                rng.random_range(1..=burst + 1)
+            };
+            let theirs = matches!(governor.check_n(NonZeroU32::new(cost).unwrap()), Ok(Ok(())));
+            let ours = limiter.check_cost("k", cost.into()).await.is_ok();
+            trace.push((step.as_micros(), cost, theirs));
+            assert_eq!(
+                ours, theirs,
+                "seed {seed}: {limit} per {window:?}, burst {burst}; trace (step µs, cost, governor) {trace:?}"
+            );
+        }
+    }
+}
+
+/// Issue 9, item 9: every input gets an answer or a clear error, never a
+/// panic. A cost of u64::MAX wrapped the fixed window's count (and
+/// admitted), and made the sliding log allocate one entry per unit
+/// ("capacity overflow"); it is now refused, and takes nothing.
+#[tokio::test]
+async fn a_cost_of_u64_max_is_refused_and_takes_nothing() {
+    for algorithm in [
+        Algorithm::SlidingLog,
+        Algorithm::SlidingWindow,
+        Algorithm::FixedWindow,
+        Algorithm::Gcra,
+    ] {
+        let clock = ManualClock::new(EDGE);
+        let limiter = limiter(algorithm, &clock).await;
+        for cost in [u64::MAX, LIMIT + 1] {
+            let refused = limiter.check_cost("k", cost).await.unwrap_err();
+            assert_eq!(
+                (refused.remaining(), refused.retry_after()),
+                (0, WINDOW),
+                "{algorithm:?}"
+            );
+        }
+        assert_eq!(fire(&limiter, 20).await, 10, "{algorithm:?}: nothing taken");
+        assert!(
+            limiter.check_cost("k", 0).await.is_ok(),
+            "{algorithm:?}: cost 0"
+        );
+    }
+}
+
+#[tokio::test]
+async fn figures_beyond_exact_arithmetic_are_configuration_errors() {
+    let cache = Cache::builder().memory().build().await.unwrap();
+    let refused = |policy: Policy| match RateLimiter::new(&cache, "n", [policy]) {
+        Err(redcache::Error::Config(message)) => message,
+        other => panic!("{policy:?}: {other:?}"),
+    };
+    let second = Duration::from_secs(1);
+    assert!(refused(Policy::new(u64::MAX, second)).contains("2^53"));
+    assert!(refused(Policy::new(Policy::MAX_LIMIT + 1, second)).contains("2^53"));
+    // A window of 2^64 µs or more truncated to 0 µs (a division by zero);
+    // Duration::MAX made the sliding log enforce nothing.
+    for window in [
+        Duration::from_micros(u64::MAX) + Duration::from_micros(1),
+        Duration::MAX,
+    ] {
+        for algorithm in [Algorithm::SlidingLog, Algorithm::FixedWindow] {
+            let policy = Policy::new(10, window).algorithm(algorithm);
+            assert!(refused(policy).contains("100 years"), "{policy:?}");
+        }
+    }
+    let gcra = Policy::new(10, second).algorithm(Algorithm::Gcra);
+    assert!(refused(gcra.burst(u64::MAX)).contains("2^53"));
+    assert!(RateLimiter::new(
+        &cache,
+        "n",
+        [Policy::new(Policy::MAX_LIMIT, Policy::MAX_WINDOW)]
+    )
+    .is_ok());
+}

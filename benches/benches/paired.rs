@@ -122,26 +122,17 @@ fn main() {
     }
 
     let script = Arc::new(rate_limit_script());
-    let limit = u64::MAX / 4;
+    let limit = 1_000_000_000;
     let window = Duration::from_secs(1);
-    for (index, algorithm) in [
+    for algorithm in [
         Algorithm::SlidingLog,
         Algorithm::SlidingWindow,
         Algorithm::FixedWindow,
         Algorithm::Gcra,
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    ] {
         let name = algorithm.name();
-        let limiter = Arc::new(
-            RateLimiter::new(
-                &b.redis,
-                "paired",
-                [Policy::new(limit, window).algorithm(algorithm)],
-            )
-            .unwrap(),
-        );
+        let policy = Policy::new(limit, window).algorithm(algorithm);
+        let limiter = Arc::new(RateLimiter::new(&b.redis, "paired", [policy]).unwrap());
         let ours = call(move || {
             let limiter = Arc::clone(&limiter);
             async move {
@@ -152,7 +143,7 @@ fn main() {
         let key = format!("bench:paired-raw:{{user:1}}:{name}");
         let raw = call(move || {
             let (script, key) = (Arc::clone(&script), key.clone());
-            async move { raw_rate_limit_check(&script, &key, index + 1, limit, window).await }
+            async move { raw_rate_limit_check(&script, &key, policy).await }
         });
         for tasks in [1, 64] {
             pairs.push((

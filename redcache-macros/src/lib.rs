@@ -80,14 +80,17 @@ pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
 /// ```
 ///
 /// Options:
-/// - `limit` (required): calls (units of cost) per window.
-/// - `window` (required): `"60s"`, `"1m"`, `"500ms"`, or whole seconds.
+/// - `limit` (required): calls (units of cost) per window, 1 to 2^53.
+/// - `window` (required): `"60s"`, `"1m"`, `"500ms"`, or whole seconds; at
+///   most 100 years.
 /// - `key = "..."`: a template, as in `#[cached]`. Default: one limit for
 ///   the whole fn.
 /// - `algorithm = "sliding_log" | "sliding_window" | "fixed_window" | "gcra"`
 ///   (default `sliding_log`, exact).
-/// - `burst = n`: for `gcra`, calls allowed at once (default `limit`).
-/// - `cost = <expr>`: the weight of a call (a `u64`, default 1).
+/// - `burst = n`: for `gcra`, calls allowed at once (default `limit`), at
+///   most 2^53.
+/// - `cost = <expr>`: the weight of a call (a `u64`, default 1). A cost
+///   above the limit (the burst for `gcra`) is refused; 0 takes nothing.
 /// - `on_error = "allow" | "deny"`: when the backend is unreachable
 ///   (default allow).
 /// - `cache = <expr>`: a `Cache` or `&Cache` instead of the global one.

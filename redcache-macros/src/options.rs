@@ -2,6 +2,8 @@
 //! struct, with every mistake collected (unknown, duplicate, ill-typed) and
 //! reported at its own token.
 
+use std::time::Duration;
+
 use proc_macro2::Span;
 use syn::parse::ParseStream;
 use syn::{Expr, ExprArray, ExprLit, Ident, Lit, LitBool, Token};
@@ -176,13 +178,18 @@ impl Options {
                 Ok(())
             }
             "stampede" => stampede(&value).map(|s| self.stampede = Some(s)),
-            "limit" => positive_int(&value, "limit").map(|n| self.limit = Some(n)),
-            "burst" => positive_int(&value, "burst").map(|n| self.burst = Some(n)),
+            "limit" => count(&value, "limit").map(|n| self.limit = Some(n)),
+            "burst" => count(&value, "burst").map(|n| self.burst = Some(n)),
             "window" => SpannedDuration::parse(&value, "window").and_then(|window| {
                 if window.value.is_zero() {
                     Err(syn::Error::new(
                         window.span,
                         "`window` must be greater than zero",
+                    ))
+                } else if window.value > MAX_WINDOW {
+                    Err(syn::Error::new(
+                        window.span,
+                        "`window` must be at most 100 years (\"36525d\"), so that times stay exact in the rate-limit script",
                     ))
                 } else {
                     self.window = Some(window);
@@ -287,6 +294,24 @@ fn ignore_list(value: &Expr) -> syn::Result<Vec<Ident>> {
             other => Err(expected(other)),
         })
         .collect()
+}
+
+/// `redcache::Policy::MAX_LIMIT`: the largest limit or burst, 2^53.
+pub(crate) const MAX_LIMIT: u64 = 1 << 53;
+
+/// `redcache::Policy::MAX_WINDOW`: 100 years of 365.25 days.
+pub(crate) const MAX_WINDOW: Duration = Duration::from_secs(36_525 * 86_400);
+
+/// A `limit` or `burst`: a whole number from 1 to 2^53.
+fn count(value: &Expr, option: &str) -> syn::Result<Spanned<u64>> {
+    let count = positive_int(value, option)?;
+    if count.value > MAX_LIMIT {
+        return Err(syn::Error::new(
+            count.span,
+            format!("`{option}` must be at most 2^53 (9007199254740992), the largest count the rate-limit script holds exactly"),
+        ));
+    }
+    Ok(count)
 }
 
 fn positive_int(value: &Expr, option: &str) -> syn::Result<Spanned<u64>> {

@@ -31,7 +31,7 @@ use syn::{Ident, ItemFn};
 use crate::errors::Errors;
 use crate::expand::{cache_expr, key_var};
 use crate::function::Function;
-use crate::options::{Options, Site};
+use crate::options::{Options, Site, MAX_WINDOW};
 
 /// The options every stacked attribute shares; each may be given on any of
 /// them, and must then be the same wherever it is repeated.
@@ -127,9 +127,30 @@ fn check_policy(options: &Options, span: Span, errors: &mut Errors) {
             "missing `window`: the length of the window, e.g. `window = \"60s\"`",
         );
     }
+    let gcra = options.algorithm.map(|a| a.value) == Some("Gcra");
     if let Some(burst) = options.burst {
-        if options.algorithm.map(|a| a.value) != Some("Gcra") {
+        if !gcra {
             errors.push_new(burst.span, "`burst` applies only to `algorithm = \"gcra\"`");
+        }
+    }
+    // GCRA's interval, window / limit in whole nanoseconds, must be at
+    // least 1 ns, and a burst must be earned back within the longest window
+    // (as `Policy::validate` checks at run time).
+    if let (true, Some(limit), Some(window)) = (gcra, options.limit, options.window) {
+        let window_ns = window.value.as_nanos();
+        let interval = window_ns / u128::from(limit.value);
+        if interval == 0 {
+            errors.push_new(
+                limit.span,
+                "with `algorithm = \"gcra\"`, `limit` must be at most the window in nanoseconds (an interval of at least 1 ns)",
+            );
+        } else if let Some(burst) = options.burst {
+            if interval * u128::from(burst.value) > MAX_WINDOW.as_nanos() {
+                errors.push_new(
+                    burst.span,
+                    "`burst` × window / limit must be at most 100 years: a burst is earned back within the longest window",
+                );
+            }
         }
     }
 }

@@ -344,3 +344,64 @@ where
         Err(limited) => R::refused(limited),
     }
 }
+
+/// The arguments the Redis backend passes to `scripts/rate_limit.lua`
+/// (after the keys, one per policy) for a call of `cost`: for tests and
+/// benchmarks that run the script themselves.
+pub fn rate_limit_script_args(policies: &[Policy], cost: u64, peek: bool) -> Vec<String> {
+    let request = Request {
+        name: "",
+        key: "",
+        policies,
+        cost,
+        on_error: OnError::default(),
+    };
+    let mode = if peek { "peek" } else { "consume" };
+    std::iter::once(mode.to_string())
+        .chain(std::iter::once(cost.to_string()))
+        .chain(request.script_args().iter().map(u64::to_string))
+        .collect()
+}
+
+/// The embedded backend's rate-limit state and arithmetic, at a time the
+/// caller gives: for tests that compare it with the script on one trace.
+/// No engine in front (no remembered denials, no capacity check), and no
+/// state is dropped for its expiry (the test keeps the Redis keys too).
+pub struct RateModel {
+    store: crate::ratelimit::memory::RateStore,
+}
+
+impl Default for RateModel {
+    fn default() -> Self {
+        RateModel {
+            store: crate::ratelimit::memory::RateStore::keeping_expired(),
+        }
+    }
+}
+
+impl RateModel {
+    /// An empty state.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Checks a call of `cost` at `now_us` against `policies` (state keys:
+    /// the policies' indexes), as the script would: per policy, `[allowed
+    /// (0 or 1), remaining, retry_after_us, reset_after_us]`.
+    pub fn check(&self, policies: &[Policy], cost: u64, peek: bool, now_us: u64) -> Vec<[u64; 4]> {
+        let keys: Vec<String> = (0..policies.len()).map(|i| i.to_string()).collect();
+        let mode = if peek { Mode::Peek } else { Mode::Consume };
+        self.store
+            .check(&keys, policies, cost, mode, now_us)
+            .into_iter()
+            .map(|v| {
+                [
+                    u64::from(v.allowed),
+                    v.remaining,
+                    v.retry_after_us,
+                    v.reset_after_us,
+                ]
+            })
+            .collect()
+    }
+}

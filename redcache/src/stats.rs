@@ -38,7 +38,8 @@ pub struct Stats {
     pub invalidations: u64,
     /// Rate-limit checks that took from a quota.
     pub rate_allowed: u64,
-    /// Rate-limit checks the backend refused.
+    /// Rate-limit checks the backend refused, and those refused at once
+    /// for a cost above what a policy can ever admit.
     pub rate_denied: u64,
     /// Rate-limit checks refused in-process, from a remembered denial,
     /// without a round trip.

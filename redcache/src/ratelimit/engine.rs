@@ -25,6 +25,17 @@ impl Cache {
         mode: Mode,
     ) -> Result<RateStatus, RateLimited> {
         let inner = &self.inner;
+        if let Some(verdicts) = request.beyond_capacity() {
+            // More than a policy can ever admit: no backend would say
+            // otherwise, and neither sees a cost it cannot count.
+            let status = RateStatus::from_verdicts(request.policies, &verdicts);
+            if mode == Mode::Consume {
+                inner.counters.count(Event::RateDenied(request.name));
+            }
+            tracing::debug!(target: "redcache", limiter = request.name, key = request.key,
+                cost = request.cost, "rate limited: the cost exceeds what a policy can ever admit");
+            return Err(RateLimited::new(status));
+        }
         let keys = request.state_keys(&inner.rate_prefix);
         let memo_key = keys.join("\n");
         let now = inner.clock.now_micros();

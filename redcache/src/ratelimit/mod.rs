@@ -22,8 +22,9 @@ use crate::error::{Error, Result};
 #[non_exhaustive]
 pub enum Algorithm {
     /// Exact: never more than `limit` calls in any window of length
-    /// `window`. Stores one entry per admitted call of the last window. The
-    /// default, because it is what "100 per minute" means.
+    /// `window`. Stores one entry per admitted call of the last window,
+    /// whatever its cost (calls in one microsecond share one). The default,
+    /// because it is what "100 per minute" means.
     #[default]
     SlidingLog,
     /// Two fixed windows, the previous one weighted by its overlap with the
@@ -34,7 +35,8 @@ pub enum Algorithm {
     /// `2 × limit` across a window boundary.
     FixedWindow,
     /// Generic cell rate algorithm: `burst` calls at once, then one every
-    /// `window / limit`. O(1) memory.
+    /// `window / limit` (rounded down to the nanosecond). The same
+    /// decisions as governor's quotas. O(1) memory.
     Gcra,
 }
 
@@ -81,7 +83,20 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// The largest `limit` or `burst`: 2^53. The Lua script counts in IEEE
+    /// doubles, which hold every whole number up to 2^53 exactly.
+    pub const MAX_LIMIT: u64 = 1 << 53;
+
+    /// The longest window: 100 years (of 365.25 days). Times are
+    /// microseconds since the Unix epoch in the script, and `now + window`
+    /// stays below 2^53 µs, so exact, until the year 2155.
+    pub const MAX_WINDOW: Duration = Duration::from_secs(36_525 * 86_400);
+
     /// `limit` calls per `window`, with the default algorithm (sliding log).
+    ///
+    /// The window is counted in whole microseconds (nanoseconds for GCRA's
+    /// interval). [`RateLimiter::new`] refuses a policy outside the bounds
+    /// [`Policy::MAX_LIMIT`] and [`Policy::MAX_WINDOW`].
     pub const fn new(limit: u64, window: Duration) -> Self {
         Policy {
             limit,
@@ -123,21 +138,75 @@ impl Policy {
         self.burst.unwrap_or(self.limit)
     }
 
+    /// The window in whole microseconds, at least 1 (a valid policy's
+    /// window is at least 1 µs and at most [`Policy::MAX_WINDOW`]).
     pub(crate) fn window_micros(&self) -> u64 {
-        self.window.as_micros() as u64
+        u64::try_from(self.window.as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1)
     }
 
-    fn validate(&self) -> Result<()> {
+    /// GCRA's emission interval in nanoseconds: the window divided by the
+    /// limit, rounded down, as governor's quotas; at least 1.
+    pub(crate) fn interval_nanos(&self) -> u128 {
+        (self.window.as_nanos() / u128::from(self.limit.max(1))).max(1)
+    }
+
+    /// The largest cost one call can ever be admitted with: the limit, or
+    /// for [`Algorithm::Gcra`] the burst. A costlier call is refused.
+    pub fn max_cost(&self) -> u64 {
+        match self.algorithm {
+            Algorithm::Gcra => self.effective_burst(),
+            _ => self.limit,
+        }
+    }
+
+    /// Checks that every figure of the policy is within what both backends
+    /// compute exactly.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] saying which figure is out of bounds.
+    pub fn validate(&self) -> Result<()> {
         if self.limit == 0 {
             return Err(Error::Config("a rate limit must allow at least one call"));
+        }
+        if self.limit > Self::MAX_LIMIT {
+            return Err(Error::Config(
+                "a rate limit must be at most 2^53 calls per window (Policy::MAX_LIMIT), the largest count the Lua script holds exactly",
+            ));
         }
         if self.window.as_micros() == 0 {
             return Err(Error::Config(
                 "a rate limit window must be at least a microsecond",
             ));
         }
-        if self.burst == Some(0) {
-            return Err(Error::Config("a burst must be at least one call"));
+        if self.window > Self::MAX_WINDOW {
+            return Err(Error::Config(
+                "a rate limit window must be at most 100 years (Policy::MAX_WINDOW), so that times stay exact in the Lua script",
+            ));
+        }
+        match self.burst {
+            Some(0) => return Err(Error::Config("a burst must be at least one call")),
+            Some(burst) if burst > Self::MAX_LIMIT => {
+                return Err(Error::Config(
+                    "a burst must be at most 2^53 calls (Policy::MAX_LIMIT)",
+                ))
+            }
+            _ => {}
+        }
+        if self.algorithm == Algorithm::Gcra {
+            if self.window.as_nanos() < u128::from(self.limit) {
+                return Err(Error::Config(
+                    "a GCRA policy needs an interval (window / limit) of at least a nanosecond: lower the limit or lengthen the window",
+                ));
+            }
+            let tolerance = self.interval_nanos() * u128::from(self.effective_burst());
+            if tolerance > Self::MAX_WINDOW.as_nanos() {
+                return Err(Error::Config(
+                    "a GCRA burst must be earned back within 100 years: burst × window / limit must be at most Policy::MAX_WINDOW",
+                ));
+            }
         }
         Ok(())
     }
@@ -208,8 +277,10 @@ impl RateLimiter {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] for no policy, a zero limit, window or burst, or a
-    /// name with `{` or `}` in it.
+    /// [`Error::Config`] for no policy, a name with `{` or `}` in it, or a
+    /// policy [`Policy::validate`] refuses: a zero limit, window or burst,
+    /// a limit or burst above [`Policy::MAX_LIMIT`], a window above
+    /// [`Policy::MAX_WINDOW`], a GCRA interval under a nanosecond.
     pub fn new(
         cache: &Cache,
         name: impl Into<String>,
@@ -242,6 +313,11 @@ impl RateLimiter {
     }
 
     /// Takes `cost` units from every policy's quota, or none if any lacks them.
+    ///
+    /// A cost of 0 is always allowed and takes nothing. A cost no policy
+    /// could ever admit (above its limit, or its burst for GCRA) is refused
+    /// without asking the backend, with `remaining` 0 and `retry_after` the
+    /// window, the same on both backends.
     ///
     /// # Errors
     ///
@@ -320,20 +396,60 @@ impl Request<'_> {
             .collect()
     }
 
-    /// The arguments of `scripts/rate_limit.lua` after mode and cost.
-    pub(crate) fn script_args(&self) -> Vec<u64> {
-        self.policies
-            .iter()
-            .flat_map(|p| {
-                [
-                    u64::from(p.algorithm.script_code()),
-                    p.limit,
-                    p.window_micros(),
-                    p.effective_burst(),
-                ]
-            })
-            .collect()
+    /// The refusal of a cost that some policy can never admit (more than
+    /// its limit, or its burst for GCRA), decided without the backend: the
+    /// script and the embedded backend only ever see costs they can count
+    /// exactly. `None` when every policy could admit the cost.
+    pub(crate) fn beyond_capacity(&self) -> Option<Vec<Verdict>> {
+        if self.policies.iter().all(|p| self.cost <= p.max_cost()) {
+            return None;
+        }
+        Some(
+            self.policies
+                .iter()
+                .map(|p| {
+                    let fits = self.cost <= p.max_cost();
+                    Verdict {
+                        allowed: fits,
+                        remaining: 0,
+                        retry_after_us: if fits { 0 } else { p.window_micros() },
+                        reset_after_us: 0,
+                    }
+                })
+                .collect(),
+        )
     }
+
+    /// The arguments of `scripts/rate_limit.lua` after mode and cost: per
+    /// policy, the algorithm's number and then its own arguments (see the
+    /// script's header). GCRA's products (cost × interval, burst × interval,
+    /// in nanoseconds) are computed here, exactly, and passed as
+    /// (microseconds, nanoseconds) pairs that the script only adds and
+    /// compares.
+    pub(crate) fn script_args(&self) -> Vec<u64> {
+        let mut args = Vec::with_capacity(6 * self.policies.len());
+        for p in self.policies.iter() {
+            args.push(u64::from(p.algorithm.script_code()));
+            match p.algorithm {
+                Algorithm::Gcra => {
+                    let interval = p.interval_nanos();
+                    let increment = interval * u128::from(self.cost);
+                    let tolerance = interval * u128::from(p.effective_burst());
+                    for nanos in [increment, tolerance] {
+                        args.push(saturate(nanos / 1000));
+                        args.push((nanos % 1000) as u64);
+                    }
+                    args.push(saturate(interval));
+                }
+                _ => args.extend([p.limit, p.window_micros()]),
+            }
+        }
+        args
+    }
+}
+
+fn saturate(x: u128) -> u64 {
+    u64::try_from(x).unwrap_or(u64::MAX)
 }
 
 /// Appends the key as the content of a hash tag: `%`, `{` and `}` percent-encoded
@@ -401,5 +517,102 @@ mod tests {
         assert!(validate("n", &[Policy::new(0, Duration::from_secs(1))]).is_err());
         assert!(validate("n", &[Policy::new(1, Duration::ZERO)]).is_err());
         assert!(validate("n", &[ok.algorithm(Algorithm::Gcra).burst(0)]).is_err());
+    }
+
+    fn refusal(policy: Policy) -> &'static str {
+        match policy.validate() {
+            Err(Error::Config(message)) => message,
+            other => panic!("{policy:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn figures_beyond_exact_arithmetic_are_refused_with_a_reason() {
+        let second = Duration::from_secs(1);
+        let max = Policy::MAX_LIMIT;
+        for algorithm in [Algorithm::SlidingLog, Algorithm::FixedWindow] {
+            assert!(Policy::new(max, second)
+                .algorithm(algorithm)
+                .validate()
+                .is_ok());
+            for limit in [max + 1, u64::MAX] {
+                let p = Policy::new(limit, second).algorithm(algorithm);
+                assert!(refusal(p).contains("at most 2^53"), "{p:?}");
+            }
+            for window in [
+                Policy::MAX_WINDOW + Duration::from_micros(1),
+                Duration::from_micros(u64::MAX),
+                Duration::from_micros(u64::MAX) + Duration::from_micros(1),
+                Duration::MAX,
+            ] {
+                let p = Policy::new(10, window).algorithm(algorithm);
+                assert!(refusal(p).contains("at most 100 years"), "{p:?}");
+            }
+            assert!(Policy::new(1, Policy::MAX_WINDOW).validate().is_ok());
+            let sub_micro = Policy::new(1, Duration::from_nanos(999)).algorithm(algorithm);
+            assert!(refusal(sub_micro).contains("at least a microsecond"));
+        }
+        let gcra = Policy::new(10, second).algorithm(Algorithm::Gcra);
+        assert!(refusal(gcra.burst(max + 1)).contains("burst must be at most 2^53"));
+        assert!(refusal(gcra.burst(u64::MAX)).contains("burst must be at most 2^53"));
+        assert!(
+            gcra.burst(max).validate().is_err(),
+            "2^53 × 100 ms is over 100 years"
+        );
+        let fine = Policy::new(1_000_000_000, second).algorithm(Algorithm::Gcra);
+        assert!(fine.validate().is_ok(), "an interval of exactly 1 ns");
+        let finer = Policy::new(1_000_000_001, second).algorithm(Algorithm::Gcra);
+        assert!(refusal(finer).contains("at least a nanosecond"));
+        let slow = Policy::new(1, Policy::MAX_WINDOW).algorithm(Algorithm::Gcra);
+        assert!(slow.validate().is_ok());
+        assert!(refusal(slow.burst(2)).contains("earned back within 100 years"));
+    }
+
+    #[test]
+    fn a_cost_beyond_a_policys_capacity_is_refused_without_the_backend() {
+        let policies = [
+            Policy::new(10, Duration::from_secs(1)),
+            Policy::new(100, Duration::from_secs(60))
+                .algorithm(Algorithm::Gcra)
+                .burst(5),
+        ];
+        let request = |cost| Request {
+            name: "n",
+            key: "k",
+            policies: &policies,
+            cost,
+            on_error: OnError::Allow,
+        };
+        assert_eq!(request(0).beyond_capacity(), None);
+        assert_eq!(request(5).beyond_capacity(), None);
+        let verdicts = request(6).beyond_capacity().expect("over the GCRA burst");
+        assert!(verdicts[0].allowed && !verdicts[1].allowed);
+        assert_eq!(
+            verdicts[1].retry_after_us, 60_000_000,
+            "the window, as before"
+        );
+        let verdicts = request(u64::MAX).beyond_capacity().expect("over both");
+        assert!(verdicts.iter().all(|v| !v.allowed && v.remaining == 0));
+    }
+
+    #[test]
+    fn gcra_script_arguments_are_exact_microsecond_nanosecond_pairs() {
+        let policies = [
+            Policy::new(3, Duration::from_secs(1)).algorithm(Algorithm::Gcra),
+            Policy::new(7, Duration::from_secs(2)),
+        ];
+        let request = Request {
+            name: "n",
+            key: "k",
+            policies: &policies,
+            cost: 2,
+            on_error: OnError::Allow,
+        };
+        // interval 333 333 333 ns: cost × interval 666 666 666 ns, burst ×
+        // interval 999 999 999 ns.
+        assert_eq!(
+            request.script_args(),
+            [4, 666_666, 666, 999_999, 999, 333_333_333, 1, 7, 2_000_000]
+        );
     }
 }
