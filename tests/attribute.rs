@@ -336,3 +336,29 @@ fn each_cached_call_is_a_span_with_its_key_and_outcome() {
     );
     assert!(spans[1].contains("outcome=\"hit\""), "{}", spans[1]);
 }
+
+/// A service held in an `Arc`, with its cache in a field: the body moves
+/// `self`, so the cache is taken before it (this was E0505).
+struct Service {
+    cache: Cache,
+    loads: AtomicUsize,
+}
+
+impl Service {
+    #[cached(ttl = 60, key = "svc:<id>", cache = self.cache)]
+    async fn double(self: Arc<Self>, id: u64) -> u64 {
+        self.loads.fetch_add(1, SeqCst);
+        id * 2
+    }
+}
+
+#[tokio::test]
+async fn a_method_on_self_arc_takes_its_cache_from_a_field() {
+    let service = Arc::new(Service {
+        cache: Cache::builder().build().await.unwrap(),
+        loads: AtomicUsize::new(0),
+    });
+    assert_eq!(service.clone().double(21).await, 42);
+    assert_eq!(service.clone().double(21).await, 42);
+    assert_eq!(service.loads.load(SeqCst), 1);
+}

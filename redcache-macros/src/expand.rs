@@ -181,7 +181,7 @@ fn cached_body(args: TokenStream, span: Span, func: &ItemFn) -> syn::Result<syn:
         ),
     };
     let ttl = options.ttl.expect("checked by require_ttl").to_tokens();
-    let cache = cache_expr(options.cache.as_ref());
+    let (cache_let, cache) = cache_let(options.cache.as_ref());
     let block = &func.block;
     let future = quote!(async move #block);
     let (tags_let, mut call) = call_tokens(&options, name, ttl);
@@ -206,6 +206,7 @@ fn cached_body(args: TokenStream, span: Span, func: &ItemFn) -> syn::Result<syn:
     let body = quote_spanned!(value_span=> #kind.cached(#cache, #call, #future).await);
     syn::parse2(quote!({
         #fn_let
+        #cache_let
         let #key_var = #key;
         #tags_let
         #body
@@ -296,11 +297,12 @@ pub(crate) fn get_or_load(input: TokenStream) -> TokenStream {
     }
     let key = options.key.as_ref().map(Template::render);
     let ttl = options.ttl.expect("checked by require_ttl").to_tokens();
-    let cache = cache_expr(options.cache.as_ref());
+    let (cache_let, cache) = cache_let(options.cache.as_ref());
     let name = options.key.as_ref().map(|template| &template.lit);
     let (tags_let, call) = call_tokens(&options, quote!(#name), ttl);
     let key_var = key_var();
     quote!(async {
+        #cache_let
         let #key_var = #key;
         #tags_let
         ::redcache::__private::cached_result(#cache, #call, #future).await
@@ -407,11 +409,17 @@ fn call_tokens(
     (tags_let, call)
 }
 
-pub(crate) fn cache_expr(cache: Option<&Expr>) -> TokenStream {
-    match cache {
-        Some(expr) => quote!(&(#expr)),
+/// `let __redcache_cache = ...;`: the cache as an owned handle, evaluated
+/// once before the body (which may move `self`: `self: Arc<Self>` with
+/// `cache = self.cache`). A `cache =` of the wrong type is reported at the
+/// expression.
+pub(crate) fn cache_let(cache: Option<&Expr>) -> (TokenStream, Ident) {
+    let var = format_ident!("__redcache_cache", span = Span::mixed_site());
+    let value = match cache {
+        Some(expr) => quote_spanned!(expr.span()=> ::redcache::__private::handle(&(#expr))),
         None => quote!(::redcache::__private::global()),
-    }
+    };
+    (quote!(let #var = #value;), var)
 }
 
 pub(crate) fn key_var() -> Ident {

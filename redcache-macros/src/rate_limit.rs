@@ -29,7 +29,7 @@ use syn::spanned::Spanned;
 use syn::{Ident, ItemFn};
 
 use crate::errors::Errors;
-use crate::expand::{cache_expr, key_var};
+use crate::expand::{cache_let, key_var};
 use crate::function::Function;
 use crate::options::{Options, Site, MAX_WINDOW};
 
@@ -98,7 +98,7 @@ pub(crate) fn rate_limited(
     if shared.deny_on_error.is_some_and(|deny| deny.value) {
         limits.extend(quote!(.on_error(::redcache::__private::OnError::Deny)));
     }
-    let cache = cache_expr(shared.cache.as_ref());
+    let (cache_let, cache) = cache_let(shared.cache.as_ref());
     let block = &func.block;
     // The call carries the span of the error type, so an error type that
     // cannot hold the refusal is reported there.
@@ -107,6 +107,7 @@ pub(crate) fn rate_limited(
     );
     func.block = Box::new(syn::parse2(quote!({
         let #fn_var = ::redcache::__private::fn_path!();
+        #cache_let
         #key_let
         #call
     }))?);

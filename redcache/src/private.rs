@@ -19,6 +19,28 @@ pub use core::time::Duration;
 use crate::cache::Cache;
 use crate::ratelimit::{Mode, RateLimited, Request};
 
+/// What `cache = <expr>` takes.
+#[diagnostic::on_unimplemented(
+    message = "`cache = ...` takes a `redcache::Cache` (or `&Cache`, `Arc<Cache>`), not `{Self}`",
+    label = "this is not a cache",
+    note = "build one with `redcache::Cache::builder()...build().await` and keep it in your state"
+)]
+pub trait CacheHandle {
+    fn cache(&self) -> &Cache;
+}
+
+impl<C: AsRef<Cache> + ?Sized> CacheHandle for C {
+    fn cache(&self) -> &Cache {
+        self.as_ref()
+    }
+}
+
+/// The cache of `cache = <expr>`, as an owned handle (a reference count):
+/// taken before the body runs, so the body may move what it came from.
+pub fn handle<C: CacheHandle + ?Sized>(cache: &C) -> Cache {
+    cache.cache().clone()
+}
+
 /// The bound on a cached value, with an error message that says what to do.
 #[diagnostic::on_unimplemented(
     message = "the cached value type `{Self}` must implement `Serialize` and `DeserializeOwned`",

@@ -1,12 +1,13 @@
 impl Catalog {
     async fn price(&self, item: &Item) -> Money {
+        let __redcache_cache = ::redcache::__private::handle(&(self.cache));
         let __redcache_key = ::redcache::__private::Key::new()
             .lit("price:")
             .arg(&item.sku)
             .finish();
         ::redcache::__private::returns!(Money)
             .cached(
-                &(self.cache),
+                __redcache_cache,
                 ::redcache::__private::Call::new(
                         "price:<item.sku>",
                         &__redcache_key,
@@ -19,6 +20,7 @@ impl Catalog {
     }
     async fn stock(&self, sku: Sku) -> u32 {
         let __redcache_fn = ::redcache::__private::fn_path!();
+        let __redcache_cache = ::redcache::__private::handle(&(self.cache));
         let __redcache_key = ::redcache::__private::Key::new()
             .lit(&__redcache_fn.with_self(::core::any::type_name::<Self>()))
             .lit(":")
@@ -26,7 +28,7 @@ impl Catalog {
             .finish();
         ::redcache::__private::returns!(u32)
             .cached(
-                &(self.cache),
+                __redcache_cache,
                 ::redcache::__private::Call::new(
                     __redcache_fn.as_str(),
                     &__redcache_key,

@@ -1,5 +1,6 @@
 async fn find_user(email: &str, active: bool) -> Option<User> {
     let __redcache_fn = ::redcache::__private::fn_path!();
+    let __redcache_cache = ::redcache::__private::global();
     let __redcache_key = ::redcache::__private::Key::new()
         .lit(__redcache_fn.as_str())
         .lit(":")
@@ -12,7 +13,7 @@ async fn find_user(email: &str, active: bool) -> Option<User> {
             true,
         )
         .cached(
-            ::redcache::__private::global(),
+            __redcache_cache,
             ::redcache::__private::Call::new(
                     __redcache_fn.as_str(),
                     &__redcache_key,

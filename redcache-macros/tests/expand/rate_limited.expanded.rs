@@ -1,11 +1,12 @@
 async fn search(user_id: u64, q: &str) -> Result<Vec<Hit>, ApiError> {
     let __redcache_fn = ::redcache::__private::fn_path!();
+    let __redcache_cache = ::redcache::__private::global();
     let __redcache_key = ::redcache::__private::Key::new()
         .lit("user:")
         .arg(&user_id)
         .finish();
     ::redcache::__private::rate_limited(
-            ::redcache::__private::global(),
+            __redcache_cache,
             ::redcache::__private::Limits::new(
                 __redcache_fn.as_str(),
                 &__redcache_key,
@@ -22,12 +23,13 @@ async fn search(user_id: u64, q: &str) -> Result<Vec<Hit>, ApiError> {
 }
 async fn upload(user_id: u64, files: Vec<File>) -> Result<(), ApiError> {
     let __redcache_fn = ::redcache::__private::fn_path!();
+    let __redcache_cache = ::redcache::__private::global();
     let __redcache_key = ::redcache::__private::Key::new()
         .lit("user:")
         .arg(&user_id)
         .finish();
     ::redcache::__private::rate_limited(
-            ::redcache::__private::global(),
+            __redcache_cache,
             ::redcache::__private::Limits::new(
                     __redcache_fn.as_str(),
                     &__redcache_key,
@@ -51,13 +53,14 @@ async fn upload(user_id: u64, files: Vec<File>) -> Result<(), ApiError> {
         .await
 }
 async fn report(id: u64) -> Result<Report, ApiError> {
+    let __redcache_cache = ::redcache::__private::global();
     let __redcache_key = ::redcache::__private::Key::new()
         .lit("report:")
         .arg(&id)
         .finish();
     ::redcache::__private::returns!(Result < Report, ApiError >)
         .cached(
-            ::redcache::__private::global(),
+            __redcache_cache,
             ::redcache::__private::Call::new(
                 "report:<id>",
                 &__redcache_key,
@@ -65,8 +68,9 @@ async fn report(id: u64) -> Result<Report, ApiError> {
             ),
             async move {
                 let __redcache_fn = ::redcache::__private::fn_path!();
+                let __redcache_cache = ::redcache::__private::global();
                 ::redcache::__private::rate_limited(
-                        ::redcache::__private::global(),
+                        __redcache_cache,
                         ::redcache::__private::Limits::new(
                             __redcache_fn.as_str(),
                             "",

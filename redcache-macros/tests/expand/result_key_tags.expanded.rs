@@ -1,5 +1,6 @@
 /// A product, cached for five minutes under its id, tagged by category.
 pub async fn get_product(id: u64, category_id: u64) -> Result<Product, DbError> {
+    let __redcache_cache = ::redcache::__private::global();
     let __redcache_key = ::redcache::__private::Key::new()
         .lit("product:")
         .arg(&id)
@@ -9,7 +10,7 @@ pub async fn get_product(id: u64, category_id: u64) -> Result<Product, DbError> 
     ];
     ::redcache::__private::returns!(Result < Product, DbError >)
         .cached(
-            ::redcache::__private::global(),
+            __redcache_cache,
             ::redcache::__private::Call::new(
                     "product:<id>",
                     &__redcache_key,
