@@ -1,0 +1,304 @@
+//! [`Cache`], the handle users hold, and the cache-aside engine behind
+//! every cached call, in parts:
+//!
+//! - `guard.rs`: every backend operation through the breaker and the
+//!   timeout, the checks after a timeout, and what is reported to the user;
+//! - `load.rs`: a cached call: read, single flight, load, store;
+//! - `lock.rs`: the cross-process load lock;
+//! - `pending.rs`: invalidations that could not reach Redis, retried.
+
+mod guard;
+mod load;
+mod lock;
+mod pending;
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::backend::memory::{AtDeadline, Expiring};
+use crate::backend::Backend;
+use crate::breaker::Breaker;
+use crate::builder::CacheBuilder;
+use crate::clock::Clock;
+use crate::error::Result;
+use crate::flight::Flights;
+use crate::ratelimit::Denial;
+use crate::stats::{Counters, Event, Stats};
+
+/// How concurrent misses of one key are coordinated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Stampede {
+    /// Every caller that misses runs the function.
+    Off,
+    /// Callers in one process share one load.
+    Local,
+    /// As `Local`, and across processes a Redis lock lets one process load
+    /// while the others wait for its value (the default; on the embedded
+    /// backend this is `Local`).
+    #[default]
+    Distributed,
+}
+
+/// One cached call: its key, TTL, tags and stampede policy.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Call<'a> {
+    /// The key template (or the fn's path): a name with few values.
+    pub(crate) name: &'static str,
+    pub(crate) key: &'a str,
+    pub(crate) ttl: Duration,
+    pub(crate) tags: &'a [String],
+    pub(crate) stampede: Stampede,
+    /// Why this call cannot be cached at all (it then runs its function,
+    /// and the reason is reported once).
+    pub(crate) uncacheable: Option<&'static str>,
+}
+
+/// A cache: a cheap, cloneable handle on a backend (Redis or embedded).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let cache = redcache::Cache::builder().memory().namespace("shop").build().await?;
+///
+/// let price: Result<u32, std::io::Error> = cache
+///     .get_or_load("price:42", Duration::from_secs(60), &["category:7"], || async { Ok(1999) })
+///     .await;
+/// assert_eq!(price?, 1999);
+///
+/// cache.invalidate_tag("category:7").await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Cache {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) backend: Backend,
+    value_prefix: String,
+    tag_prefix: String,
+    lock_prefix: String,
+    pub(crate) rate_prefix: String,
+    op_timeout: Duration,
+    lock_ttl: Duration,
+    lock_wait: Duration,
+    max_entry_size: usize,
+    flights: Flights,
+    pub(crate) counters: Counters,
+    pub(crate) clock: Arc<dyn Clock>,
+    /// Tag invalidations that could not reach Redis, retried before cached
+    /// calls; a tag in here bypasses the cache.
+    pending: Mutex<HashSet<String>>,
+    has_pending: AtomicBool,
+    /// An outage of Redis was reported and has not ended yet.
+    reported_down: AtomicBool,
+    /// A check of the server after a timed-out operation is running.
+    checking: AtomicBool,
+    /// Entries whose read timed out, not read again until checked.
+    slow_keys: Mutex<HashSet<String>>,
+    has_slow_keys: AtomicBool,
+    /// Rate-limit denials remembered until they expire, so a caller over
+    /// its limit does not cost a round trip per call.
+    pub(crate) denials: moka::sync::Cache<String, Expiring<Denial>>,
+    pub(crate) breaker: Breaker,
+}
+
+/// The settings of a cache, as the builder collected them.
+pub(crate) struct Settings {
+    pub(crate) op_timeout: Duration,
+    pub(crate) lock_ttl: Duration,
+    pub(crate) lock_wait: Duration,
+    pub(crate) max_entries: u64,
+    pub(crate) max_entry_size: usize,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) breaker_threshold: u32,
+    pub(crate) breaker_cool_down: Duration,
+}
+
+impl Inner {
+    pub(crate) fn new(backend: Backend, namespace: &str, settings: &Settings) -> Self {
+        Inner {
+            backend,
+            // Entries, tag epochs and locks live under distinct prefixes, so
+            // no rendered key can ever name a key of another kind.
+            value_prefix: format!("{namespace}:v:"),
+            tag_prefix: format!("{namespace}:tag:"),
+            lock_prefix: format!("{namespace}:lock:"),
+            rate_prefix: format!("{namespace}:rl:"),
+            op_timeout: settings.op_timeout,
+            lock_ttl: settings.lock_ttl,
+            lock_wait: settings.lock_wait,
+            max_entry_size: settings.max_entry_size,
+            flights: Flights::default(),
+            counters: Counters::new(namespace),
+            clock: Arc::clone(&settings.clock),
+            breaker: Breaker::new(settings.breaker_threshold, settings.breaker_cool_down),
+            pending: Mutex::new(HashSet::new()),
+            has_pending: AtomicBool::new(false),
+            reported_down: AtomicBool::new(false),
+            checking: AtomicBool::new(false),
+            slow_keys: Mutex::new(HashSet::new()),
+            has_slow_keys: AtomicBool::new(false),
+            denials: moka::sync::Cache::builder()
+                .max_capacity(settings.max_entries)
+                .expire_after(AtDeadline)
+                .build(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("backend", &self.inner.backend.name())
+            .field("prefix", &self.inner.value_prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AsRef<Cache> for Cache {
+    fn as_ref(&self) -> &Cache {
+        self
+    }
+}
+
+impl Cache {
+    /// A builder, set to the embedded backend until told otherwise.
+    pub fn builder() -> CacheBuilder {
+        CacheBuilder::default()
+    }
+
+    /// Builds a cache from the environment: `REDCACHE_URL`, else `REDIS_URL`
+    /// (a Redis URL, or `memory`), else the embedded backend.
+    ///
+    /// # Errors
+    ///
+    /// As [`CacheBuilder::build`], for an unparsable URL.
+    pub async fn from_env() -> Result<Cache> {
+        CacheBuilder::from_env().build().await
+    }
+
+    /// Returns the cached value of `key`, or runs `load`, caches an `Ok`
+    /// value for `ttl` under `tags` and returns it. An `Err` is returned and
+    /// not cached. This is what `#[cached]` calls.
+    ///
+    /// The key is taken as it is (use [`key!`](crate::key) to render one
+    /// with escaped arguments). Backend failures never reach the caller:
+    /// `load` runs instead.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let cache = redcache::Cache::builder().build().await?;
+    /// let id = 42;
+    /// let name = cache
+    ///     .get_or_load(&redcache::key!("user:<id>"), Duration::from_secs(300), &[], || async {
+    ///         Ok::<_, std::io::Error>(format!("user {id}"))
+    ///     })
+    ///     .await?;
+    /// assert_eq!(name, "user 42");
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Only the errors of `load`.
+    pub async fn get_or_load<T, E, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Duration,
+        tags: &[&str],
+        load: F,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+        let call = Call {
+            name: "get_or_load",
+            key,
+            ttl,
+            tags: &tags,
+            stampede: Stampede::default(),
+            uncacheable: None,
+        };
+        self.load_through(call, |_| true, load()).await
+    }
+
+    /// Invalidates every entry cached under `tag`, in one atomic increment
+    /// whatever the number of entries.
+    ///
+    /// Once this returns, no call returns a value whose load began before
+    /// it, from any process sharing the backend, even if that load finishes
+    /// afterwards.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Redis`] or [`Error::Timeout`] if the invalidation could not
+    /// be recorded: the caller must know, since a lost invalidation would
+    /// leave stale values.
+    pub async fn invalidate_tag(&self, tag: &str) -> Result<()> {
+        let tag_key = prefixed(&self.inner.tag_prefix, tag);
+        match self.op(self.inner.backend.bump_epoch(&tag_key)).await {
+            Ok(epoch) => {
+                self.inner.counters.count(Event::Invalidation);
+                tracing::debug!(target: "redcache", tag, epoch, "tag invalidated");
+                Ok(())
+            }
+            Err(error) => {
+                // Not lost: retried before the next cached call, and until
+                // it succeeds this process serves nothing cached under it.
+                tracing::warn!(target: "redcache", tag, %error,
+                    "invalidation could not reach redis; it will be retried, and the tag bypasses the cache until then");
+                self.pending().insert(tag_key);
+                self.inner.has_pending.store(true, Ordering::SeqCst);
+                Err(error)
+            }
+        }
+    }
+
+    /// Deletes the entry of one key, as a template renders it (see
+    /// [`key!`](crate::key)).
+    ///
+    /// Unlike [`invalidate_tag`](Self::invalidate_tag), a load of this key
+    /// that is already running may still store its result afterwards; use a
+    /// tag where that race matters.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Redis`] or [`Error::Timeout`] if Redis could not be reached.
+    pub async fn invalidate_key(&self, key: &str) -> Result<()> {
+        let key = prefixed(&self.inner.value_prefix, key);
+        self.op(self.inner.backend.delete(&key)).await
+    }
+
+    /// The counters of this cache (shared by its clones), and the state of
+    /// its circuit breaker.
+    pub fn stats(&self) -> Stats {
+        self.inner.counters.snapshot(self.inner.breaker.state())
+    }
+}
+
+/// `prefix` + `name`, without the formatting machinery of `format!` (this
+/// runs on every cached call).
+fn prefixed(prefix: &str, name: &str) -> String {
+    let mut key = String::with_capacity(prefix.len() + name.len());
+    key.push_str(prefix);
+    key.push_str(name);
+    key
+}
