@@ -2,18 +2,23 @@
 //! `redcache`, which re-exports them; their expansions call into
 //! `redcache::__private`.
 //!
-//! Layout: `options` parses the attribute into a typed struct, `template`
-//! and `duration` check its values, `function` reads the fn signature, and
-//! `expand` emits the code. Every mistake is collected in `errors` and
-//! reported at once, at its own token.
+//! A pipeline: `options` parses the arguments into a typed struct (with
+//! `template` and `duration` for their values), `ast` reads the fn
+//! signature (the names its parameters bind, whether it can name `Self`,
+//! its generics), `valid` checks the two against each other, and
+//! `expand/` emits the code, one file per macro, with what they share in
+//! `emit`. Every mistake is collected in `errors` and reported at once, at
+//! its own token. Dependencies point one way: `expand` -> `valid`, `emit`
+//! -> `ast`, `options`, `template`.
 
+mod ast;
 mod duration;
+mod emit;
 mod errors;
 mod expand;
-mod function;
 mod options;
-mod rate_limit;
 mod template;
+mod valid;
 
 #[cfg(test)]
 mod snapshots;
@@ -121,7 +126,7 @@ pub fn rate_limited(args: TokenStream, item: TokenStream) -> TokenStream {
 /// ```
 #[proc_macro]
 pub fn get_or_load(input: TokenStream) -> TokenStream {
-    expand::get_or_load(input.into()).into()
+    expand::get_or_load::expand(input.into()).into()
 }
 
 /// Renders a key (or tag) exactly as `#[cached]` renders the same template,
@@ -136,5 +141,5 @@ pub fn get_or_load(input: TokenStream) -> TokenStream {
 /// ```
 #[proc_macro]
 pub fn key(input: TokenStream) -> TokenStream {
-    expand::key(input.into()).into()
+    expand::key::expand(input.into()).into()
 }

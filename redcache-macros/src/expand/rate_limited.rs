@@ -28,19 +28,16 @@ use syn::parse::{ParseStream, Parser};
 use syn::spanned::Spanned;
 use syn::{Ident, ItemFn};
 
+use crate::ast::Function;
+use crate::emit::{cache_let, key_var};
 use crate::errors::Errors;
-use crate::expand::{cache_let, key_var};
-use crate::function::Function;
 use crate::options::{Options, Site, MAX_WINDOW};
 
 /// The options every stacked attribute shares; each may be given on any of
 /// them, and must then be the same wherever it is repeated.
 const SHARED: [&str; 4] = ["key", "cost", "on_error", "cache"];
 
-pub(crate) fn rate_limited(
-    stack: Vec<(TokenStream, Span)>,
-    mut func: ItemFn,
-) -> syn::Result<ItemFn> {
+pub(super) fn expand(stack: Vec<(TokenStream, Span)>, mut func: ItemFn) -> syn::Result<ItemFn> {
     let mut errors = Errors::default();
     let mut policies = Vec::new();
     let mut shared = Options::default();

@@ -1,0 +1,60 @@
+//! What every expansion emits the same way: the cache handle, the key
+//! variable, the `Call`, and the fn kept with its errors.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Expr, Ident};
+
+use crate::options::{Options, Stampede};
+use crate::template::Template;
+
+/// The `let` of the tags (if any) and the `Call` built from the options.
+/// `name` (the key template, or the fn's path) names the call in spans and
+/// metrics.
+pub(crate) fn call_tokens(
+    options: &Options,
+    name: TokenStream,
+    ttl: TokenStream,
+) -> (TokenStream, TokenStream) {
+    let key_var = key_var();
+    let mut call = quote!(::redcache::__private::Call::new(#name, &#key_var, #ttl));
+    let mut tags_let = TokenStream::new();
+    if !options.tags.is_empty() {
+        let tags_var = format_ident!("__redcache_tags", span = Span::mixed_site());
+        let tags = options.tags.iter().map(Template::render);
+        tags_let = quote!(let #tags_var = [#(#tags),*];);
+        call.extend(quote!(.tags(&#tags_var)));
+    }
+    let stampede = match options.stampede {
+        Some(Stampede::Off) => Some(quote!(Off)),
+        Some(Stampede::Local) => Some(quote!(Local)),
+        Some(Stampede::Distributed) | None => None,
+    };
+    if let Some(variant) = stampede {
+        call.extend(quote!(.stampede(::redcache::__private::Stampede::#variant)));
+    }
+    (tags_let, call)
+}
+
+/// `let __redcache_cache = ...;`: the cache as an owned handle, evaluated
+/// once before the body (which may move `self`: `self: Arc<Self>` with
+/// `cache = self.cache`). A `cache =` of the wrong type is reported at the
+/// expression.
+pub(crate) fn cache_let(cache: Option<&Expr>) -> (TokenStream, Ident) {
+    let var = format_ident!("__redcache_cache", span = Span::mixed_site());
+    let value = match cache {
+        Some(expr) => quote_spanned!(expr.span()=> ::redcache::__private::handle(&(#expr))),
+        None => quote!(::redcache::__private::global()),
+    };
+    (quote!(let #var = #value;), var)
+}
+
+pub(crate) fn key_var() -> Ident {
+    format_ident!("__redcache_key", span = Span::mixed_site())
+}
+
+pub(crate) fn with_error(mut item: TokenStream, error: syn::Error) -> TokenStream {
+    item.extend(error.into_compile_error());
+    item
+}

@@ -1,0 +1,120 @@
+//! `#[cached(...)]`: the key, the tags and one call into
+//! `redcache::__private`, dispatched on the real return type.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::parse::{ParseStream, Parser};
+use syn::spanned::Spanned;
+use syn::{Ident, ItemFn};
+
+use crate::ast::{Function, Generic};
+use crate::emit::{cache_let, call_tokens, key_var};
+use crate::errors::Errors;
+use crate::options::{Options, Site};
+use crate::valid;
+
+pub(super) fn body(args: TokenStream, span: Span, func: &ItemFn) -> syn::Result<syn::Block> {
+    let mut errors = Errors::default();
+    let parsed =
+        (|input: ParseStream| Options::parse(input, Site::Attribute, &mut errors)).parse2(args);
+    let options = match parsed {
+        Ok((options, _)) => options,
+        Err(error) => {
+            errors.push(error);
+            Options::default()
+        }
+    };
+    options.require_ttl(span, &mut errors);
+    let function = Function::analyze(&func.sig, "#[cached]", &mut errors);
+    let names = function.names();
+    let mut templates_valid = true;
+    for template in options.key.iter().chain(&options.tags) {
+        if let Err(error) = template
+            .check_roots(&names, "fn")
+            .and_then(|()| template.check_braces(&names))
+        {
+            templates_valid = false;
+            errors.push(error);
+        }
+    }
+    valid::ignored(&options, &function, &mut errors);
+    if let (Some(key), true) = (&options.key, templates_valid) {
+        valid::key_names_every_parameter(key, &options, &function, &mut errors);
+    }
+    errors.finish()?;
+
+    let key_var = key_var();
+    let fn_var = format_ident!("__redcache_fn", span = Span::mixed_site());
+    let (fn_let, key, name) = match &options.key {
+        Some(template) => (
+            TokenStream::new(),
+            template.render(),
+            template.lit.to_token_stream(),
+        ),
+        None => (
+            quote!(let #fn_var = ::redcache::__private::fn_path!();),
+            default_key(&function, &options, &fn_var),
+            quote!(#fn_var.as_str()),
+        ),
+    };
+    let ttl = options.ttl.expect("checked by require_ttl").to_tokens();
+    let (cache_let, cache) = cache_let(options.cache.as_ref());
+    let block = &func.block;
+    let future = quote!(async move #block);
+    let (tags_let, mut call) = call_tokens(&options, name, ttl);
+    if options.key.is_none() && !function.names_self {
+        // In a generic impl without `Self` the path cannot tell instances
+        // apart: the engine then runs the fn uncached, and says so.
+        call.extend(quote!(.fn_path(#fn_var)));
+    }
+    let return_type = function.return_type.expect("checked by Function::analyze");
+    // The call carries the span of the return type (its value type for a
+    // written `Result`), so a value type that cannot be cached is reported
+    // there, and `cache_none` on a fn without an `Option` at the flag.
+    let value_span = function
+        .written_result
+        .as_ref()
+        .map_or_else(|| function.return_span(), |result| result.value.span());
+    let mut kind = quote_spanned!(value_span=> ::redcache::__private::returns!(#return_type));
+    if let Some(flag) = &options.cache_none {
+        let value = flag.value;
+        kind = quote_spanned!(flag.span=> ::redcache::__private::cache_none(#kind, #value));
+    }
+    let body = quote_spanned!(value_span=> #kind.cached(#cache, #call, #future).await);
+    syn::parse2(quote!({
+        #fn_let
+        #cache_let
+        let #key_var = #key;
+        #tags_let
+        #body
+    }))
+}
+
+/// The key of a fn without `key = ...`: its path (as the compiler names
+/// it, impl and trait included, with `Self` where it can be named), its
+/// generic arguments and its arguments, `crate::module::Type::fn_name:1:a`.
+fn default_key(function: &Function<'_>, options: &Options, fn_var: &Ident) -> TokenStream {
+    let path = if function.names_self {
+        quote!(.lit(&#fn_var.with_self(::core::any::type_name::<Self>())))
+    } else {
+        quote!(.lit(#fn_var.as_str()))
+    };
+    let generics = (!function.generics.is_empty()).then(|| {
+        let args = function.generics.iter().map(|generic| match generic {
+            Generic::Type(ty) => quote!(&::core::any::type_name::<#ty>()),
+            Generic::Const(name) => quote!(&#name),
+        });
+        quote!(.generics(&[#(#args),*]))
+    });
+    // Each argument is spanned at its parameter, so an argument that cannot
+    // be part of a key is reported there.
+    let args = function
+        .bindings
+        .iter()
+        .filter(|b| !b.is_ignored_by_name() && !options.ignore.iter().any(|i| *i == b.name))
+        .map(|binding| {
+            let ident = binding.ident();
+            quote_spanned!(binding.span=> .lit(":").arg(&#ident))
+        });
+    quote!(::redcache::__private::Key::new() #path #generics #(#args)* .finish())
+}

@@ -1,0 +1,53 @@
+//! `get_or_load!(ttl = .., key = "..", async { .. })`.
+
+use proc_macro2::{Span, TokenStream};
+use quote::quote;
+use syn::parse::{ParseStream, Parser};
+
+use crate::emit::{cache_let, call_tokens, key_var};
+use crate::errors::Errors;
+use crate::options::{Options, Site};
+use crate::template::Template;
+
+/// `get_or_load!(ttl = .., key = "..", async { .. })`: a future of the
+/// cached `Result`.
+pub(crate) fn expand(input: TokenStream) -> TokenStream {
+    let mut errors = Errors::default();
+    let parsed =
+        (|input: ParseStream| Options::parse(input, Site::Inline, &mut errors)).parse2(input);
+    let (options, future) = match parsed {
+        Ok(parsed) => parsed,
+        Err(error) => {
+            errors.push(error);
+            (Options::default(), None)
+        }
+    };
+    options.require_ttl(Span::call_site(), &mut errors);
+    if options.key.is_none() {
+        errors.push_new(
+            Span::call_site(),
+            "missing `key`: `get_or_load!` needs a key template, e.g. `key = \"product:<id>\"`",
+        );
+    }
+    if future.is_none() {
+        errors.push_new(
+            Span::call_site(),
+            "missing the future to cache: `get_or_load!(ttl = 60, key = \"...\", async { ... })`",
+        );
+    }
+    if let Err(error) = errors.finish() {
+        return error.into_compile_error();
+    }
+    let key = options.key.as_ref().map(Template::render);
+    let ttl = options.ttl.expect("checked by require_ttl").to_tokens();
+    let (cache_let, cache) = cache_let(options.cache.as_ref());
+    let name = options.key.as_ref().map(|template| &template.lit);
+    let (tags_let, call) = call_tokens(&options, quote!(#name), ttl);
+    let key_var = key_var();
+    quote!(async {
+        #cache_let
+        let #key_var = #key;
+        #tags_let
+        ::redcache::__private::cached_result(#cache, #call, #future).await
+    })
+}
