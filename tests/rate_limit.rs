@@ -446,9 +446,10 @@ async fn a_cost_beyond_the_limit_is_refused_without_a_round_trip() {
 
 /// The shipped script with the server's clock replaced by its last two
 /// arguments (seconds, microseconds), so that a trace can be replayed at
-/// exact times, the same on Redis as on the embedded backend's clock. The
-/// text is otherwise the script as shipped; the shipped script has no way
-/// to be given a time, so no client can move a limit's clock.
+/// exact times, the same on Redis as on the embedded backend's clock, and
+/// its expiries made no-ops (below). The text is otherwise the script as
+/// shipped; the shipped script has no way to be given a time, so no client
+/// can move a limit's clock.
 fn script_at_given_time() -> redis::Script {
     const SCRIPT: &str = include_str!("../redcache/src/scripts/rate_limit.lua");
     const TIME: &str = "redis.call('TIME')";
@@ -457,14 +458,25 @@ fn script_at_given_time() -> redis::Script {
         1,
         "the script reads TIME once"
     );
-    redis::Script::new(&SCRIPT.replace(TIME, "{ ARGV[#ARGV - 1], ARGV[#ARGV] }"))
+    // No expiry either: TTLs run in real time, not the trace's, and a key
+    // given 1 ms could expire before the next command of a slow machine
+    // (the embedded side, `RateModel`, keeps expired states too).
+    const PEXPIRE: &str = "redis.call('PEXPIRE', ";
+    const PX: &str = ", 'PX', ms(pair_ceil(ahead)))";
+    assert_eq!(SCRIPT.matches(PEXPIRE).count(), 3, "the script's PEXPIREs");
+    assert_eq!(SCRIPT.matches(PX).count(), 1, "the script's SET PX");
+    let script = SCRIPT
+        .replace(TIME, "{ ARGV[#ARGV - 1], ARGV[#ARGV] }")
+        .replace(PEXPIRE, "no_expiry(")
+        .replace(PX, ")");
+    redis::Script::new(&format!(
+        "local function no_expiry() return 1 end\n{script}"
+    ))
 }
 
-/// One call of the script (loaded) at `now_us`, answered as the Redis backend reads
-/// the reply: per policy `[allowed, remaining, retry_after_us,
-/// reset_after_us]`. In the same transaction the keys are made persistent:
-/// their TTLs run in real time, not the trace's, and the embedded side
-/// (`RateModel`) keeps expired states too.
+/// One call of the script (loaded, without expiry) at `now_us`, answered
+/// as the Redis backend reads the reply: per policy `[allowed, remaining,
+/// retry_after_us, reset_after_us]`.
 async fn script_check(
     conn: &mut redis::aio::MultiplexedConnection,
     script: &redis::Script,
@@ -480,12 +492,7 @@ async fn script_check(
         call.arg(arg);
     }
     call.arg(now_us / 1_000_000).arg(now_us % 1_000_000);
-    let mut transaction = redis::pipe();
-    transaction.atomic().invoke_script(&call);
-    for key in keys {
-        transaction.cmd("PERSIST").arg(key).ignore();
-    }
-    let (reply,): (Vec<i64>,) = transaction.query_async(conn).await.unwrap();
+    let reply: Vec<i64> = call.invoke_async(conn).await.unwrap();
     let figures: Vec<[u64; 4]> = reply[1..]
         .chunks_exact(4)
         .map(|f| [0, 1, 2, 3].map(|i| u64::try_from(f[i]).unwrap_or(0)))
