@@ -362,3 +362,26 @@ async fn a_method_on_self_arc_takes_its_cache_from_a_field() {
     assert_eq!(service.clone().double(21).await, 42);
     assert_eq!(service.loads.load(SeqCst), 1);
 }
+
+/// `Arc<T>` values: cached as their `T` (serde's `rc`), a fresh `Arc` per hit.
+#[cached(ttl = 60, key = "shared-list:<n>")]
+async fn shared_list(n: usize) -> Arc<Vec<u32>> {
+    let list: Vec<u32> = (0..n as u32).collect();
+    Arc::new(list)
+}
+
+#[tokio::test]
+async fn arc_values_are_cached() {
+    assert_eq!(*shared_list(3).await, vec![0, 1, 2]);
+    assert_eq!(*shared_list(3).await, vec![0, 1, 2]);
+}
+
+/// `get_or_load!` with the future in a variable (it was read as an option).
+#[tokio::test]
+async fn get_or_load_takes_a_future_in_a_variable() {
+    let cache = Cache::builder().build().await.unwrap();
+    let id = 5;
+    let fut = async { Ok::<_, DbError>(id * 3) };
+    let value = redcache::get_or_load!(ttl = 60, key = "tripled:<id>", cache = cache, fut).await;
+    assert_eq!(value, Ok(15));
+}

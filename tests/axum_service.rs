@@ -114,6 +114,10 @@ fn cached_products_invalidation_and_rate_limits_over_http() {
     let (status, _, headers) = get(&agent, &search(1));
     assert_eq!(status, 429);
     let header = |name: &str| headers.get(name).map(|v| v.to_str().unwrap().to_string());
+    assert_eq!(
+        header("content-type").as_deref(),
+        Some("text/plain; charset=utf-8")
+    );
     let retry: u64 = header("retry-after").expect("Retry-After").parse().unwrap();
     assert!((59..=60).contains(&retry), "Retry-After {retry}");
     assert_eq!(

@@ -49,7 +49,7 @@ impl Api {
         Ok(format!("{user_id}:{query}"))
     }
 
-    #[rate_limited(limit = 10, window = "1m", key = "user:<user_id>", cost = items.len() as u64, cache = self.cache)]
+    #[rate_limited(limit = 10, window = "1m", key = "user:<user_id>", cost = items.len(), cache = self.cache)]
     async fn upload(&self, user_id: u64, items: Vec<u8>) -> Result<usize, ApiError> {
         Ok(items.len())
     }

@@ -108,8 +108,11 @@ impl Options {
         let mut options = Options::default();
         let mut future = None;
         while !input.is_empty() {
+            // In `get_or_load!` no option is a bare flag, so a name without
+            // `=` is the future (a variable): `get_or_load!(ttl = 60, key = "k", fut)`.
             let is_option = input.peek(Ident)
-                && (input.peek2(Token![=]) || input.peek2(Token![,]) || peek_last(input));
+                && (input.peek2(Token![=])
+                    || (site != Site::Inline && (input.peek2(Token![,]) || peek_last(input))));
             if site == Site::Inline && !is_option {
                 future = Some(input.parse::<Expr>()?);
                 if !input.is_empty() {

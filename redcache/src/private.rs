@@ -325,8 +325,11 @@ impl<'a> Limits<'a> {
         })
     }
 
-    pub fn cost(mut self, cost: u64) -> Self {
-        self.0.cost = cost;
+    /// The weight of the call: any unsigned integer (`body.len()` is a
+    /// `usize`); a negative or unrepresentable one is a cost no policy
+    /// admits.
+    pub fn cost(mut self, cost: impl TryInto<u64>) -> Self {
+        self.0.cost = cost.try_into().unwrap_or(u64::MAX);
         self
     }
 

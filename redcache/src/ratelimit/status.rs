@@ -268,10 +268,18 @@ impl std::error::Error for RateLimited {}
 #[cfg(feature = "axum")]
 impl axum_core::response::IntoResponse for RateLimited {
     fn into_response(self) -> axum_core::response::Response {
-        let mut response =
-            axum_core::response::Response::new(axum_core::body::Body::from(self.to_string()));
+        // The body says when to retry in whole seconds, as Retry-After does.
+        let retry = self.status.retry_after.as_secs_f64().ceil() as u64;
+        let (limit, window) = self.status.policies[self.status.binding];
+        let body =
+            format!("rate limit of {limit} per {window:?} exceeded; retry after {retry} s\n");
+        let mut response = axum_core::response::Response::new(axum_core::body::Body::from(body));
         *response.status_mut() = http::StatusCode::TOO_MANY_REQUESTS;
         let headers = response.headers_mut();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
         for (name, value) in self.headers() {
             if let Ok(value) = http::HeaderValue::from_str(&value) {
                 headers.insert(name, value);
