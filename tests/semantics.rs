@@ -151,6 +151,7 @@ on_both_backends!(
     invalidate_key_removes_one_entry,
     untagged_and_tagged_entries_of_one_key_do_not_mix,
     followers_of_a_failing_load_retry_together_not_in_a_queue,
+    get_with_caches_plain_values_and_optionally_get_with_only_some,
 );
 
 async fn a_miss_loads_and_the_next_call_hits(f: Fixture) {
@@ -473,4 +474,44 @@ async fn followers_of_a_failing_load_retry_together_not_in_a_queue(f: Fixture) {
         "the followers' retries overlap; at most {} ran at once",
         most.load(SeqCst)
     );
+}
+
+/// The three shapes of a load, as moka names them: `get_or_load` (a
+/// `Result`, `Ok` cached), `get_with` (every value cached) and
+/// `optionally_get_with` (`Some` cached, `None` not).
+async fn get_with_caches_plain_values_and_optionally_get_with_only_some(f: Fixture) {
+    let loads = AtomicUsize::new(0);
+    for _ in 0..2 {
+        let n: u32 = f
+            .cache
+            .get_with("plain", TTL, &[], || async {
+                loads.fetch_add(1, SeqCst);
+                7
+            })
+            .await;
+        assert_eq!(n, 7);
+    }
+    assert_eq!(loads.load(SeqCst), 1, "a plain value is cached");
+    for _ in 0..2 {
+        let none: Option<u32> = f
+            .cache
+            .optionally_get_with("maybe", TTL, &[], || async {
+                loads.fetch_add(1, SeqCst);
+                None
+            })
+            .await;
+        assert_eq!(none, None);
+    }
+    assert_eq!(loads.load(SeqCst), 3, "None is not cached");
+    for _ in 0..2 {
+        let some = f
+            .cache
+            .optionally_get_with("maybe", TTL, &[], || async {
+                loads.fetch_add(1, SeqCst);
+                Some(9u32)
+            })
+            .await;
+        assert_eq!(some, Some(9));
+    }
+    assert_eq!(loads.load(SeqCst), 4, "Some is cached");
 }

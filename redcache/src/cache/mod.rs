@@ -240,6 +240,78 @@ impl Cache {
         self.load_through(call, |_| true, load()).await
     }
 
+    /// [`get_or_load`](Self::get_or_load) for a load that cannot fail:
+    /// every value is cached (moka's `get_with`).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), redcache::Error> {
+    /// let cache = redcache::Cache::builder().build().await?;
+    /// let n: u64 = cache.get_with("answer", Duration::from_secs(60), &[], || async { 42 }).await;
+    /// assert_eq!(n, 42);
+    /// # Ok(()) }
+    /// ```
+    pub async fn get_with<T, F, Fut>(&self, key: &str, ttl: Duration, tags: &[&str], load: F) -> T
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        let loaded = self.get_or_load(key, ttl, tags, || async {
+            Ok::<T, std::convert::Infallible>(load().await)
+        });
+        match loaded.await {
+            Ok(value) => value,
+            Err(never) => match never {},
+        }
+    }
+
+    /// [`get_or_load`](Self::get_or_load) for an optional value: `Some` is
+    /// cached, `None` is returned and not cached (moka's
+    /// `optionally_get_with`).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), redcache::Error> {
+    /// let cache = redcache::Cache::builder().build().await?;
+    /// let user: Option<String> = cache
+    ///     .optionally_get_with("user:9", Duration::from_secs(60), &[], || async { None })
+    ///     .await;
+    /// assert_eq!(user, None);
+    /// # Ok(()) }
+    /// ```
+    pub async fn optionally_get_with<T, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Duration,
+        tags: &[&str],
+        load: F,
+    ) -> Option<T>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Option<T>>,
+    {
+        let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+        let call = Call {
+            name: "get_or_load",
+            key,
+            ttl,
+            tags: &tags,
+            stampede: Stampede::default(),
+            uncacheable: None,
+        };
+        // As `#[cached]` on a fn returning an `Option`: a `None` is shared
+        // with the callers waiting on this load, not stored.
+        let load = async { Ok::<_, std::convert::Infallible>(load().await) };
+        match self.load_through(call, Option::is_some, load).await {
+            Ok(value) => value,
+            Err(never) => match never {},
+        }
+    }
+
     /// Invalidates every entry cached under `tag`, in one atomic increment
     /// whatever the number of entries.
     ///
