@@ -286,12 +286,11 @@ async fn default_keys_are_readable_in_redis() {
     );
 }
 
-/// What a `tracing-subscriber` user sees: a `redcache.cached` span per call
-/// with the key and its outcome.
-#[test]
-fn each_cached_call_is_a_span_with_its_key_and_outcome() {
+/// Runs `body` on a runtime of its own under a `fmt` subscriber (spans
+/// logged as they close), and returns what it printed.
+fn traced(body: impl std::future::Future<Output = ()>) -> String {
     use std::io::Write;
-    use std::sync::{Arc, Mutex};
+    use std::sync::Mutex;
 
     #[derive(Clone, Default)]
     struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -317,13 +316,54 @@ fn each_cached_call_is_a_span_with_its_key_and_outcome() {
             .enable_all()
             .build()
             .unwrap();
-        runtime.block_on(async {
-            let repo = memory_repo().await;
-            repo.product(9, 1).await.unwrap();
-            repo.product(9, 1).await.unwrap();
-        });
+        runtime.block_on(body);
     });
     let output = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    output
+}
+
+/// An entry belongs to one tag set: calls of one key with other tags
+/// replace each other's entry (0 % hits). That is told, once per template.
+#[test]
+fn a_key_called_with_other_tags_is_told_once() {
+    let output = traced(async {
+        let cache = Cache::builder().build().await.unwrap();
+        let loads = AtomicUsize::new(0);
+        for category in [1, 2, 1, 2] {
+            let tag = format!("category:{category}");
+            let value = cache
+                .get_or_load(
+                    "flip",
+                    std::time::Duration::from_secs(60),
+                    &[&tag],
+                    || async {
+                        loads.fetch_add(1, SeqCst);
+                        Ok::<_, DbError>(category)
+                    },
+                )
+                .await;
+            assert_eq!(value, Ok(category), "never the other tag set's value");
+        }
+        assert_eq!(loads.load(SeqCst), 4, "each replaced the other's entry");
+        assert_eq!(cache.stats().stale, 3);
+    });
+    let told: Vec<&str> = output
+        .lines()
+        .filter(|l| l.contains("other tags than its entry was stored with"))
+        .collect();
+    assert_eq!(told.len(), 1, "told once: {output}");
+    assert!(told[0].contains("ERROR"), "{}", told[0]);
+}
+
+/// What a `tracing-subscriber` user sees: a `redcache.cached` span per call
+/// with the key and its outcome.
+#[test]
+fn each_cached_call_is_a_span_with_its_key_and_outcome() {
+    let output = traced(async {
+        let repo = memory_repo().await;
+        repo.product(9, 1).await.unwrap();
+        repo.product(9, 1).await.unwrap();
+    });
     let spans: Vec<&str> = output
         .lines()
         .filter(|l| l.contains("redcache.cached"))

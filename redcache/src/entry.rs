@@ -54,8 +54,11 @@ struct EntryOwned<'a, T> {
 pub(crate) enum Decoded<T> {
     /// The value, valid for the current tag epochs.
     Fresh(T),
-    /// A well-formed entry invalidated by a tag (or made for other tags).
+    /// A well-formed entry invalidated by a tag since it was loaded.
     Stale,
+    /// An entry stored under other tags: an entry belongs to one tag set,
+    /// and a call of the same key with other tags replaces it.
+    OtherTags,
     /// Bytes that are not an entry of this version holding a `T`.
     Invalid,
     /// An entry written by another key template that renders the same key.
@@ -107,9 +110,17 @@ pub(crate) fn decode<T: DeserializeOwned>(
         && entry
             .tags
             .iter()
-            .zip(tags.iter().zip(current))
-            .all(|((name, epoch), (tag, now))| name == tag && epoch == now);
-    if same_tags {
+            .zip(tags)
+            .all(|((name, _), tag)| name == tag);
+    if !same_tags {
+        return Decoded::OtherTags;
+    }
+    let same_epochs = entry
+        .tags
+        .iter()
+        .zip(current)
+        .all(|((_, epoch), now)| epoch == now);
+    if same_epochs {
         Decoded::Fresh(entry.value)
     } else {
         Decoded::Stale
@@ -170,13 +181,17 @@ mod tests {
     }
 
     #[test]
-    fn other_tags_make_the_entry_stale() {
+    fn an_entry_under_other_tags_is_told_apart_from_a_stale_one() {
         let bytes = encode(&1u8, "n", &tags(&["a"]), &[0]).unwrap();
         assert_eq!(
             decode::<u8>(&bytes, "n", &tags(&["b"]), &[0]),
+            Decoded::OtherTags
+        );
+        assert_eq!(decode::<u8>(&bytes, "n", &[], &[]), Decoded::OtherTags);
+        assert_eq!(
+            decode::<u8>(&bytes, "n", &tags(&["a"]), &[1]),
             Decoded::Stale
         );
-        assert_eq!(decode::<u8>(&bytes, "n", &[], &[]), Decoded::Stale);
     }
 
     #[test]

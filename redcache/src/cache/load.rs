@@ -168,6 +168,11 @@ impl Cache {
                                 outcome = "stale";
                                 tracing::debug!(target: "redcache", key = call.key, "stale");
                             }
+                            Decoded::OtherTags => {
+                                counters.count(Event::Stale(call.name));
+                                outcome = "stale";
+                                other_tags(call);
+                            }
                             Decoded::Invalid => {
                                 counters.count(Event::Undecodable(call.name));
                                 tracing::warn!(target: "redcache", key = call.key,
@@ -343,4 +348,20 @@ impl Cache {
             Err(error) => self.backend_failed("write", &error),
         }
     }
+}
+
+/// An entry belongs to the key *and* the tags it was stored with: a call of
+/// the key with other tags reads a miss and replaces it, so two calls that
+/// differ only in their tags replace each other's entry and never hit. Said
+/// once per key template, where a user sees it.
+fn other_tags(call: Call<'_>) {
+    tracing::debug!(target: "redcache", key = call.key, "entry stored under other tags");
+    let subject = format!("{}#tags", call.name);
+    crate::report::once(
+        &subject,
+        &format!(
+            "`{}`: the key `{}` was called with other tags than its entry was stored with; an entry belongs to one tag set, so such calls replace each other's entry and never hit. Put what decides the tags into the key.",
+            call.name, call.key
+        ),
+    );
 }
