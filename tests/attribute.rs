@@ -425,3 +425,43 @@ async fn get_or_load_takes_a_future_in_a_variable() {
     let value = redcache::get_or_load!(ttl = 60, key = "tripled:<id>", cache = cache, fut).await;
     assert_eq!(value, Ok(15));
 }
+
+const PRODUCT_TTL: u64 = 300;
+static TTL_LOADS: AtomicUsize = AtomicUsize::new(0);
+
+/// `ttl` as a constant (seconds) or a `Duration` expression.
+#[cached(ttl = PRODUCT_TTL, key = "ttl-const:<id>")]
+async fn ttl_from_a_const(id: u64) -> u64 {
+    TTL_LOADS.fetch_add(1, SeqCst);
+    id
+}
+
+#[cached(ttl = std::time::Duration::from_millis(1500), key = "ttl-expr:<id>")]
+async fn ttl_from_an_expression(id: u64) -> u64 {
+    TTL_LOADS.fetch_add(1, SeqCst);
+    id
+}
+
+fn zero() -> std::time::Duration {
+    std::time::Duration::ZERO
+}
+
+/// A zero `ttl` from an expression cannot be refused at compile time: the
+/// fn runs uncached (no key without an expiry).
+#[cached(ttl = zero(), key = "ttl-zero:<id>")]
+async fn ttl_zero_at_run_time(id: u64) -> u64 {
+    TTL_LOADS.fetch_add(1, SeqCst);
+    id
+}
+
+#[tokio::test]
+async fn ttl_takes_a_const_or_a_duration_expression() {
+    for _ in 0..2 {
+        assert_eq!(ttl_from_a_const(1).await, 1);
+        assert_eq!(ttl_from_an_expression(2).await, 2);
+    }
+    assert_eq!(TTL_LOADS.load(SeqCst), 2, "both cached");
+    assert_eq!(ttl_zero_at_run_time(3).await, 3);
+    assert_eq!(ttl_zero_at_run_time(3).await, 3);
+    assert_eq!(TTL_LOADS.load(SeqCst), 4, "a zero ttl is never cached");
+}

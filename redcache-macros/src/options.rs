@@ -74,9 +74,27 @@ pub(crate) enum Stampede {
     Distributed,
 }
 
+/// A `ttl`: a literal, checked here, or an expression (`ttl = CACHE_TTL`,
+/// `ttl = Duration::from_secs(90)`), a `Duration` or whole seconds.
+pub(crate) enum Ttl {
+    Literal(SpannedDuration),
+    Expr(Expr),
+}
+
+impl Ttl {
+    pub(crate) fn to_tokens(&self) -> proc_macro2::TokenStream {
+        match self {
+            Ttl::Literal(duration) => duration.to_tokens(),
+            Ttl::Expr(expr) => {
+                quote::quote_spanned!(syn::spanned::Spanned::span(expr)=> ::redcache::__private::ttl(#expr))
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct Options {
-    pub(crate) ttl: Option<SpannedDuration>,
+    pub(crate) ttl: Option<Ttl>,
     pub(crate) key: Option<Template>,
     pub(crate) tags: Vec<Template>,
     pub(crate) cache: Option<Expr>,
@@ -162,6 +180,11 @@ impl Options {
             return;
         };
         let result = match text.as_str() {
+            // A constant or any expression: checked when the fn runs.
+            "ttl" if !matches!(value, Expr::Lit(_)) => {
+                self.ttl = Some(Ttl::Expr(value));
+                Ok(())
+            }
             "ttl" => SpannedDuration::parse(&value, "ttl").and_then(|ttl| {
                 if ttl.value.is_zero() {
                     Err(syn::Error::new(
@@ -169,7 +192,7 @@ impl Options {
                         "`ttl` must be greater than zero: every cached key needs an expiry",
                     ))
                 } else {
-                    self.ttl = Some(ttl);
+                    self.ttl = Some(Ttl::Literal(ttl));
                     Ok(())
                 }
             }),

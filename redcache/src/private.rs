@@ -19,6 +19,38 @@ pub use core::time::Duration;
 use crate::cache::Cache;
 use crate::ratelimit::{Mode, RateLimited, Request};
 
+/// What `ttl = <expr>` takes: a `Duration`, or whole seconds.
+#[diagnostic::on_unimplemented(
+    message = "`ttl = ...` takes a `Duration` or whole seconds (an unsigned integer), not `{Self}`",
+    label = "not a time to live"
+)]
+pub trait IntoTtl {
+    fn into_ttl(self) -> Duration;
+}
+
+impl IntoTtl for Duration {
+    fn into_ttl(self) -> Duration {
+        self
+    }
+}
+
+macro_rules! seconds_into_ttl {
+    ($($int:ty),*) => {$(
+        impl IntoTtl for $int {
+            fn into_ttl(self) -> Duration {
+                Duration::from_secs(u64::from(self))
+            }
+        }
+    )*};
+}
+seconds_into_ttl!(u8, u16, u32, u64);
+
+/// The `ttl` of an attribute given as an expression. A zero one is caught
+/// by the engine when the call is made: the fn runs uncached, and says so.
+pub fn ttl(ttl: impl IntoTtl) -> Duration {
+    ttl.into_ttl()
+}
+
 /// What `cache = <expr>` takes.
 #[diagnostic::on_unimplemented(
     message = "`cache = ...` takes a `redcache::Cache` (or `&Cache`, `Arc<Cache>`), not `{Self}`",

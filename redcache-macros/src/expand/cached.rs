@@ -57,7 +57,11 @@ pub(super) fn body(args: TokenStream, span: Span, func: &ItemFn) -> syn::Result<
             quote!(#fn_var.as_str()),
         ),
     };
-    let ttl = options.ttl.expect("checked by require_ttl").to_tokens();
+    let ttl = options
+        .ttl
+        .as_ref()
+        .expect("checked by require_ttl")
+        .to_tokens();
     let (cache_let, cache) = cache_let(options.cache.as_ref());
     let block = &func.block;
     let future = quote!(async move #block);

@@ -39,7 +39,11 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
         return error.into_compile_error();
     }
     let key = options.key.as_ref().map(Template::render);
-    let ttl = options.ttl.expect("checked by require_ttl").to_tokens();
+    let ttl = options
+        .ttl
+        .as_ref()
+        .expect("checked by require_ttl")
+        .to_tokens();
     let (cache_let, cache) = cache_let(options.cache.as_ref());
     let name = options.key.as_ref().map(|template| &template.lit);
     let (tags_let, call) = call_tokens(&options, quote!(#name), ttl);

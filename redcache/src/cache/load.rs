@@ -83,7 +83,8 @@ impl Cache {
         Fut: Future<Output = Result<T, E>>,
     {
         let counters = &self.inner.counters;
-        if let Some(reason) = call.uncacheable {
+        let zero_ttl = call.ttl.is_zero().then_some(ZERO_TTL);
+        if let Some(reason) = call.uncacheable.or(zero_ttl) {
             crate::report::once(call.name, &format!("{}: {reason}", call.name));
             counters.count(Event::Miss(call.name));
             return load.await;
@@ -349,6 +350,10 @@ impl Cache {
         }
     }
 }
+
+/// Every key the framework writes expires: a call with a zero `ttl` (an
+/// expression, or the programmatic API) is not cached.
+const ZERO_TTL: &str = "its `ttl` is zero: every key needs an expiry, so nothing is cached";
 
 /// An entry belongs to the key *and* the tags it was stored with: a call of
 /// the key with other tags reads a miss and replaces it, so two calls that
