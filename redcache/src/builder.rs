@@ -282,7 +282,7 @@ impl CacheBuilder {
     /// [`Error::Config`] for an empty namespace or a zero timeout.
     pub async fn build(self) -> Result<Cache> {
         let cache = self.build_now()?;
-        if cache.inner.backend.distributed().is_some() {
+        if cache.inner.backend.is_remote() {
             let ping = tokio::time::timeout(self.connect_timeout, cache.inner.backend.ping());
             if !matches!(ping.await, Ok(Ok(()))) {
                 // Told once, with the cause, where a new user looks.

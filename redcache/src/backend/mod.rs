@@ -174,12 +174,28 @@ impl Backend {
         }
     }
 
-    /// The Redis backend, when loads must also be coordinated across
-    /// processes (the embedded backend lives in one process).
-    pub(crate) fn distributed(&self) -> Option<&redis::RedisBackend> {
+    /// Whether operations leave the process (Redis): they are then bounded
+    /// by the operation timeout and guarded by the circuit breaker, and
+    /// loads are coordinated across processes by a lock.
+    pub(crate) fn is_remote(&self) -> bool {
+        matches!(self, Backend::Redis(_))
+    }
+
+    /// `SET key token NX PX ttl`: true when this caller now holds the
+    /// cross-process load lock. The embedded backend lives in one process,
+    /// where the single flight already coordinates loads: always true.
+    pub(crate) async fn try_lock(&self, key: &str, token: &str, ttl: Duration) -> Result<bool> {
         match self {
-            Backend::Redis(b) => Some(b),
-            _ => None,
+            Backend::Memory(_) => Ok(true),
+            Backend::Redis(b) => b.try_lock(key, token, ttl).await,
+        }
+    }
+
+    /// Releases the load lock if `token` still holds it.
+    pub(crate) async fn unlock(&self, key: &str, token: &str) -> Result<()> {
+        match self {
+            Backend::Memory(_) => Ok(()),
+            Backend::Redis(b) => b.unlock(key, token).await,
         }
     }
 

@@ -29,7 +29,7 @@ impl Cache {
         slow_key: Option<&str>,
         fut: impl Future<Output = Result<T>>,
     ) -> Result<T> {
-        if self.inner.backend.distributed().is_none() {
+        if !self.inner.backend.is_remote() {
             return fut.await;
         }
         let breaker = &self.inner.breaker;
@@ -179,7 +179,7 @@ impl Cache {
     /// Checks in the background that Redis answers, and reports it once if
     /// not (the global cache, which is built without waiting).
     pub(crate) fn check_reachable(&self) {
-        if self.inner.backend.distributed().is_none() {
+        if !self.inner.backend.is_remote() {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {

@@ -35,9 +35,10 @@ impl Cache {
         tag_keys: &[String],
         epochs: &[Epoch],
     ) -> Locking<T> {
-        let Some(redis) = self.inner.backend.distributed() else {
+        let backend = &self.inner.backend;
+        if !backend.is_remote() {
             return Locking::Unlocked;
-        };
+        }
         let lock_key = prefixed(&self.inner.lock_prefix, call.key);
         let token = format!("{:032x}", rand::random::<u128>());
         let deadline = Instant::now() + self.inner.lock_wait;
@@ -45,7 +46,7 @@ impl Cache {
         let mut waited = false;
         loop {
             match self
-                .op(redis.try_lock(&lock_key, &token, self.inner.lock_ttl))
+                .op(backend.try_lock(&lock_key, &token, self.inner.lock_ttl))
                 .await
             {
                 Ok(true) => {
@@ -165,10 +166,8 @@ impl Drop for LoadLock {
 impl Cache {
     /// Releases a load lock if `token` still holds it (compare-and-delete).
     async fn unlock(&self, lock_key: &str, token: &str) {
-        if let Some(redis) = self.inner.backend.distributed() {
-            if let Err(error) = self.op(redis.unlock(lock_key, token)).await {
-                self.backend_failed("unlock", &error);
-            }
+        if let Err(error) = self.op(self.inner.backend.unlock(lock_key, token)).await {
+            self.backend_failed("unlock", &error);
         }
     }
 }
