@@ -282,11 +282,12 @@ impl CacheBuilder {
     /// [`Error::Config`] for an empty namespace or a zero timeout.
     pub async fn build(self) -> Result<Cache> {
         let cache = self.build_now()?;
-        if cache.inner.backend.is_remote() {
-            let ping = tokio::time::timeout(self.connect_timeout, cache.inner.backend.ping());
+        if cache.inner.guarded.backend.is_remote() {
+            let ping =
+                tokio::time::timeout(self.connect_timeout, cache.inner.guarded.backend.ping());
             if !matches!(ping.await, Ok(Ok(()))) {
                 // Told once, with the cause, where a new user looks.
-                cache.report_unreachable();
+                cache.inner.guarded.report_unreachable();
             }
         }
         Ok(cache)

@@ -65,7 +65,7 @@ pub fn global() -> Cache {
         let vars = ENV_VARS.join(" or ");
         panic!("redcache: cannot build the global cache from {vars}: {error}")
     });
-    cache.check_reachable();
+    cache.inner.guarded.check_reachable();
     *slot = Some(cache.clone());
     cache
 }

@@ -59,6 +59,7 @@ mod entry;
 mod error;
 mod flight;
 mod global;
+mod guarded;
 mod identity;
 mod key;
 #[cfg(feature = "metrics")]

@@ -396,7 +396,13 @@ where
     R: Refusable,
     Fut: Future<Output = R>,
 {
-    match cache.as_ref().rate_limit(limits.0, Mode::Consume).await {
+    match cache
+        .as_ref()
+        .inner
+        .rates
+        .check(limits.0, Mode::Consume)
+        .await
+    {
         Ok(_) => body.await,
         Err(limited) => R::refused(limited),
     }

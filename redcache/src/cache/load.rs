@@ -82,7 +82,7 @@ impl Cache {
         T: Serialize + DeserializeOwned,
         Fut: Future<Output = Result<T, E>>,
     {
-        let counters = &self.inner.counters;
+        let counters = &self.inner.guarded.counters;
         let zero_ttl = call.ttl.is_zero().then_some(ZERO_TTL);
         if let Some(reason) = call.uncacheable.or(zero_ttl) {
             crate::report::once(call.name, &format!("{}: {reason}", call.name));
@@ -90,7 +90,7 @@ impl Cache {
             return load.await;
         }
         let key = prefixed(&self.inner.value_prefix, call.key);
-        if self.is_slow(&key) {
+        if self.inner.guarded.is_slow(&key) {
             // Its last read timed out and a check is deciding why: reading
             // it again would only cost the server another copy of it.
             counters.count(Event::Miss(call.name));
@@ -150,11 +150,11 @@ impl Cache {
         key: &str,
         tag_keys: &[String],
     ) -> Joining<'_, T> {
-        let counters = &self.inner.counters;
+        let counters = &self.inner.guarded.counters;
         loop {
             let mut outcome = "miss";
-            let read = self.inner.backend.read(key, tag_keys);
-            let epochs = match self.op_on(Some(key), read).await {
+            let read = self.inner.guarded.backend.read(key, tag_keys);
+            let epochs = match self.inner.guarded.op_on(Some(key), read).await {
                 Ok(Read { value, epochs }) => {
                     if let Some(bytes) = value {
                         match entry::decode::<T>(&bytes, call.name, call.tags, &epochs) {
@@ -189,7 +189,7 @@ impl Cache {
                     Some(epochs)
                 }
                 Err(error) => {
-                    self.backend_failed("read", &error);
+                    self.inner.guarded.backend_failed("read", &error);
                     None
                 }
             };
@@ -260,10 +260,10 @@ impl Cache {
         let mut leader = leader;
 
         let started = Instant::now();
-        self.inner.counters.count(Event::Load(call.name));
+        self.inner.guarded.counters.count(Event::Load(call.name));
         let result = load.await;
         let elapsed = started.elapsed();
-        self.inner.counters.load_time(call.name, elapsed);
+        self.inner.guarded.counters.load_time(call.name, elapsed);
         tracing::Span::current().record("load_time", tracing::field::debug(elapsed));
         tracing::debug!(target: "redcache", key = call.key, ?elapsed, ok = result.is_ok(), "load");
 
@@ -284,7 +284,7 @@ impl Cache {
                     let in_time = started.elapsed() < INVALIDATED_EPOCH_TTL / 2;
                     let fits = bytes.len() <= self.inner.max_entry_size;
                     if !fits {
-                        self.inner.counters.count(Event::Error("too_large"));
+                        self.inner.guarded.counters.count(Event::Error("too_large"));
                         tracing::warn!(target: "redcache", key = call.key, size = bytes.len(),
                             max = self.inner.max_entry_size, "value larger than max_entry_size; returned, not cached");
                     }
@@ -297,7 +297,7 @@ impl Cache {
                     }
                 }
                 Err(error) => {
-                    self.inner.counters.count(Event::Error("encode"));
+                    self.inner.guarded.counters.count(Event::Error("encode"));
                     tracing::warn!(target: "redcache", key = call.key, %error,
                         "value does not encode; not cached");
                 }
@@ -335,18 +335,23 @@ impl Cache {
                 token: &lock.token,
             }),
         };
-        match self.op(self.inner.backend.write(write)).await {
+        match self
+            .inner
+            .guarded
+            .op(self.inner.guarded.backend.write(write))
+            .await
+        {
             Ok(written) => {
                 if let (true, Some(lock)) = (written.unlocked, lock) {
                     lock.released = true;
                 }
                 if !written.stored {
-                    self.inner.counters.count(Event::Stale(call.name));
+                    self.inner.guarded.counters.count(Event::Stale(call.name));
                     tracing::debug!(target: "redcache", key = call.key,
                         "a tag was invalidated during the load; value returned, not stored");
                 }
             }
-            Err(error) => self.backend_failed("write", &error),
+            Err(error) => self.inner.guarded.backend_failed("write", &error),
         }
     }
 }

@@ -35,7 +35,7 @@ impl Cache {
         tag_keys: &[String],
         epochs: &[Epoch],
     ) -> Locking<T> {
-        let backend = &self.inner.backend;
+        let backend = &self.inner.guarded.backend;
         if !backend.is_remote() {
             return Locking::Unlocked;
         }
@@ -46,6 +46,8 @@ impl Cache {
         let mut waited = false;
         loop {
             match self
+                .inner
+                .guarded
                 .op(backend.try_lock(&lock_key, &token, self.inner.lock_ttl))
                 .await
             {
@@ -71,13 +73,16 @@ impl Cache {
                 }
                 Ok(false) => {}
                 Err(error) => {
-                    self.backend_failed("lock", &error);
+                    self.inner.guarded.backend_failed("lock", &error);
                     return Locking::Unlocked;
                 }
             }
             if !waited {
                 waited = true;
-                self.inner.counters.count(Event::LockWait(call.name));
+                self.inner
+                    .guarded
+                    .counters
+                    .count(Event::LockWait(call.name));
                 tracing::debug!(target: "redcache", key = call.key, "lock wait");
             }
             let now = Instant::now();
@@ -104,7 +109,12 @@ impl Cache {
         tag_keys: &[String],
         epochs: &[Epoch],
     ) -> Option<Locking<T>> {
-        match self.op(self.inner.backend.read(key, tag_keys)).await {
+        match self
+            .inner
+            .guarded
+            .op(self.inner.guarded.backend.read(key, tag_keys))
+            .await
+        {
             Ok(Read { value, epochs: now }) => {
                 if now != epochs {
                     tracing::debug!(target: "redcache", key = call.key,
@@ -118,7 +128,7 @@ impl Cache {
                 }
             }
             Err(error) => {
-                self.backend_failed("read", &error);
+                self.inner.guarded.backend_failed("read", &error);
                 Some(Locking::Unlocked)
             }
         }
@@ -166,8 +176,13 @@ impl Drop for LoadLock {
 impl Cache {
     /// Releases a load lock if `token` still holds it (compare-and-delete).
     async fn unlock(&self, lock_key: &str, token: &str) {
-        if let Err(error) = self.op(self.inner.backend.unlock(lock_key, token)).await {
-            self.backend_failed("unlock", &error);
+        if let Err(error) = self
+            .inner
+            .guarded
+            .op(self.inner.guarded.backend.unlock(lock_key, token))
+            .await
+        {
+            self.inner.guarded.backend_failed("unlock", &error);
         }
     }
 }

@@ -1,13 +1,13 @@
 //! [`Cache`], the handle users hold, and the cache-aside engine behind
 //! every cached call, in parts:
 //!
-//! - `guard.rs`: every backend operation through the breaker and the
-//!   timeout, the checks after a timeout, and what is reported to the user;
 //! - `load.rs`: a cached call: read, single flight, load, store;
 //! - `lock.rs`: the cross-process load lock;
 //! - `pending.rs`: invalidations that could not reach Redis, retried.
+//!
+//! Every backend operation goes through the core in `guarded.rs`; rate
+//! limits (`ratelimit/`) share that core, not this engine.
 
-mod guard;
 mod load;
 mod lock;
 mod pending;
@@ -21,14 +21,14 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::backend::memory::{AtDeadline, Expiring};
 use crate::backend::Backend;
 use crate::breaker::Breaker;
 use crate::builder::CacheBuilder;
 use crate::clock::Clock;
 use crate::error::Result;
 use crate::flight::Flights;
-use crate::ratelimit::Denial;
+use crate::guarded::Guarded;
+use crate::ratelimit::RateChecks;
 use crate::stats::{Counters, Event, Stats};
 
 /// How concurrent misses of one key are coordinated.
@@ -84,33 +84,21 @@ pub struct Cache {
 }
 
 pub(crate) struct Inner {
-    pub(crate) backend: Backend,
+    /// The backend behind its breaker and timeout, with the counters.
+    pub(crate) guarded: Arc<Guarded>,
     value_prefix: String,
     tag_prefix: String,
     lock_prefix: String,
-    pub(crate) rate_prefix: String,
-    op_timeout: Duration,
     lock_ttl: Duration,
     lock_wait: Duration,
     max_entry_size: usize,
     flights: Flights,
-    pub(crate) counters: Counters,
-    pub(crate) clock: Arc<dyn Clock>,
     /// Tag invalidations that could not reach Redis, retried before cached
     /// calls; a tag in here bypasses the cache.
     pending: Mutex<HashSet<String>>,
     has_pending: AtomicBool,
-    /// An outage of Redis was reported and has not ended yet.
-    reported_down: AtomicBool,
-    /// A check of the server after a timed-out operation is running.
-    checking: AtomicBool,
-    /// Entries whose read timed out, not read again until checked.
-    slow_keys: Mutex<HashSet<String>>,
-    has_slow_keys: AtomicBool,
-    /// Rate-limit denials remembered until they expire, so a caller over
-    /// its limit does not cost a round trip per call.
-    pub(crate) denials: moka::sync::Cache<String, Expiring<Denial>>,
-    pub(crate) breaker: Breaker,
+    /// The rate limits of this cache (`#[rate_limited]`, `RateLimiter`).
+    pub(crate) rates: RateChecks,
 }
 
 /// The settings of a cache, as the builder collected them.
@@ -127,32 +115,32 @@ pub(crate) struct Settings {
 
 impl Inner {
     pub(crate) fn new(backend: Backend, namespace: &str, settings: &Settings) -> Self {
-        Inner {
+        let breaker = Breaker::new(settings.breaker_threshold, settings.breaker_cool_down);
+        let guarded = Arc::new(Guarded::new(
             backend,
-            // Entries, tag epochs and locks live under distinct prefixes, so
-            // no rendered key can ever name a key of another kind.
+            settings.op_timeout,
+            breaker,
+            Counters::new(namespace),
+        ));
+        Inner {
+            // Entries, tag epochs, locks and rate limits live under distinct
+            // prefixes, so no rendered key can ever name a key of another kind.
             value_prefix: format!("{namespace}:v:"),
             tag_prefix: format!("{namespace}:tag:"),
             lock_prefix: format!("{namespace}:lock:"),
-            rate_prefix: format!("{namespace}:rl:"),
-            op_timeout: settings.op_timeout,
+            rates: RateChecks::new(
+                Arc::clone(&guarded),
+                format!("{namespace}:rl:"),
+                settings.max_entries,
+                Arc::clone(&settings.clock),
+            ),
+            guarded,
             lock_ttl: settings.lock_ttl,
             lock_wait: settings.lock_wait,
             max_entry_size: settings.max_entry_size,
             flights: Flights::default(),
-            counters: Counters::new(namespace),
-            clock: Arc::clone(&settings.clock),
-            breaker: Breaker::new(settings.breaker_threshold, settings.breaker_cool_down),
             pending: Mutex::new(HashSet::new()),
             has_pending: AtomicBool::new(false),
-            reported_down: AtomicBool::new(false),
-            checking: AtomicBool::new(false),
-            slow_keys: Mutex::new(HashSet::new()),
-            has_slow_keys: AtomicBool::new(false),
-            denials: moka::sync::Cache::builder()
-                .max_capacity(settings.max_entries)
-                .expire_after(AtDeadline)
-                .build(),
         }
     }
 }
@@ -160,7 +148,7 @@ impl Inner {
 impl std::fmt::Debug for Cache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cache")
-            .field("backend", &self.inner.backend.name())
+            .field("backend", &self.inner.guarded.backend.name())
             .field("prefix", &self.inner.value_prefix)
             .finish_non_exhaustive()
     }
@@ -326,9 +314,14 @@ impl Cache {
     /// leave stale values.
     pub async fn invalidate_tag(&self, tag: &str) -> Result<()> {
         let tag_key = prefixed(&self.inner.tag_prefix, tag);
-        match self.op(self.inner.backend.bump_epoch(&tag_key)).await {
+        match self
+            .inner
+            .guarded
+            .op(self.inner.guarded.backend.bump_epoch(&tag_key))
+            .await
+        {
             Ok(epoch) => {
-                self.inner.counters.count(Event::Invalidation);
+                self.inner.guarded.counters.count(Event::Invalidation);
                 tracing::debug!(target: "redcache", tag, epoch, "tag invalidated");
                 Ok(())
             }
@@ -356,13 +349,16 @@ impl Cache {
     /// [`Error::Redis`] or [`Error::Timeout`] if Redis could not be reached.
     pub async fn invalidate_key(&self, key: &str) -> Result<()> {
         let key = prefixed(&self.inner.value_prefix, key);
-        self.op(self.inner.backend.delete(&key)).await
+        self.inner
+            .guarded
+            .op(self.inner.guarded.backend.delete(&key))
+            .await
     }
 
     /// The counters of this cache (shared by its clones), and the state of
     /// its circuit breaker.
     pub fn stats(&self) -> Stats {
-        self.inner.counters.snapshot(self.inner.breaker.state())
+        self.inner.guarded.stats()
     }
 }
 

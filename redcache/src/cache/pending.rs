@@ -16,11 +16,13 @@ impl Cache {
         let pending = self.pending().clone();
         for tag_key in pending {
             if self
-                .op(self.inner.backend.bump_epoch(&tag_key))
+                .inner
+                .guarded
+                .op(self.inner.guarded.backend.bump_epoch(&tag_key))
                 .await
                 .is_ok()
             {
-                self.inner.counters.count(Event::Invalidation);
+                self.inner.guarded.counters.count(Event::Invalidation);
                 tracing::info!(target: "redcache", tag_key, "pending invalidation delivered");
                 self.pending().remove(&tag_key);
             }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub(crate) use algorithm::Verdict;
-pub(crate) use engine::Denial;
+pub(crate) use engine::RateChecks;
 pub use status::{RateLimited, RateStatus};
 
 use crate::cache::Cache;
@@ -324,7 +324,9 @@ impl RateLimiter {
     /// [`RateLimited`] when a policy lacks the room, with when to retry.
     pub async fn check_cost(&self, key: &str, cost: u64) -> Result<RateStatus, RateLimited> {
         self.cache
-            .rate_limit(self.request(key, cost), Mode::Consume)
+            .inner
+            .rates
+            .check(self.request(key, cost), Mode::Consume)
             .await
     }
 
@@ -335,7 +337,9 @@ impl RateLimiter {
     /// [`RateLimited`] when a check now would be refused.
     pub async fn peek(&self, key: &str) -> Result<RateStatus, RateLimited> {
         self.cache
-            .rate_limit(self.request(key, 1), Mode::Peek)
+            .inner
+            .rates
+            .check(self.request(key, 1), Mode::Peek)
             .await
     }
 
