@@ -54,6 +54,18 @@ pub(crate) fn key_var() -> Ident {
     format_ident!("__redcache_key", span = Span::mixed_site())
 }
 
+/// The errors of a function-like macro as one expression of type `stand_in`
+/// (a value the call site can use): several `compile_error!`s side by side
+/// are not an expression, and rustc would add its own noise about them
+/// ("missing angle brackets", E0223) to the real errors.
+pub(crate) fn error_expr(error: syn::Error, stand_in: TokenStream) -> TokenStream {
+    let errors = error.into_iter().map(|e| {
+        let e = e.into_compile_error();
+        quote!(#e;)
+    });
+    quote!({ #(#errors)* #stand_in })
+}
+
 pub(crate) fn with_error(mut item: TokenStream, error: syn::Error) -> TokenStream {
     item.extend(error.into_compile_error());
     item

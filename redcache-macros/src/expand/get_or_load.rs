@@ -4,7 +4,7 @@ use proc_macro2::{Span, TokenStream};
 use quote::quote;
 use syn::parse::{ParseStream, Parser};
 
-use crate::emit::{cache_let, call_tokens, key_var};
+use crate::emit::{cache_let, call_tokens, error_expr, key_var};
 use crate::errors::Errors;
 use crate::options::{Options, Site};
 use crate::template::Template;
@@ -36,7 +36,9 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
         );
     }
     if let Err(error) = errors.finish() {
-        return error.into_compile_error();
+        // A future that never ends stands in for the cached one, so the
+        // caller's `.await?` adds no error of its own.
+        return error_expr(error, quote!(::core::future::pending()));
     }
     let key = options.key.as_ref().map(Template::render);
     let ttl = options

@@ -6,6 +6,7 @@ use quote::{format_ident, quote};
 use syn::parse::{ParseStream, Parser};
 use syn::{Expr, Ident, LitStr, Token};
 
+use crate::emit::error_expr;
 use crate::errors::Errors;
 use crate::template::Template;
 
@@ -13,7 +14,7 @@ use crate::template::Template;
 pub(crate) fn expand(input: TokenStream) -> TokenStream {
     match key_inner(input) {
         Ok(tokens) => tokens,
-        Err(error) => error.into_compile_error(),
+        Err(error) => error_expr(error, quote!(::std::string::String::new())),
     }
 }
 
