@@ -11,7 +11,7 @@
 //! | `redcache_load_duration_seconds` | histogram | `namespace`, `name` |
 //! | `redcache_coalesced_total` | counter | `namespace`, `name` |
 //! | `redcache_lock_waits_total` | counter | `namespace`, `name` |
-//! | `redcache_backend_errors_total` | counter | `namespace`, `op` = `read` \| `write` \| `lock` \| `unlock` \| `rate_limit` \| `encode` |
+//! | `redcache_backend_errors_total` | counter | `namespace`, `op` = `read` \| `write` \| `lock` \| `unlock` \| `rate_limit` \| `encode` \| `too_large` |
 //! | `redcache_invalidations_total` | counter | `namespace` |
 //! | `redcache_rate_limit_checks_total` | counter | `namespace`, `limiter`, `result` = `allowed` \| `denied` \| `denied_locally` |
 //!
