@@ -51,15 +51,9 @@ enum Target {
 pub struct CacheBuilder {
     target: Target,
     namespace: String,
-    op_timeout: Duration,
     connect_timeout: Duration,
-    lock_ttl: Duration,
-    lock_wait: Duration,
-    max_entries: u64,
-    max_entry_size: usize,
-    clock: Arc<dyn Clock>,
-    breaker_threshold: u32,
-    breaker_cool_down: Duration,
+    /// What the engine is built with: one struct from here to `Inner`.
+    settings: Settings,
 }
 
 impl Default for CacheBuilder {
@@ -67,15 +61,17 @@ impl Default for CacheBuilder {
         CacheBuilder {
             target: Target::Memory,
             namespace: "redcache".to_string(),
-            op_timeout: Duration::from_millis(50),
             connect_timeout: Duration::from_secs(1),
-            lock_ttl: Duration::from_secs(10),
-            lock_wait: Duration::from_secs(2),
-            max_entries: 100_000,
-            max_entry_size: 8 * 1024 * 1024,
-            clock: Arc::new(SystemClock),
-            breaker_threshold: 5,
-            breaker_cool_down: Duration::from_millis(250),
+            settings: Settings {
+                op_timeout: Duration::from_millis(50),
+                lock_ttl: Duration::from_secs(10),
+                lock_wait: Duration::from_secs(2),
+                max_entries: 100_000,
+                max_entry_size: 8 * 1024 * 1024,
+                clock: Arc::new(SystemClock),
+                breaker_threshold: 5,
+                breaker_cool_down: Duration::from_millis(250),
+            },
         }
     }
 }
@@ -209,7 +205,7 @@ impl CacheBuilder {
     /// The longest a cached call waits for one Redis operation before it
     /// gives up on the cache and runs the function (default 50 ms).
     pub fn op_timeout(mut self, timeout: Duration) -> Self {
-        self.op_timeout = timeout;
+        self.settings.op_timeout = timeout;
         self
     }
 
@@ -223,21 +219,21 @@ impl CacheBuilder {
     /// How long the cross-process load lock is held at most (default 10 s):
     /// if its holder dies, others take over after this.
     pub fn lock_ttl(mut self, ttl: Duration) -> Self {
-        self.lock_ttl = ttl;
+        self.settings.lock_ttl = ttl;
         self
     }
 
     /// How long a caller waits for another process's load before it loads
     /// itself (default 2 s).
     pub fn lock_wait(mut self, wait: Duration) -> Self {
-        self.lock_wait = wait;
+        self.settings.lock_wait = wait;
         self
     }
 
     /// The most entries the embedded backend keeps (default 100 000); the
     /// least recently and frequently used go first.
     pub fn max_entries(mut self, max: u64) -> Self {
-        self.max_entries = max;
+        self.settings.max_entries = max;
         self
     }
 
@@ -246,7 +242,7 @@ impl CacheBuilder {
     /// reading it back could take longer than the operation timeout. An
     /// entry found too slow to read (another writer's) is removed.
     pub fn max_entry_size(mut self, bytes: usize) -> Self {
-        self.max_entry_size = bytes;
+        self.settings.max_entry_size = bytes;
         self
     }
 
@@ -255,8 +251,8 @@ impl CacheBuilder {
     /// probe (default 5 failures, 250 ms). While it is open, cached calls
     /// run their function with no added wait.
     pub fn circuit_breaker(mut self, failures: u32, cool_down: Duration) -> Self {
-        self.breaker_threshold = failures;
-        self.breaker_cool_down = cool_down;
+        self.settings.breaker_threshold = failures;
+        self.settings.breaker_cool_down = cool_down;
         self
     }
 
@@ -264,7 +260,7 @@ impl CacheBuilder {
     /// in-process memory of denials (default: the system clock). Redis
     /// limits always use the Redis server's clock. For tests: [`ManualClock`](crate::ManualClock).
     pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
+        self.settings.clock = Arc::new(clock);
         self
     }
 
@@ -297,7 +293,7 @@ impl CacheBuilder {
     /// which is built on first use). Must run inside a tokio runtime.
     pub(crate) fn build_now(&self) -> Result<Cache> {
         validate_namespace(&self.namespace)?;
-        if self.op_timeout.is_zero() || self.lock_ttl.is_zero() {
+        if self.settings.op_timeout.is_zero() || self.settings.lock_ttl.is_zero() {
             return Err(Error::Config(
                 "op_timeout and lock_ttl must be greater than zero",
             ));
@@ -309,7 +305,7 @@ impl CacheBuilder {
                     hint: hint.clone(),
                 })
             }
-            Target::Memory => Backend::Memory(MemoryBackend::new(self.max_entries)),
+            Target::Memory => Backend::Memory(MemoryBackend::new(self.settings.max_entries)),
             Target::Redis(url) => Backend::Redis(RedisBackend::new(
                 Connection::single(url, self.connect_timeout)?,
                 Connection::single(url, self.connect_timeout)?,
@@ -325,7 +321,7 @@ impl CacheBuilder {
                 // The cluster client answers with a timeout of its own a little
                 // before the operation timeout, so it sees (and recovers from)
                 // a node that stopped answering.
-                let response_timeout = self.op_timeout.mul_f32(0.8);
+                let response_timeout = self.settings.op_timeout.mul_f32(0.8);
                 let conn = Connection::cluster(nodes, self.connect_timeout, response_timeout)?;
                 let side = Connection::cluster(nodes, self.connect_timeout, response_timeout)?;
                 Backend::Redis(RedisBackend::new(
@@ -353,21 +349,8 @@ impl CacheBuilder {
             }
         };
         Ok(Cache {
-            inner: Arc::new(Inner::new(backend, &self.namespace, &self.settings())),
+            inner: Arc::new(Inner::new(backend, &self.namespace, &self.settings)),
         })
-    }
-
-    fn settings(&self) -> Settings {
-        Settings {
-            op_timeout: self.op_timeout,
-            lock_ttl: self.lock_ttl,
-            lock_wait: self.lock_wait,
-            max_entries: self.max_entries,
-            max_entry_size: self.max_entry_size,
-            clock: Arc::clone(&self.clock),
-            breaker_threshold: self.breaker_threshold,
-            breaker_cool_down: self.breaker_cool_down,
-        }
     }
 
     /// The builder [`Cache::from_env`] uses.

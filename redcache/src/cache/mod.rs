@@ -102,6 +102,7 @@ pub(crate) struct Inner {
 }
 
 /// The settings of a cache, as the builder collected them.
+#[derive(Debug, Clone)]
 pub(crate) struct Settings {
     pub(crate) op_timeout: Duration,
     pub(crate) lock_ttl: Duration,
