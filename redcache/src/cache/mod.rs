@@ -310,7 +310,7 @@ impl Cache {
     ///
     /// # Errors
     ///
-    /// [`Error::Redis`] or [`Error::Timeout`] if the invalidation could not
+    /// [`Error::Redis`](crate::Error::Redis) or [`Error::Timeout`](crate::Error::Timeout) if the invalidation could not
     /// be recorded: the caller must know, since a lost invalidation would
     /// leave stale values.
     pub async fn invalidate_tag(&self, tag: &str) -> Result<()> {
@@ -347,7 +347,7 @@ impl Cache {
     ///
     /// # Errors
     ///
-    /// [`Error::Redis`] or [`Error::Timeout`] if Redis could not be reached.
+    /// [`Error::Redis`](crate::Error::Redis) or [`Error::Timeout`](crate::Error::Timeout) if Redis could not be reached.
     pub async fn invalidate_key(&self, key: &str) -> Result<()> {
         let key = prefixed(&self.inner.value_prefix, key);
         self.inner
