@@ -40,6 +40,15 @@ impl Api {
         self.runs.load(SeqCst)
     }
 
+    /// Reads the status of its own check, as a handler does to put the
+    /// RateLimit header fields on a 200.
+    #[rate_limited(limit = 3, window = "60s", key = "status:<user_id>", cache = self.cache)]
+    async fn remaining(&self, user_id: u64) -> Result<u64, ApiError> {
+        Ok(redcache::rate_status()
+            .expect("inside the body")
+            .remaining())
+    }
+
     #[rate_limited(limit = 3, window = "60s", key = "user:<user_id>", cache = self.cache)]
     async fn search(&self, user_id: u64, query: &str) -> Result<String, ApiError> {
         self.runs.fetch_add(1, SeqCst);
@@ -167,4 +176,14 @@ async fn rate_limited_on_top_limits_every_call() {
         "a hit is limited too"
     );
     assert_eq!(api.runs(), 1, "the second call was a hit");
+}
+
+#[tokio::test]
+async fn an_allowed_call_reads_its_own_rate_status() {
+    let api = Api::new().await;
+    assert_eq!(api.remaining(1).await.unwrap(), 2);
+    assert_eq!(api.remaining(1).await.unwrap(), 1);
+    assert_eq!(api.remaining(1).await.unwrap(), 0);
+    assert!(api.remaining(1).await.is_err());
+    assert!(redcache::rate_status().is_none(), "none outside a body");
 }

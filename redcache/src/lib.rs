@@ -79,7 +79,9 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use global::{global, invalidate_key, invalidate_tag, set_global};
 pub use key::{Key, KeyArg};
-pub use ratelimit::{Algorithm, OnError, Policy, RateLimited, RateLimiter, RateStatus};
+pub use ratelimit::{
+    rate_status, Algorithm, OnError, Policy, RateLimited, RateLimiter, RateStatus,
+};
 pub use stats::Stats;
 
 #[doc(inline)]

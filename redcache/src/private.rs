@@ -403,7 +403,9 @@ where
         .check(limits.0, Mode::Consume)
         .await
     {
-        Ok(_) => body.await,
+        // The body can read the status of its own check (for the RateLimit
+        // header fields of a 200) with `redcache::rate_status()`.
+        Ok(status) => crate::ratelimit::CURRENT_STATUS.scope(status, body).await,
         Err(limited) => R::refused(limited),
     }
 }

@@ -13,6 +13,34 @@ pub(crate) use algorithm::Verdict;
 pub(crate) use engine::RateChecks;
 pub use status::{RateLimited, RateStatus};
 
+tokio::task_local! {
+    /// The status of the check that let the running `#[rate_limited]` body in.
+    pub(crate) static CURRENT_STATUS: RateStatus;
+}
+
+/// Inside the body of a `#[rate_limited]` fn, the [`RateStatus`] of the
+/// check that let this call in: to put the RateLimit header fields on a
+/// successful response too. `None` outside such a body (and in tasks it
+/// spawns). With stacked attributes, the status of the innermost check.
+///
+/// ```
+/// # #[derive(Debug)] struct ApiError;
+/// # impl From<redcache::RateLimited> for ApiError { fn from(_: redcache::RateLimited) -> Self { ApiError } }
+/// #[redcache::rate_limited(limit = 100, window = "60s", key = "user:<user>")]
+/// async fn search(user: u64) -> Result<Vec<(&'static str, String)>, ApiError> {
+///     let status = redcache::rate_status().expect("inside a rate-limited body");
+///     Ok(status.headers()) // e.g. RateLimit-Policy and RateLimit for the 200
+/// }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let headers = search(7).await.unwrap();
+/// assert!(headers.iter().any(|(name, _)| *name == "RateLimit"));
+/// # }
+/// ```
+pub fn rate_status() -> Option<RateStatus> {
+    CURRENT_STATUS.try_with(RateStatus::clone).ok()
+}
+
 use crate::cache::Cache;
 use crate::error::{Error, Result};
 
