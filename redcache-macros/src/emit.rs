@@ -12,11 +12,12 @@ use crate::template::Template;
 /// The `let` of the tags (if any) and the `Call` built from the options.
 /// `name` (the key template, or the fn's path) names the call in spans and
 /// metrics.
-pub(crate) fn call_tokens(
-    options: &Options,
-    name: TokenStream,
-    ttl: TokenStream,
-) -> (TokenStream, TokenStream) {
+pub(crate) fn call_tokens(options: &Options, name: TokenStream) -> (TokenStream, TokenStream) {
+    let ttl = options
+        .ttl
+        .as_ref()
+        .expect("checked by require_ttl")
+        .to_tokens();
     let key_var = key_var();
     let mut call = quote!(::redcache::__private::Call::new(#name, &#key_var, #ttl));
     let mut tags_let = TokenStream::new();

@@ -57,15 +57,10 @@ pub(super) fn body(args: TokenStream, span: Span, func: &ItemFn) -> syn::Result<
             quote!(#fn_var.as_str()),
         ),
     };
-    let ttl = options
-        .ttl
-        .as_ref()
-        .expect("checked by require_ttl")
-        .to_tokens();
     let (cache_let, cache) = cache_let(options.cache.as_ref());
     let block = &func.block;
     let future = quote!(async move #block);
-    let (tags_let, mut call) = call_tokens(&options, name, ttl);
+    let (tags_let, mut call) = call_tokens(&options, name);
     if options.key.is_none() && !function.names_self {
         // In a generic impl without `Self` the path cannot tell instances
         // apart: the engine then runs the fn uncached, and says so.

@@ -41,14 +41,9 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
         return error_expr(error, quote!(::core::future::pending()));
     }
     let key = options.key.as_ref().map(Template::render);
-    let ttl = options
-        .ttl
-        .as_ref()
-        .expect("checked by require_ttl")
-        .to_tokens();
     let (cache_let, cache) = cache_let(options.cache.as_ref());
     let name = options.key.as_ref().map(|template| &template.lit);
-    let (tags_let, call) = call_tokens(&options, quote!(#name), ttl);
+    let (tags_let, call) = call_tokens(&options, quote!(#name));
     let key_var = key_var();
     quote!(async {
         #cache_let

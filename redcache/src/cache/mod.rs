@@ -60,6 +60,21 @@ pub(crate) struct Call<'a> {
     pub(crate) uncacheable: Option<&'static str>,
 }
 
+impl<'a> Call<'a> {
+    /// A call of the programmatic API: named `get_or_load` in spans,
+    /// metrics and entries, with the default stampede policy.
+    fn programmatic(key: &'a str, ttl: Duration, tags: &'a [String]) -> Self {
+        Call {
+            name: "get_or_load",
+            key,
+            ttl,
+            tags,
+            stampede: Stampede::default(),
+            uncacheable: None,
+        }
+    }
+}
+
 /// A cache: a cheap, cloneable handle on a backend (Redis or embedded).
 ///
 /// # Examples
@@ -218,14 +233,7 @@ impl Cache {
         Fut: Future<Output = Result<T, E>>,
     {
         let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
-        let call = Call {
-            name: "get_or_load",
-            key,
-            ttl,
-            tags: &tags,
-            stampede: Stampede::default(),
-            uncacheable: None,
-        };
+        let call = Call::programmatic(key, ttl, &tags);
         self.load_through(call, |_| true, load()).await
     }
 
@@ -284,14 +292,7 @@ impl Cache {
         Fut: Future<Output = Option<T>>,
     {
         let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
-        let call = Call {
-            name: "get_or_load",
-            key,
-            ttl,
-            tags: &tags,
-            stampede: Stampede::default(),
-            uncacheable: None,
-        };
+        let call = Call::programmatic(key, ttl, &tags);
         // As `#[cached]` on a fn returning an `Option`: a `None` is shared
         // with the callers waiting on this load, not stored.
         let load = async { Ok::<_, std::convert::Infallible>(load().await) };
