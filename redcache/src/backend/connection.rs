@@ -28,7 +28,7 @@ pub(crate) enum Connection {
 /// unreachable, so that the next command asks the sentinels again.
 pub(crate) struct SentinelMaster {
     sentinel: tokio::sync::Mutex<SentinelClient>,
-    master: std::sync::RwLock<Option<ConnectionManager>>,
+    master: Slot<ConnectionManager>,
     connect_timeout: Duration,
 }
 
@@ -38,8 +38,78 @@ pub(crate) struct SentinelMaster {
 /// old one keeps trying the dead node.
 pub(crate) struct LazyCluster {
     client: ClusterClient,
-    conn: std::sync::RwLock<Option<(ClusterConnection, std::time::Instant)>>,
+    conn: Slot<ClusterConnection>,
+}
+
+/// A connection made on first use and dropped on demand, so the next
+/// command makes it anew: the one pattern behind the Cluster connection
+/// (rebuilt from a fresh view of the slots) and the Sentinel master (asked
+/// of the sentinels again). One caller connects at a time; the others wait
+/// for its connection instead of making their own.
+pub(crate) struct Slot<C> {
+    current: std::sync::RwLock<Option<(C, std::time::Instant)>>,
     connecting: tokio::sync::Mutex<()>,
+}
+
+impl<C: Clone> Slot<C> {
+    fn new() -> Self {
+        Slot {
+            current: std::sync::RwLock::new(None),
+            connecting: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn current(&self) -> Option<C> {
+        let current = self
+            .current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        current.as_ref().map(|(conn, _)| conn.clone())
+    }
+
+    /// The connection, made with `connect` if there is none.
+    async fn get<F, Fut>(&self, connect: F) -> redis::RedisResult<C>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<C>>,
+    {
+        if let Some(conn) = self.current() {
+            return Ok(conn);
+        }
+        let _connecting = self.connecting.lock().await;
+        // Another caller may have connected while this one waited.
+        if let Some(conn) = self.current() {
+            return Ok(conn);
+        }
+        let conn = connect().await?;
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((conn.clone(), std::time::Instant::now()));
+        Ok(conn)
+    }
+
+    /// Drops the connection if it is at least `age` old; true if it did.
+    fn forget_if_older_than(&self, age: Duration) -> bool {
+        let mut current = self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if current
+            .as_ref()
+            .is_some_and(|(_, made)| made.elapsed() >= age)
+        {
+            *current = None;
+            return true;
+        }
+        false
+    }
+
+    /// Drops the connection: the next command connects anew.
+    fn forget(&self) {
+        self.forget_if_older_than(Duration::ZERO);
+    }
 }
 
 /// The least time between two rebuilds of a cluster connection.
@@ -84,8 +154,7 @@ impl Connection {
             .map_err(|source| invalid(&nodes.join(","), source))?;
         Ok(Connection::Cluster(Arc::new(LazyCluster {
             client,
-            conn: std::sync::RwLock::new(None),
-            connecting: tokio::sync::Mutex::new(()),
+            conn: Slot::new(),
         })))
     }
 }
@@ -111,7 +180,7 @@ impl Connection {
             .collect::<Result<Vec<_>>>()?;
         let group = Arc::new(SentinelMaster {
             sentinel: tokio::sync::Mutex::new(client),
-            master: std::sync::RwLock::new(None),
+            master: Slot::new(),
             connect_timeout,
         });
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -126,43 +195,24 @@ impl Connection {
 }
 
 impl SentinelMaster {
-    fn current(&self) -> Option<ConnectionManager> {
-        self.master
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-
-    fn set(&self, master: Option<ConnectionManager>) {
-        *self
-            .master
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = master;
-    }
-
     /// Drops the master's connection: the next command asks the sentinels.
     fn forget(&self) {
-        self.set(None);
+        self.master.forget();
     }
 
     async fn get(&self) -> redis::RedisResult<ConnectionManager> {
-        if let Some(master) = self.current() {
-            return Ok(master);
-        }
-        let mut sentinel = self.sentinel.lock().await;
-        // Another caller may have found the master while this one waited.
-        if let Some(master) = self.current() {
-            return Ok(master);
-        }
-        let client = sentinel.async_get_client().await?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.connect_timeout))
-            .set_number_of_retries(1)
-            .set_response_timeout(None);
-        let master = ConnectionManager::new_with_config(client, config).await?;
-        tracing::info!(target: "redcache", "connected to the master the sentinels name");
-        self.set(Some(master.clone()));
-        Ok(master)
+        self.master
+            .get(|| async {
+                let client = self.sentinel.lock().await.async_get_client().await?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.connect_timeout))
+                    .set_number_of_retries(1)
+                    .set_response_timeout(None);
+                let master = ConnectionManager::new_with_config(client, config).await?;
+                tracing::info!(target: "redcache", "connected to the master the sentinels name");
+                Ok(master)
+            })
+            .await
     }
 
     /// After an error that says the master moved (it answers READONLY: it
@@ -217,48 +267,16 @@ async fn follow_switch_master(
 }
 
 impl LazyCluster {
-    fn current(&self) -> Option<ClusterConnection> {
-        let conn = self
-            .conn
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        conn.as_ref().map(|(conn, _)| conn.clone())
-    }
-
     async fn get(&self) -> redis::RedisResult<ClusterConnection> {
-        if let Some(conn) = self.current() {
-            return Ok(conn);
-        }
-        let _connecting = self.connecting.lock().await;
-        if let Some(conn) = self.current() {
-            return Ok(conn);
-        }
-        let conn = self.client.get_async_connection().await?;
-        *self
-            .conn
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Some((conn.clone(), std::time::Instant::now()));
-        Ok(conn)
+        self.conn.get(|| self.client.get_async_connection()).await
     }
 
     /// After an error that says a node cannot be reached, drop the
     /// connection (at most every `CLUSTER_REBUILD_INTERVAL`) so the next
     /// command starts from a fresh view of the slots.
     fn check(&self, error: &RedisError) {
-        if !redis_unreachable(error) {
-            return;
-        }
-        let mut conn = self
-            .conn
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if conn
-            .as_ref()
-            .is_some_and(|(_, made)| made.elapsed() >= CLUSTER_REBUILD_INTERVAL)
-        {
+        if redis_unreachable(error) && self.conn.forget_if_older_than(CLUSTER_REBUILD_INTERVAL) {
             tracing::warn!(target: "redcache", %error, "a cluster node does not answer; reconnecting to the cluster");
-            *conn = None;
         }
     }
 }
