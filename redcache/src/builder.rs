@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::backend::connection::Connection;
+use crate::backend::connection::{redact, Connection};
 use crate::backend::memory::MemoryBackend;
 use crate::backend::redis::RedisBackend;
 use crate::backend::Backend;
@@ -28,6 +28,25 @@ enum Target {
         sentinels: Vec<String>,
         service: String,
     },
+}
+
+/// How a cache is made; `builder.rs` depends on the engine, never the
+/// other way round.
+impl Cache {
+    /// A builder, set to the embedded backend until told otherwise.
+    pub fn builder() -> CacheBuilder {
+        CacheBuilder::default()
+    }
+
+    /// Builds a cache from the environment: `REDCACHE_URL`, else `REDIS_URL`
+    /// (a Redis URL, or `memory`), else the embedded backend.
+    ///
+    /// # Errors
+    ///
+    /// As [`CacheBuilder::build`], for a URL that cannot be used.
+    pub async fn from_env() -> Result<Cache> {
+        CacheBuilder::from_env().build().await
+    }
 }
 
 /// Configures and builds a [`Cache`].
@@ -381,19 +400,6 @@ fn has_redis_scheme(url: &str) -> bool {
     ["redis://", "rediss://", "redis+unix://", "unix://"]
         .iter()
         .any(|scheme| url.starts_with(scheme))
-}
-
-/// The URL with the password of its user info (if any) replaced by `***`,
-/// for messages.
-pub(crate) fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let Some((userinfo, host)) = rest.rsplit_once('@') else {
-        return url.to_string();
-    };
-    let user = userinfo.split_once(':').map_or("", |(user, _)| user);
-    format!("{scheme}://{user}:***@{host}")
 }
 
 #[cfg(test)]

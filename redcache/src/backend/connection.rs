@@ -283,7 +283,7 @@ impl LazyCluster {
 
 fn invalid(url: &str, source: redis::RedisError) -> Error {
     Error::InvalidUrl {
-        url: crate::builder::redact(url),
+        url: redact(url),
         source,
     }
 }
@@ -333,4 +333,17 @@ impl ConnectionLike for Connection {
     fn get_db(&self) -> i64 {
         0
     }
+}
+
+/// The URL with the password of its user info (if any) replaced by `***`,
+/// for messages.
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_string();
+    };
+    let user = userinfo.split_once(':').map_or("", |(user, _)| user);
+    format!("{scheme}://{user}:***@{host}")
 }

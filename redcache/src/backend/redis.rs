@@ -276,7 +276,7 @@ impl RedisBackend {
         let urls: Vec<String> = self
             .urls
             .iter()
-            .map(|u| crate::builder::redact(u))
+            .map(|u| super::connection::redact(u))
             .collect();
         urls.join(",")
     }

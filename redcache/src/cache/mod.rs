@@ -23,7 +23,6 @@ use serde::Serialize;
 
 use crate::backend::Backend;
 use crate::breaker::Breaker;
-use crate::builder::CacheBuilder;
 use crate::clock::Clock;
 use crate::error::Result;
 use crate::flight::Flights;
@@ -177,21 +176,6 @@ impl AsRef<Cache> for Cache {
 }
 
 impl Cache {
-    /// A builder, set to the embedded backend until told otherwise.
-    pub fn builder() -> CacheBuilder {
-        CacheBuilder::default()
-    }
-
-    /// Builds a cache from the environment: `REDCACHE_URL`, else `REDIS_URL`
-    /// (a Redis URL, or `memory`), else the embedded backend.
-    ///
-    /// # Errors
-    ///
-    /// As [`CacheBuilder::build`], for an unparsable URL.
-    pub async fn from_env() -> Result<Cache> {
-        CacheBuilder::from_env().build().await
-    }
-
     /// Returns the cached value of `key`, or runs `load`, caches an `Ok`
     /// value for `ttl` under `tags` and returns it. An `Err` is returned and
     /// not cached. This is what `#[cached]` calls.
