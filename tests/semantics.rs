@@ -515,3 +515,28 @@ async fn get_with_caches_plain_values_and_optionally_get_with_only_some(f: Fixtu
     }
     assert_eq!(loads.load(SeqCst), 4, "Some is cached");
 }
+
+/// On the embedded backend, entries and tag epochs expire on the cache's
+/// clock: a test moves a `ManualClock` instead of sleeping.
+#[tokio::test]
+async fn embedded_entries_expire_on_the_cache_clock() {
+    let clock = redcache::ManualClock::new(Duration::from_secs(1_700_000_000));
+    let cache = Cache::builder().clock(clock.clone()).build().await.unwrap();
+    let loads = AtomicUsize::new(0);
+    get(&cache, "k", TTL, &["t"], &loads, 1u8).await;
+    clock.advance(TTL - Duration::from_secs(1));
+    get(&cache, "k", TTL, &["t"], &loads, 1u8).await;
+    assert_eq!(loads.load(SeqCst), 1, "fresh until its ttl on the clock");
+    clock.advance(Duration::from_secs(2));
+    get(&cache, "k", TTL, &["t"], &loads, 1u8).await;
+    assert_eq!(
+        loads.load(SeqCst),
+        2,
+        "expired once the clock passed its ttl"
+    );
+    cache.invalidate_tag("t").await.unwrap();
+    get(&cache, "k", TTL, &["t"], &loads, 1u8).await;
+    assert_eq!(loads.load(SeqCst), 3, "the invalidation is seen");
+    get(&cache, "k", TTL, &["t"], &loads, 1u8).await;
+    assert_eq!(loads.load(SeqCst), 3);
+}

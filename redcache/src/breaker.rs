@@ -4,7 +4,10 @@
 //! the circuit closes when it succeeds.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::SeqCst};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::Clock;
 
 /// The state of a cache's circuit breaker, in [`Stats`](crate::Stats).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -22,9 +25,11 @@ pub enum CircuitState {
 pub(crate) struct Breaker {
     threshold: u32,
     cool_down: Duration,
-    origin: Instant,
+    /// The cache's clock: a test with a `ManualClock` ends the cool-down
+    /// by moving it, without sleeping.
+    clock: Arc<dyn Clock>,
     failures: AtomicU32,
-    /// When the circuit opened, in µs since `origin` plus one; 0 when closed.
+    /// When the circuit opened, in the clock's µs plus one; 0 when closed.
     opened_at: AtomicU64,
     probing: AtomicBool,
 }
@@ -39,11 +44,11 @@ pub(crate) enum Permit {
 }
 
 impl Breaker {
-    pub(crate) fn new(threshold: u32, cool_down: Duration) -> Self {
+    pub(crate) fn new(threshold: u32, cool_down: Duration, clock: Arc<dyn Clock>) -> Self {
         Breaker {
             threshold: threshold.max(1),
             cool_down,
-            origin: Instant::now(),
+            clock,
             failures: AtomicU32::new(0),
             opened_at: AtomicU64::new(0),
             probing: AtomicBool::new(false),
@@ -122,17 +127,26 @@ impl Breaker {
     }
 
     fn now(&self) -> u64 {
-        self.origin.elapsed().as_micros() as u64
+        self.clock.now_micros()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
+
+    fn breaker(threshold: u32, cool_down: Duration) -> (Breaker, ManualClock) {
+        let clock = ManualClock::new(Duration::from_secs(1_000));
+        (
+            Breaker::new(threshold, cool_down, Arc::new(clock.clone())),
+            clock,
+        )
+    }
 
     #[test]
     fn opens_after_the_threshold_then_probes_once_and_closes() {
-        let breaker = Breaker::new(3, Duration::from_millis(30));
+        let (breaker, clock) = breaker(3, Duration::from_millis(30));
         for _ in 0..2 {
             let permit = breaker.permit();
             assert_eq!(permit, Permit::Go);
@@ -142,7 +156,7 @@ mod tests {
         breaker.record(&Permit::Go, false);
         assert_eq!(breaker.state(), CircuitState::Open);
         assert_eq!(breaker.permit(), Permit::Skip);
-        std::thread::sleep(Duration::from_millis(40));
+        clock.advance(Duration::from_millis(40));
         assert_eq!(breaker.state(), CircuitState::HalfOpen);
         let probe = breaker.permit();
         assert_eq!(probe, Permit::Probe);
@@ -154,9 +168,9 @@ mod tests {
 
     #[test]
     fn a_failed_probe_reopens_for_another_cool_down() {
-        let breaker = Breaker::new(1, Duration::from_millis(30));
+        let (breaker, clock) = breaker(1, Duration::from_millis(30));
         breaker.record(&Permit::Go, false);
-        std::thread::sleep(Duration::from_millis(40));
+        clock.advance(Duration::from_millis(40));
         let probe = breaker.permit();
         assert_eq!(probe, Permit::Probe);
         breaker.record(&probe, false);
@@ -165,9 +179,9 @@ mod tests {
 
     #[test]
     fn an_abandoned_probe_lets_the_next_call_probe() {
-        let breaker = Breaker::new(1, Duration::from_millis(30));
+        let (breaker, clock) = breaker(1, Duration::from_millis(30));
         breaker.record(&Permit::Go, false);
-        std::thread::sleep(Duration::from_millis(40));
+        clock.advance(Duration::from_millis(40));
         assert_eq!(breaker.permit(), Permit::Probe);
         assert_eq!(breaker.permit(), Permit::Skip);
         breaker.abandon_probe(); // the probing call was cancelled
@@ -176,7 +190,7 @@ mod tests {
 
     #[test]
     fn a_success_resets_the_count() {
-        let breaker = Breaker::new(2, Duration::from_secs(60));
+        let (breaker, _clock) = breaker(2, Duration::from_secs(60));
         breaker.record(&Permit::Go, false);
         breaker.record(&Permit::Go, true);
         breaker.record(&Permit::Go, false);

@@ -275,9 +275,12 @@ impl CacheBuilder {
         self
     }
 
-    /// The clock of rate limits on the embedded backend, and of the
-    /// in-process memory of denials (default: the system clock). Redis
-    /// limits always use the Redis server's clock. For tests: [`ManualClock`](crate::ManualClock).
+    /// The clock of the rules the cache keeps itself (default: the system
+    /// clock): entry and tag-epoch expiry and rate limits on the embedded
+    /// backend, the circuit breaker's cool-down, the in-process memory of
+    /// denials. On Redis, entries and limits expire on the server's clock.
+    /// For tests: a [`ManualClock`](crate::ManualClock) moves time without
+    /// sleeping.
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.settings.clock = Arc::new(clock);
         self
@@ -324,7 +327,10 @@ impl CacheBuilder {
                     hint: hint.clone(),
                 })
             }
-            Target::Memory => Backend::Memory(MemoryBackend::new(self.settings.max_entries)),
+            Target::Memory => Backend::Memory(MemoryBackend::new(
+                self.settings.max_entries,
+                Arc::clone(&self.settings.clock),
+            )),
             Target::Redis(url) => Backend::Redis(RedisBackend::new(
                 Connection::single(url, self.connect_timeout)?,
                 Connection::single(url, self.connect_timeout)?,

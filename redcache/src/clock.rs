@@ -1,8 +1,9 @@
-//! The clock of rate limiting, behind a trait so tests can drive time.
+//! The clock of a cache, behind a trait so tests can drive time.
 //!
-//! On Redis the limits use the *server's* clock (`TIME` inside the script);
-//! the local clock only dates the in-process memory of denials. The embedded
-//! backend has no server, so its limits use this clock.
+//! It decides what the cache decides by itself: expiry of entries and tag
+//! epochs and rate limits on the embedded backend, the breaker's cool-down,
+//! the in-process memory of denials. On Redis, entries expire and limits
+//! count on the *server's* clock (TTLs, `TIME` inside the scripts).
 
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,5 +1,8 @@
 //! The embedded backend: two moka caches, one for entries and one for tag
 //! epochs, each entry expiring at its own deadline, as keys do in Redis.
+//! The deadline is kept twice: as an `Instant`, for moka to free the
+//! memory, and on the cache's `Clock`, which decides what a read sees (so a
+//! test with a `ManualClock` expires entries by moving it, not by sleeping).
 //!
 //! moka's `sync` caches: no operation waits on I/O, so the async methods
 //! here never suspend, and a hit's future stays small (moka's `future`
@@ -12,6 +15,7 @@ use moka::sync::Cache as Moka;
 use moka::Expiry;
 
 use super::{Read, Write, EPOCH_MARGIN, INVALIDATED_EPOCH_TTL};
+use crate::clock::Clock;
 use crate::entry::Epoch;
 use crate::ratelimit::memory::RateStore;
 
@@ -42,14 +46,23 @@ impl<K, V> Expiry<K, Expiring<V>> for AtDeadline {
 }
 
 pub(crate) struct MemoryBackend {
-    values: Moka<String, Expiring<Arc<[u8]>>>,
-    epochs: Moka<String, Expiring<Epoch>>,
+    values: Moka<String, Expiring<Timed<Arc<[u8]>>>>,
+    epochs: Moka<String, Expiring<Timed<Epoch>>>,
     pub(crate) rates: RateStore,
+    clock: Arc<dyn Clock>,
+}
+
+/// A value and its deadline on the cache's clock (µs since the epoch).
+#[derive(Clone)]
+struct Timed<V> {
+    value: V,
+    until_us: u64,
 }
 
 impl MemoryBackend {
-    pub(crate) fn new(max_entries: u64) -> Self {
+    pub(crate) fn new(max_entries: u64, clock: Arc<dyn Clock>) -> Self {
         MemoryBackend {
+            clock,
             values: Moka::builder()
                 .max_capacity(max_entries)
                 .expire_after(AtDeadline)
@@ -62,12 +75,25 @@ impl MemoryBackend {
     }
 
     pub(crate) async fn read(&self, key: &str, tag_keys: &[String]) -> Read {
-        let value = self.values.get(key).map(|e| e.value.to_vec());
+        let now = self.clock.now_micros();
+        let value = self
+            .values
+            .get(key)
+            .filter(|e| e.value.until_us > now)
+            .map(|e| e.value.value.to_vec());
         let mut epochs = Vec::with_capacity(tag_keys.len());
         for tag in tag_keys {
-            epochs.push(self.epochs.get(tag).map_or(0, |e| e.value));
+            epochs.push(self.epoch(tag, now));
         }
         Read { value, epochs }
+    }
+
+    /// A tag's epoch at `now`: 0 once its key has expired, as in Redis.
+    fn epoch(&self, tag_key: &str, now: u64) -> Epoch {
+        self.epochs
+            .get(tag_key)
+            .filter(|e| e.value.until_us > now)
+            .map_or(0, |e| e.value.value)
     }
 
     pub(crate) async fn write(&self, w: Write<'_>) -> bool {
@@ -79,7 +105,10 @@ impl MemoryBackend {
         }
         if unchanged {
             let entry = Expiring {
-                value: Arc::from(w.bytes),
+                value: Timed {
+                    value: Arc::from(w.bytes),
+                    until_us: self.clock.now_micros().saturating_add(micros(w.ttl)),
+                },
                 deadline: Instant::now() + w.ttl,
             };
             self.values.insert(w.key.to_string(), entry);
@@ -94,7 +123,7 @@ impl MemoryBackend {
     pub(crate) async fn size(&self, key: &str) -> u64 {
         self.values
             .get(key)
-            .map_or(0, |entry| entry.value.len() as u64)
+            .map_or(0, |entry| entry.value.value.len() as u64)
     }
 
     pub(crate) async fn delete(&self, key: &str) {
@@ -108,19 +137,27 @@ impl MemoryBackend {
             .epochs
             .entry(tag_key.to_string())
             .and_upsert_with(|current| {
-                let now = Instant::now();
-                let (epoch, deadline) = match current {
-                    Some(e) => {
+                let (now, now_us) = (Instant::now(), self.clock.now_micros());
+                let (epoch, deadline, until_us) = match current {
+                    // Expired on the clock: absent, as in Redis.
+                    Some(e) if e.value().value.until_us > now_us => {
                         let e = e.into_value();
-                        (e.value, e.deadline)
+                        (e.value.value, e.deadline, e.value.until_us)
                     }
-                    None => (0, now),
+                    _ => (0, now, now_us),
                 };
                 Expiring {
-                    value: step(epoch),
+                    value: Timed {
+                        value: step(epoch),
+                        until_us: until_us.max(now_us.saturating_add(micros(need))),
+                    },
                     deadline: deadline.max(now + need),
                 }
             });
-        entry.into_value().value
+        entry.into_value().value.value
     }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }

@@ -130,7 +130,11 @@ pub(crate) struct Settings {
 
 impl Inner {
     pub(crate) fn new(backend: Backend, namespace: &str, settings: &Settings) -> Self {
-        let breaker = Breaker::new(settings.breaker_threshold, settings.breaker_cool_down);
+        let breaker = Breaker::new(
+            settings.breaker_threshold,
+            settings.breaker_cool_down,
+            Arc::clone(&settings.clock),
+        );
         let guarded = Arc::new(Guarded::new(
             backend,
             settings.op_timeout,
