@@ -27,13 +27,9 @@ pub(crate) fn call_tokens(options: &Options, name: TokenStream) -> (TokenStream,
         tags_let = quote!(let #tags_var = [#(#tags),*];);
         call.extend(quote!(.tags(&#tags_var)));
     }
-    let stampede = match options.stampede {
-        Some(Stampede::Off) => Some(quote!(Off)),
-        Some(Stampede::Local) => Some(quote!(Local)),
-        Some(Stampede::Distributed) | None => None,
-    };
-    if let Some(variant) = stampede {
-        call.extend(quote!(.stampede(::redcache::__private::Stampede::#variant)));
+    // The default (distributed) is left out of the expansion.
+    if let Some(stampede) = options.stampede.filter(|s| *s != Stampede::Distributed) {
+        call.extend(quote!(.stampede(#stampede)));
     }
     (tags_let, call)
 }

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use proc_macro2::Span;
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, ToTokens};
 use syn::parse::ParseStream;
 use syn::{Expr, ExprArray, ExprLit, Ident, Lit, LitBool, Token};
 
@@ -51,14 +52,53 @@ impl Site {
     }
 }
 
-/// The rate-limit algorithms, by the names the attribute takes, and their
-/// `redcache::Algorithm` variants.
-pub(crate) const ALGORITHMS: [(&str, &str); 4] = [
-    ("sliding_log", "SlidingLog"),
-    ("sliding_window", "SlidingWindow"),
-    ("fixed_window", "FixedWindow"),
-    ("gcra", "Gcra"),
-];
+/// `algorithm = "..."`: the variants of `redcache::Algorithm`.
+#[derive(Clone, Copy, PartialEq)]
+pub(crate) enum Algorithm {
+    SlidingLog,
+    SlidingWindow,
+    FixedWindow,
+    Gcra,
+}
+
+impl Algorithm {
+    /// Each algorithm by the name the attribute takes.
+    const ALL: [(&'static str, Algorithm); 4] = [
+        ("sliding_log", Algorithm::SlidingLog),
+        ("sliding_window", Algorithm::SlidingWindow),
+        ("fixed_window", Algorithm::FixedWindow),
+        ("gcra", Algorithm::Gcra),
+    ];
+}
+
+impl ToTokens for Algorithm {
+    fn to_tokens(&self, tokens: &mut TokenStream) {
+        let variant = match self {
+            Algorithm::SlidingLog => quote!(SlidingLog),
+            Algorithm::SlidingWindow => quote!(SlidingWindow),
+            Algorithm::FixedWindow => quote!(FixedWindow),
+            Algorithm::Gcra => quote!(Gcra),
+        };
+        tokens.extend(quote!(::redcache::__private::Algorithm::#variant));
+    }
+}
+
+/// `on_error = "allow" | "deny"`: the variants of `redcache::OnError`.
+#[derive(Clone, Copy, PartialEq)]
+pub(crate) enum OnError {
+    Allow,
+    Deny,
+}
+
+impl ToTokens for OnError {
+    fn to_tokens(&self, tokens: &mut TokenStream) {
+        let variant = match self {
+            OnError::Allow => quote!(Allow),
+            OnError::Deny => quote!(Deny),
+        };
+        tokens.extend(quote!(::redcache::__private::OnError::#variant));
+    }
+}
 
 /// An option value and where it was written.
 #[derive(Clone, Copy)]
@@ -67,11 +107,23 @@ pub(crate) struct Spanned<T> {
     pub(crate) span: Span,
 }
 
-#[derive(Clone, Copy)]
+/// `stampede = "..."`: the variants of `redcache::Stampede`.
+#[derive(Clone, Copy, PartialEq)]
 pub(crate) enum Stampede {
     Off,
     Local,
     Distributed,
+}
+
+impl ToTokens for Stampede {
+    fn to_tokens(&self, tokens: &mut TokenStream) {
+        let variant = match self {
+            Stampede::Off => quote!(Off),
+            Stampede::Local => quote!(Local),
+            Stampede::Distributed => quote!(Distributed),
+        };
+        tokens.extend(quote!(::redcache::__private::Stampede::#variant));
+    }
 }
 
 /// A `ttl`: a literal, checked here, or an expression (`ttl = CACHE_TTL`,
@@ -104,12 +156,10 @@ pub(crate) struct Options {
     pub(crate) ignore: Vec<Ident>,
     pub(crate) limit: Option<Spanned<u64>>,
     pub(crate) window: Option<SpannedDuration>,
-    /// The variant name of `redcache::Algorithm`.
-    pub(crate) algorithm: Option<Spanned<&'static str>>,
+    pub(crate) algorithm: Option<Spanned<Algorithm>>,
     pub(crate) burst: Option<Spanned<u64>>,
     pub(crate) cost: Option<Expr>,
-    /// `true` for `on_error = "deny"`.
-    pub(crate) deny_on_error: Option<Spanned<bool>>,
+    pub(crate) on_error: Option<Spanned<OnError>>,
     /// The names given so far, to report duplicates.
     seen: Vec<String>,
 }
@@ -228,7 +278,7 @@ impl Options {
                 self.cost = Some(value);
                 Ok(())
             }
-            "on_error" => on_error(&value).map(|deny| self.deny_on_error = Some(deny)),
+            "on_error" => on_error(&value).map(|on_error| self.on_error = Some(on_error)),
             "cache_none" => match &value {
                 Expr::Lit(ExprLit {
                     lit: Lit::Bool(flag),
@@ -361,8 +411,8 @@ fn positive_int(value: &Expr, option: &str) -> syn::Result<Spanned<u64>> {
     }
 }
 
-fn algorithm(value: &Expr) -> syn::Result<Spanned<&'static str>> {
-    let names: Vec<String> = ALGORITHMS
+fn algorithm(value: &Expr) -> syn::Result<Spanned<Algorithm>> {
+    let names: Vec<String> = Algorithm::ALL
         .iter()
         .map(|(name, _)| format!("\"{name}\""))
         .collect();
@@ -370,7 +420,7 @@ fn algorithm(value: &Expr) -> syn::Result<Spanned<&'static str>> {
     match value {
         Expr::Lit(ExprLit {
             lit: Lit::Str(lit), ..
-        }) => ALGORITHMS
+        }) => Algorithm::ALL
             .iter()
             .find(|(name, _)| *name == lit.value())
             .map(|(_, variant)| Spanned {
@@ -382,18 +432,18 @@ fn algorithm(value: &Expr) -> syn::Result<Spanned<&'static str>> {
     }
 }
 
-fn on_error(value: &Expr) -> syn::Result<Spanned<bool>> {
+fn on_error(value: &Expr) -> syn::Result<Spanned<OnError>> {
     let expected = "`on_error` is \"allow\" (the default: let calls through while the backend is unreachable) or \"deny\"";
     match value {
         Expr::Lit(ExprLit {
             lit: Lit::Str(lit), ..
         }) => match lit.value().as_str() {
             "allow" => Ok(Spanned {
-                value: false,
+                value: OnError::Allow,
                 span: lit.span(),
             }),
             "deny" => Ok(Spanned {
-                value: true,
+                value: OnError::Deny,
                 span: lit.span(),
             }),
             _ => Err(syn::Error::new(lit.span(), expected)),

@@ -26,22 +26,18 @@ use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::parse::{ParseStream, Parser};
 use syn::spanned::Spanned;
-use syn::{Ident, ItemFn};
+use syn::{Expr, ItemFn};
 
 use crate::ast::Function;
 use crate::emit::{cache_let, key_var};
 use crate::errors::Errors;
-use crate::options::{Options, Site, MAX_WINDOW};
-
-/// The options every stacked attribute shares; each may be given on any of
-/// them, and must then be the same wherever it is repeated.
-const SHARED: [&str; 4] = ["key", "cost", "on_error", "cache"];
+use crate::options::{Algorithm, OnError, Options, Site, MAX_WINDOW};
+use crate::template::Template;
 
 pub(super) fn expand(stack: Vec<(TokenStream, Span)>, mut func: ItemFn) -> syn::Result<ItemFn> {
     let mut errors = Errors::default();
     let mut policies = Vec::new();
-    let mut shared = Options::default();
-    let mut shared_text: [Option<String>; 4] = Default::default();
+    let mut shared = Shared::default();
     for (args, span) in stack {
         let parsed =
             (|input: ParseStream| Options::parse(input, Site::RateLimit, &mut errors)).parse2(args);
@@ -53,11 +49,11 @@ pub(super) fn expand(stack: Vec<(TokenStream, Span)>, mut func: ItemFn) -> syn::
             }
         };
         check_policy(&options, span, &mut errors);
-        merge_shared(&mut shared, &mut shared_text, &options, &mut errors);
+        shared.merge(&options, &mut errors);
         policies.push(options);
     }
     let function = Function::analyze(&func.sig, "#[rate_limited]", &mut errors);
-    if let Some(key) = &shared.key {
+    if let Some((_, key)) = &shared.key {
         if let Err(error) = key.check_roots(&function.names(), "fn") {
             errors.push(error);
         }
@@ -81,7 +77,7 @@ pub(super) fn expand(stack: Vec<(TokenStream, Span)>, mut func: ItemFn) -> syn::
     // Without a key, one limit for the whole fn: the empty key.
     let key_var = key_var();
     let (key_let, key_arg) = match &shared.key {
-        Some(template) => {
+        Some((_, template)) => {
             let key = template.render();
             (quote!(let #key_var = #key;), quote!(&#key_var))
         }
@@ -89,13 +85,14 @@ pub(super) fn expand(stack: Vec<(TokenStream, Span)>, mut func: ItemFn) -> syn::
     };
     let policies = policies.iter().map(policy_tokens);
     let mut limits = quote!(::redcache::__private::Limits::new(#name, #key_arg, &[#(#policies),*]));
-    if let Some(cost) = &shared.cost {
+    if let Some((_, cost)) = &shared.cost {
         limits.extend(quote_spanned!(cost.span()=> .cost(#cost)));
     }
-    if shared.deny_on_error.is_some_and(|deny| deny.value) {
-        limits.extend(quote!(.on_error(::redcache::__private::OnError::Deny)));
+    // The default (allow) is left out of the expansion.
+    if let Some((on_error, _)) = shared.on_error.filter(|(o, _)| *o == OnError::Deny) {
+        limits.extend(quote!(.on_error(#on_error)));
     }
-    let (cache_let, cache) = cache_let(shared.cache.as_ref());
+    let (cache_let, cache) = cache_let(shared.cache.as_ref().map(|(_, cache)| cache));
     let block = &func.block;
     // The call carries the span of the error type, so an error type that
     // cannot hold the refusal is reported there.
@@ -125,7 +122,7 @@ fn check_policy(options: &Options, span: Span, errors: &mut Errors) {
             "missing `window`: the length of the window, e.g. `window = \"60s\"`",
         );
     }
-    let gcra = options.algorithm.map(|a| a.value) == Some("Gcra");
+    let gcra = options.algorithm.map(|a| a.value) == Some(Algorithm::Gcra);
     if let Some(burst) = options.burst {
         if !gcra {
             errors.push_new(burst.span, "`burst` applies only to `algorithm = \"gcra\"`");
@@ -153,47 +150,63 @@ fn check_policy(options: &Options, span: Span, errors: &mut Errors) {
     }
 }
 
-/// Moves the shared options of one attribute into `shared`, reporting a
-/// repeat that differs from the first.
-fn merge_shared(
-    shared: &mut Options,
-    texts: &mut [Option<String>; 4],
-    options: &Options,
+/// The options stacked attributes share (one check, on one key): each may
+/// be given on any of them, and must then be the same wherever repeated.
+/// Each slot keeps what it is compared by (the template's text, the tokens
+/// of an expression, the variant) beside its value.
+#[derive(Default)]
+struct Shared {
+    key: Option<(String, Template)>,
+    cost: Option<(String, Expr)>,
+    on_error: Option<(OnError, ())>,
+    cache: Option<(String, Expr)>,
+}
+
+impl Shared {
+    /// Takes the shared options of one attribute, reporting a repeat that
+    /// differs from the first.
+    fn merge(&mut self, options: &Options, errors: &mut Errors) {
+        let tokens = |e: &Expr| (e.to_token_stream().to_string(), e.span(), e.clone());
+        let key = options
+            .key
+            .as_ref()
+            .map(|t| (t.lit.value(), t.lit.span(), t.clone()));
+        merge_slot(&mut self.key, key, "key", errors);
+        merge_slot(
+            &mut self.cost,
+            options.cost.as_ref().map(tokens),
+            "cost",
+            errors,
+        );
+        let on_error = options.on_error.map(|o| (o.value, o.span, ()));
+        merge_slot(&mut self.on_error, on_error, "on_error", errors);
+        merge_slot(
+            &mut self.cache,
+            options.cache.as_ref().map(tokens),
+            "cache",
+            errors,
+        );
+    }
+}
+
+fn merge_slot<K: PartialEq, T>(
+    slot: &mut Option<(K, T)>,
+    given: Option<(K, Span, T)>,
+    name: &str,
     errors: &mut Errors,
 ) {
-    let given: [Option<(String, Span)>; 4] = [
-        options.key.as_ref().map(|t| (t.lit.value(), t.lit.span())),
-        options
-            .cost
-            .as_ref()
-            .map(|e| (e.to_token_stream().to_string(), e.span())),
-        options.deny_on_error.map(|d| (d.value.to_string(), d.span)),
-        options
-            .cache
-            .as_ref()
-            .map(|e| (e.to_token_stream().to_string(), e.span())),
-    ];
-    for (i, given) in given.into_iter().enumerate() {
-        let Some((text, span)) = given else { continue };
-        match &texts[i] {
-            Some(first) if *first != text => errors.push_new(
-                span,
-                format!(
-                    "stacked `#[rate_limited]` attributes are one all-or-nothing check on one key: `{}` must be the same on each, or given once",
-                    SHARED[i]
-                ),
+    let Some((compared, span, value)) = given else {
+        return;
+    };
+    match slot {
+        Some((first, _)) if *first != compared => errors.push_new(
+            span,
+            format!(
+                "stacked `#[rate_limited]` attributes are one all-or-nothing check on one key: `{name}` must be the same on each, or given once"
             ),
-            Some(_) => {}
-            None => {
-                texts[i] = Some(text);
-                match i {
-                    0 => shared.key = options.key.clone(),
-                    1 => shared.cost = options.cost.clone(),
-                    2 => shared.deny_on_error = options.deny_on_error,
-                    _ => shared.cache = options.cache.clone(),
-                }
-            }
-        }
+        ),
+        Some(_) => {}
+        None => *slot = Some((compared, value)),
     }
 }
 
@@ -204,8 +217,8 @@ fn policy_tokens(options: &Options) -> TokenStream {
     let window = options.window.map(|w| w.to_tokens()).unwrap_or_default();
     let mut policy = quote!(::redcache::__private::Policy::new(#limit, #window));
     if let Some(algorithm) = options.algorithm {
-        let variant = Ident::new(algorithm.value, algorithm.span);
-        policy.extend(quote!(.algorithm(::redcache::__private::Algorithm::#variant)));
+        let algorithm = algorithm.value;
+        policy.extend(quote!(.algorithm(#algorithm)));
     }
     if let Some(burst) = options.burst {
         let burst = proc_macro2::Literal::u64_unsuffixed(burst.value);
