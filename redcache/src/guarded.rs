@@ -55,9 +55,7 @@ impl Guarded {
     pub(crate) fn stats(&self) -> Stats {
         self.counters.snapshot(self.breaker.state())
     }
-}
 
-impl Guarded {
     /// Runs a backend operation through the circuit breaker, bounded by the
     /// operation timeout (Redis only: the embedded backend does no I/O).
     pub(crate) async fn op<T>(self: &Arc<Self>, fut: impl Future<Output = Result<T>>) -> Result<T> {
