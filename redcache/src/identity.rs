@@ -16,7 +16,7 @@
 //! `Self`, [`FnPath::with_self`] puts the real type in their place.
 
 use std::borrow::Cow;
-use std::sync::OnceLock;
+use std::sync::{OnceLock, PoisonError, RwLock};
 
 /// The name of the nested item the expansion declares.
 const MARKER: &str = "__redcache_id";
@@ -41,10 +41,14 @@ impl FnId {
 }
 
 /// A cached fn's path, cleaned of what is not a name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct FnPath {
     path: Box<str>,
     generic_impl: bool,
+    /// For a fn of a generic impl: its path for each `Self` met so far, so
+    /// a hit does not redo the substitution. The set of `Self` types is the
+    /// program's instances of the impl, so it is small and bounded.
+    instances: RwLock<Vec<(&'static str, &'static str)>>,
 }
 
 impl FnPath {
@@ -69,6 +73,7 @@ impl FnPath {
         FnPath {
             generic_impl: has_placeholder(&path),
             path: path.into_boxed_str(),
+            instances: RwLock::new(Vec::new()),
         }
     }
 
@@ -87,8 +92,39 @@ impl FnPath {
     /// place of the impl's `_` parameters: `shop::Repo<_>::get` for
     /// `Self = shop::Repo<shop::Users>` is `shop::Repo<shop::Users>::get`.
     /// Where the two cannot be matched, `Self` is appended in brackets, so
-    /// two instances never share a path.
-    pub fn with_self(&self, self_type: &str) -> Cow<'_, str> {
+    /// two instances never share a path. Computed once per `Self`.
+    pub fn with_self(&'static self, self_type: &'static str) -> &'static str {
+        if !self.generic_impl {
+            return &self.path;
+        }
+        let known = |instances: &[(&'static str, &'static str)]| {
+            instances
+                .iter()
+                .find(|(ty, _)| *ty == self_type)
+                .map(|(_, path)| *path)
+        };
+        let instances = self
+            .instances
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(path) = known(&instances) {
+            return path;
+        }
+        drop(instances);
+        let mut instances = self
+            .instances
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(path) = known(&instances) {
+            return path;
+        }
+        let path: &'static str =
+            Box::leak(self.substituted(self_type).into_owned().into_boxed_str());
+        instances.push((self_type, path));
+        path
+    }
+
+    fn substituted(&self, self_type: &str) -> Cow<'_, str> {
         if !self.generic_impl {
             return Cow::Borrowed(&self.path);
         }
@@ -204,23 +240,33 @@ mod tests {
         let path = FnPath::parse("shop::Repo<_>::get::__redcache_id");
         assert!(path.is_generic_impl());
         assert_eq!(
-            path.with_self("shop::Repo<shop::Users>"),
+            path.substituted("shop::Repo<shop::Users>"),
             "shop::Repo<shop::Users>::get"
         );
         let path = FnPath::parse("<shop::Repo<_, _> as shop::Load>::load::__redcache_id");
         assert_eq!(
-            path.with_self("shop::Repo<u8, alloc::string::String>"),
+            path.substituted("shop::Repo<u8, alloc::string::String>"),
             "<shop::Repo<u8, alloc::string::String> as shop::Load>::load"
         );
         let blanket = FnPath::parse("<_ as shop::Load>::load::__redcache_id");
-        assert_eq!(blanket.with_self("u64"), "<u64 as shop::Load>::load");
+        assert_eq!(blanket.substituted("u64"), "<u64 as shop::Load>::load");
+    }
+
+    #[test]
+    fn with_self_is_computed_once_per_self_type() {
+        let path: &'static FnPath =
+            Box::leak(Box::new(FnPath::parse("shop::Repo<_>::get::__redcache_id")));
+        let first = path.with_self("shop::Repo<u8>");
+        assert_eq!(first, "shop::Repo<u8>::get");
+        assert!(std::ptr::eq(first, path.with_self("shop::Repo<u8>")));
+        assert_eq!(path.with_self("shop::Repo<u16>"), "shop::Repo<u16>::get");
     }
 
     #[test]
     fn an_unmatched_self_is_appended() {
         let path = FnPath::parse("shop::Repo<_>::get::__redcache_id");
         assert_eq!(
-            path.with_self("other::Thing"),
+            path.substituted("other::Thing"),
             "shop::Repo<_>::get[other::Thing]"
         );
     }
