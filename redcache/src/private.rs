@@ -2,7 +2,6 @@
 //! change without notice. The logic lives in the engine (`cache.rs`), so
 //! that expansions stay a few readable lines.
 
-use std::convert::Infallible;
 use std::future::Future;
 
 use serde::de::DeserializeOwned;
@@ -227,7 +226,12 @@ impl OptionKind {
         Option<T>: Cacheable,
         Fut: Future<Output = Option<T>>,
     {
-        cached_option(cache, call, self.cache_none, load).await
+        let keep: fn(&Option<T>) -> bool = if self.cache_none {
+            |_| true
+        } else {
+            Option::is_some
+        };
+        cache.as_ref().load_infallible(call.0, keep, load).await
     }
 }
 
@@ -242,7 +246,7 @@ impl ValueKind {
         T: Cacheable,
         Fut: Future<Output = T>,
     {
-        cached_value(cache, call, load).await
+        cache.as_ref().load_infallible(call.0, |_| true, load).await
     }
 }
 
@@ -276,60 +280,6 @@ where
     Fut: Future<Output = Result<T, E>>,
 {
     cache.as_ref().load_through(call.0, |_| true, load).await
-}
-
-/// A fn returning `Option<T>`: `Some` values are cached, and `None` too when
-/// `cache_none` is set.
-pub async fn cached_option<C, T, Fut>(
-    cache: C,
-    call: Call<'_>,
-    cache_none: bool,
-    load: Fut,
-) -> Option<T>
-where
-    C: AsRef<Cache>,
-    Option<T>: Cacheable,
-    Fut: Future<Output = Option<T>>,
-{
-    let keep: fn(&Option<T>) -> bool = if cache_none {
-        |_| true
-    } else {
-        Option::is_some
-    };
-    infallible(
-        cache
-            .as_ref()
-            .load_through(call.0, keep, infallible_load(load)),
-    )
-    .await
-}
-
-/// A fn returning any other type: every value is cached.
-pub async fn cached_value<C, T, Fut>(cache: C, call: Call<'_>, load: Fut) -> T
-where
-    C: AsRef<Cache>,
-    T: Cacheable,
-    Fut: Future<Output = T>,
-{
-    infallible(
-        cache
-            .as_ref()
-            .load_through(call.0, |_| true, infallible_load(load)),
-    )
-    .await
-}
-
-/// A load that cannot fail, in the engine's `Result` shape.
-async fn infallible_load<T>(load: impl Future<Output = T>) -> Result<T, Infallible> {
-    Ok(load.await)
-}
-
-/// The engine's answer for a load that cannot fail.
-async fn infallible<T>(result: impl Future<Output = Result<T, Infallible>>) -> T {
-    match result.await {
-        Ok(value) => value,
-        Err(never) => match never {},
-    }
 }
 
 /// The bound on the error type of a rate-limited fn.

@@ -72,6 +72,25 @@ impl Cache {
             .await
     }
 
+    /// [`load_through`](Self::load_through) for a load that cannot fail
+    /// (a plain value, or an `Option`).
+    pub(crate) async fn load_infallible<T, Fut>(
+        &self,
+        call: Call<'_>,
+        keep: fn(&T) -> bool,
+        load: Fut,
+    ) -> T
+    where
+        T: Serialize + DeserializeOwned,
+        Fut: Future<Output = T>,
+    {
+        let load = async { Ok::<T, std::convert::Infallible>(load.await) };
+        match self.load_through(call, keep, load).await {
+            Ok(value) => value,
+            Err(never) => match never {},
+        }
+    }
+
     async fn load_through_in_span<T, E, Fut>(
         &self,
         call: Call<'_>,

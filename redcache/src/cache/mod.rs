@@ -243,13 +243,9 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {
-        let loaded = self.get_or_load(key, ttl, tags, || async {
-            Ok::<T, std::convert::Infallible>(load().await)
-        });
-        match loaded.await {
-            Ok(value) => value,
-            Err(never) => match never {},
-        }
+        let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+        let call = Call::programmatic(key, ttl, &tags);
+        self.load_infallible(call, |_| true, load()).await
     }
 
     /// [`get_or_load`](Self::get_or_load) for an optional value: `Some` is
@@ -283,11 +279,7 @@ impl Cache {
         let call = Call::programmatic(key, ttl, &tags);
         // As `#[cached]` on a fn returning an `Option`: a `None` is shared
         // with the callers waiting on this load, not stored.
-        let load = async { Ok::<_, std::convert::Infallible>(load().await) };
-        match self.load_through(call, Option::is_some, load).await {
-            Ok(value) => value,
-            Err(never) => match never {},
-        }
+        self.load_infallible(call, Option::is_some, load()).await
     }
 
     /// Invalidates every entry cached under `tag`, in one atomic increment
