@@ -342,3 +342,84 @@ async fn namespaces_that_could_reach_into_each_other_are_refused() {
         );
     }
 }
+
+/// `Option`, `Vec` and slice arguments in default keys and templates.
+struct Search {
+    cache: Cache,
+    loads: AtomicUsize,
+}
+
+impl Search {
+    #[cached(ttl = 60, cache = self.cache)]
+    async fn by_words(&self, words: Vec<String>, page: Option<u32>) -> String {
+        self.loads.fetch_add(1, SeqCst);
+        format!("{words:?} {page:?}")
+    }
+
+    #[cached(ttl = 60, key = "ids:<ids>:<owner>", cache = self.cache)]
+    async fn by_ids(&self, ids: &[u64], owner: Option<&str>) -> String {
+        self.loads.fetch_add(1, SeqCst);
+        format!("{ids:?} {owner:?}")
+    }
+}
+
+async fn optional_and_list_arguments_key_every_call_apart(cache: Cache) {
+    let search = Search {
+        cache,
+        loads: AtomicUsize::new(0),
+    };
+    let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    // Calls that a naive join (`,` or `:`) or `None` as "" would merge.
+    let word_calls = [
+        (words(&[]), None),
+        (words(&[""]), None),
+        (words(&["a,b"]), None),
+        (words(&["a", "b"]), None),
+        (words(&["a", "b"]), Some(0)),
+        (words(&["a:b"]), Some(1)),
+        (words(&["a"]), Some(1)),
+    ];
+    let id_calls: [(&[u64], Option<&str>); 5] = [
+        (&[], None),
+        (&[], Some("")),
+        (&[], Some("%none")),
+        (&[1, 2], None),
+        (&[12], None),
+    ];
+    for _ in 0..2 {
+        for (w, page) in &word_calls {
+            assert_eq!(
+                search.by_words(w.clone(), *page).await,
+                format!("{w:?} {page:?}")
+            );
+        }
+        for (ids, owner) in id_calls {
+            assert_eq!(
+                search.by_ids(ids, owner).await,
+                format!("{ids:?} {owner:?}")
+            );
+        }
+    }
+    // The second round was all hits.
+    assert_eq!(search.loads.load(SeqCst), word_calls.len() + id_calls.len());
+    let ids = [1u64, 2];
+    let owner: Option<&str> = None;
+    assert_eq!(redcache::key!("ids:<ids>:<owner>"), "ids:1,2:%none");
+}
+
+#[tokio::test]
+async fn optional_and_list_arguments_key_every_call_apart_in_memory() {
+    optional_and_list_arguments_key_every_call_apart(Cache::builder().build().await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn optional_and_list_arguments_key_every_call_apart_on_redis() {
+    let server = RedisServer::start();
+    let cache = Cache::builder()
+        .redis(server.url())
+        .namespace(unique_namespace("lists"))
+        .build()
+        .await
+        .unwrap();
+    optional_and_list_arguments_key_every_call_apart(cache).await;
+}

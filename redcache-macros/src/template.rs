@@ -1,7 +1,7 @@
 //! Key and tag templates: `"product:<id>"`, `"user:<user.id>"`.
 //!
 //! Parsed and checked at compile time; the expansion builds the key with
-//! `Key::new().lit(..).arg(&..)`, so nothing is parsed at run time.
+//! `Key::new().lit(..).part(key_part!(..))`, so nothing is parsed at run time.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
@@ -80,14 +80,14 @@ impl Template {
         Ok(())
     }
 
-    /// `::redcache::__private::Key::new().lit("product:").arg(&id).finish()`
+    /// `::redcache::__private::Key::new().lit("product:").part(key_part!(id)).finish()`
     pub(crate) fn render(&self) -> TokenStream {
         let span = self.lit.span();
         let steps = self.parts.iter().map(|part| match part {
             Part::Lit(text) => quote!(.lit(#text)),
             Part::Arg(path) => {
                 let access = field_access(path, span);
-                quote_spanned!(span=> .arg(&#access))
+                quote_spanned!(span=> .part(::redcache::__private::key_part!(#access)))
             }
         });
         quote!(::redcache::__private::Key::new() #(#steps)* .finish())

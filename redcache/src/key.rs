@@ -7,8 +7,18 @@
 //! with a meaning in a Redis key pattern or in cluster hash tags), so two
 //! different calls cannot share a key and an argument cannot reach into the
 //! key space of another template.
+//!
+//! Optional and list arguments ([`KeyList`]) render too: `None` as `%none`
+//! and an empty list as `%empty` (a `%` followed by a lowercase letter,
+//! which no escaped argument contains), list elements escaped and joined by
+//! `,` (escaped inside an element). So `None`, `Some("")` and
+//! `Some("%none")`, or `[]`, `[""]` and `["a,b"]` vs `["a", "b"]`, all
+//! render differently.
 
+use std::collections::{BTreeSet, VecDeque};
 use std::fmt::{self, Display, Write};
+use std::rc::Rc;
+use std::sync::Arc;
 
 /// A value that may stand for a placeholder in a key or tag template.
 ///
@@ -17,7 +27,7 @@ use std::fmt::{self, Display, Write};
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be part of a cache key: it does not implement `Display`",
     label = "used in a key or tag template here",
-    note = "name the key explicitly with `key = \"...\"` using fields that implement `Display`, or implement `Display` for `{Self}`"
+    note = "name the key explicitly with `key = \"...\"` using fields that implement `Display`, or implement `Display` for `{Self}` (an `Option`, `Vec` or slice of `Display` values works too)"
 )]
 pub trait KeyArg {
     /// Writes the value, unescaped, to `out`.
@@ -64,11 +74,29 @@ impl Key {
     /// percent-encoded: `%`, `:`, `*`, `?`, `[`, `]`, `{`, `}`, `\`,
     /// whitespace and control characters.
     pub fn arg<T: KeyArg + ?Sized>(mut self, value: &T) -> Self {
-        let mut out = Escaper(&mut self.buf);
-        // Writing to a String cannot fail; a Display impl that reports an
-        // error leaves whatever it wrote so far, which is still escaped.
-        let _ = value.write_key(&mut out);
+        write_escaped(&mut self.buf, value, false);
         self
+    }
+
+    /// Appends an optional or list argument (see [`KeyList`]).
+    ///
+    /// ```
+    /// use redcache::Key;
+    /// assert_eq!(Key::new().list(&Some("a:b")).finish(), "a%3Ab");
+    /// assert_eq!(Key::new().list(&None::<u64>).finish(), "%none");
+    /// assert_eq!(Key::new().list(&vec!["a,b", "c"]).finish(), "a%2Cb,c");
+    /// assert_eq!(Key::new().list(&Vec::<u64>::new()).finish(), "%empty");
+    /// ```
+    pub fn list<L: KeyList + ?Sized>(mut self, value: &L) -> Self {
+        value.write_list(&mut self.buf);
+        self
+    }
+
+    /// Appends a part chosen by the expansion's dispatch (an argument or a
+    /// list), see `__private::key_part!`.
+    #[doc(hidden)]
+    pub fn part(self, part: impl KeyPart) -> Self {
+        part.append_to(self)
     }
 
     /// Appends the generic arguments of a generic fn, `::<A, B>`: types as
@@ -93,18 +121,134 @@ impl Key {
     }
 }
 
-struct Escaper<'a>(&'a mut String);
+/// An optional or list argument of a key: `Option<T>`, `Vec<T>`, `[T]`,
+/// `[T; N]`, `VecDeque<T>` and `BTreeSet<T>` of [`KeyArg`] elements, and
+/// references, `Box`, `Rc` and `Arc` of them. (Not `HashSet`: its order
+/// differs between processes, so the same set would render two keys.)
+///
+/// `None` renders as `%none`, `Some(v)` as `v`; a list as its elements,
+/// escaped (`,` too) and joined by `,`; an empty list as `%empty`.
+pub trait KeyList {
+    /// Writes the rendered (escaped) list to `out`.
+    fn write_list(&self, out: &mut String);
+}
+
+impl<T: KeyArg> KeyList for Option<T> {
+    fn write_list(&self, out: &mut String) {
+        match self {
+            Some(value) => write_escaped(out, value, false),
+            None => out.push_str("%none"),
+        }
+    }
+}
+
+impl<T: KeyArg> KeyList for [T] {
+    fn write_list(&self, out: &mut String) {
+        write_elements(out, self.iter());
+    }
+}
+
+impl<T: KeyArg, const N: usize> KeyList for [T; N] {
+    fn write_list(&self, out: &mut String) {
+        write_elements(out, self.iter());
+    }
+}
+
+impl<T: KeyArg> KeyList for Vec<T> {
+    fn write_list(&self, out: &mut String) {
+        write_elements(out, self.iter());
+    }
+}
+
+impl<T: KeyArg> KeyList for VecDeque<T> {
+    fn write_list(&self, out: &mut String) {
+        write_elements(out, self.iter());
+    }
+}
+
+impl<T: KeyArg> KeyList for BTreeSet<T> {
+    fn write_list(&self, out: &mut String) {
+        write_elements(out, self.iter());
+    }
+}
+
+macro_rules! key_list_through {
+    ($($ptr:ty),*) => {$(
+        impl<L: KeyList + ?Sized> KeyList for $ptr {
+            fn write_list(&self, out: &mut String) {
+                (**self).write_list(out);
+            }
+        }
+    )*};
+}
+
+key_list_through!(&L, &mut L, Box<L>, Rc<L>, Arc<L>);
+
+fn write_elements<'a, T: KeyArg + 'a>(out: &mut String, elements: impl Iterator<Item = &'a T>) {
+    let mut count = 0;
+    for element in elements {
+        if count > 0 {
+            out.push(',');
+        }
+        write_escaped(out, element, true);
+        count += 1;
+    }
+    // `[""]` renders empty; no element at all must differ from it.
+    if count == 0 {
+        out.push_str("%empty");
+    }
+}
+
+fn write_escaped<T: KeyArg + ?Sized>(out: &mut String, value: &T, in_list: bool) {
+    // Writing to a String cannot fail; a Display impl that reports an
+    // error leaves whatever it wrote so far, which is still escaped.
+    let _ = value.write_key(&mut Escaper { out, in_list });
+}
+
+/// What [`Key::part`] appends: chosen on the argument's concrete type by
+/// the expansion (`__private::key_part!`), a list when it is a [`KeyList`],
+/// else an argument that must be a [`KeyArg`].
+#[doc(hidden)]
+pub trait KeyPart {
+    fn append_to(self, key: Key) -> Key;
+}
+
+/// An argument appended with [`Key::arg`].
+#[doc(hidden)]
+pub struct ArgPart<'a>(pub &'a dyn KeyArg);
+
+impl KeyPart for ArgPart<'_> {
+    fn append_to(self, key: Key) -> Key {
+        key.arg(self.0)
+    }
+}
+
+/// A list appended with [`Key::list`].
+#[doc(hidden)]
+pub struct ListPart<'a, T: ?Sized>(pub &'a T);
+
+impl<T: KeyList + ?Sized> KeyPart for ListPart<'_, T> {
+    fn append_to(self, key: Key) -> Key {
+        key.list(self.0)
+    }
+}
+
+struct Escaper<'a> {
+    out: &'a mut String,
+    /// Inside a list, `,` separates elements, so it is escaped too.
+    in_list: bool,
+}
 
 impl Write for Escaper<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         for c in s.chars() {
-            if needs_escape(c) {
+            if needs_escape(c) || (self.in_list && c == ',') {
                 let mut utf8 = [0u8; 4];
                 for b in c.encode_utf8(&mut utf8).bytes() {
-                    write!(self.0, "%{b:02X}")?;
+                    write!(self.out, "%{b:02X}")?;
                 }
             } else {
-                self.0.push(c);
+                self.out.push(c);
             }
         }
         Ok(())
@@ -145,6 +289,55 @@ mod tests {
         let b = Key::new().arg(&":").finish();
         assert_ne!(a, b);
         assert_eq!(a, "%253A");
+    }
+
+    fn list<L: KeyList + ?Sized>(value: &L) -> String {
+        Key::new().list(value).finish()
+    }
+
+    #[test]
+    fn options_render_none_apart_from_every_some() {
+        let none = list(&None::<&str>);
+        assert_eq!(none, "%none");
+        for some in ["", "none", "%none", "%25none", "null"] {
+            assert_ne!(list(&Some(some)), none, "Some({some:?})");
+        }
+        assert_eq!(list(&Some("a:b")), "a%3Ab");
+        assert_eq!(list(&Some(7u64)), Key::new().arg(&7u64).finish());
+    }
+
+    #[test]
+    fn lists_render_apart_by_element_boundaries() {
+        let renders = [
+            list::<[&str]>(&[]),
+            list(&[""]),
+            list(&["", ""]),
+            list(&["a,b"]),
+            list(&["a", "b"]),
+            list(&["a", "b,"]),
+            list(&["a", "b", ""]),
+            list(&["%empty"]),
+            list(&[","]),
+        ];
+        for (i, a) in renders.iter().enumerate() {
+            for b in &renders[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        assert_eq!(list(&vec![1u8, 2, 3]), "1,2,3");
+        assert_eq!(list(&["a:b", "c d"]), "a%3Ab,c%20d");
+    }
+
+    #[test]
+    fn every_list_shape_renders_its_elements_in_order() {
+        let expected = "3,1,2";
+        assert_eq!(list(&vec![3, 1, 2]), expected);
+        assert_eq!(list(&[3, 1, 2][..]), expected);
+        assert_eq!(list(&VecDeque::from([3, 1, 2])), expected);
+        assert_eq!(list(&Box::new([3, 1, 2])), expected);
+        assert_eq!(list(&Arc::<[u32]>::from(vec![3, 1, 2])), expected);
+        assert_eq!(list(&&vec![3, 1, 2]), expected);
+        assert_eq!(list(&BTreeSet::from([3, 1, 2])), "1,2,3");
     }
 
     #[test]

@@ -78,7 +78,7 @@ pub use cache::{Cache, Stampede};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use global::{global, invalidate_key, invalidate_tag, set_global};
-pub use key::{Key, KeyArg};
+pub use key::{Key, KeyArg, KeyList};
 pub use ratelimit::{
     rate_status, Algorithm, OnError, Policy, RateLimited, RateLimiter, RateStatus,
 };

@@ -10,9 +10,11 @@ use serde::Serialize;
 pub use crate::cache::Stampede;
 pub use crate::global::global;
 pub use crate::identity::{FnId, FnPath};
-pub use crate::key::{Key, KeyArg};
+pub use crate::key::{ArgPart, Key, KeyArg, ListPart};
 pub use crate::ratelimit::{Algorithm, OnError, Policy};
-pub use crate::{__redcache_fn_path as fn_path, __redcache_returns as returns};
+pub use crate::{
+    __redcache_fn_path as fn_path, __redcache_key_part as key_part, __redcache_returns as returns,
+};
 pub use core::time::Duration;
 
 use crate::cache::Cache;
@@ -132,6 +134,59 @@ macro_rules! __redcache_fn_path {
         static ID: $crate::__private::FnId = $crate::__private::FnId::new();
         ID.get(&__redcache_id)
     }};
+}
+
+/// A key argument as [`Key::part`] takes it, chosen on its concrete type:
+/// a [`ListPart`] for an `Option`, a `Vec` or a slice (any
+/// [`KeyList`](crate::KeyList)), else an [`ArgPart`], which must be a
+/// [`KeyArg`] (`Display`).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __redcache_key_part {
+    ($arg:expr) => {{
+        #[allow(unused_imports)]
+        use $crate::__private::parts::{ViaArg as _, ViaList as _};
+        (&&$crate::__private::parts::Arg(&$arg)).part()
+    }};
+}
+
+/// The dispatch behind [`key_part!`]: the impl on `&Arg<L>` for a list is
+/// tried before the one on any `Arg<T>` (autoref specialization). The
+/// fallback has no bound, so a type that is neither is reported as "not
+/// `KeyArg`", with its note, not as a missing method.
+pub mod parts {
+    use super::{ArgPart, ListPart};
+    use crate::{KeyArg, KeyList};
+
+    /// A key argument, by reference.
+    pub struct Arg<'a, T: ?Sized>(pub &'a T);
+
+    pub trait ViaList<'a, T: ?Sized> {
+        fn part(&self) -> ListPart<'a, T>;
+    }
+
+    impl<'a, T: KeyList + ?Sized> ViaList<'a, T> for &Arg<'a, T> {
+        fn part(&self) -> ListPart<'a, T> {
+            ListPart(self.0)
+        }
+    }
+
+    pub trait ViaArg<'a, T: ?Sized> {
+        /// The bound is on the method, not the impl: the impl is always
+        /// chosen, and a type that is no `KeyArg` gets `KeyArg`'s message.
+        fn part(&self) -> ArgPart<'a>
+        where
+            T: KeyArg + Sized;
+    }
+
+    impl<'a, T: ?Sized> ViaArg<'a, T> for Arg<'a, T> {
+        fn part(&self) -> ArgPart<'a>
+        where
+            T: KeyArg + Sized,
+        {
+            ArgPart(self.0)
+        }
+    }
 }
 
 /// How a fn returning `$ty` is cached, decided on the real type (a type

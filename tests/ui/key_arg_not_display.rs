@@ -1,6 +1,10 @@
+pub struct Filter {
+    pub min_price: u64,
+}
+
 #[redcache::cached(ttl = 60)]
-async fn total(ids: Vec<u64>) -> u64 {
-    ids.iter().sum()
+async fn count(filter: Filter) -> u64 {
+    filter.min_price
 }
 
 fn main() {}

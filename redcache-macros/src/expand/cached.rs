@@ -113,7 +113,7 @@ fn default_key(function: &Function<'_>, options: &Options, fn_var: &Ident) -> To
         .filter(|b| !b.is_ignored_by_name() && !options.ignore.iter().any(|i| *i == b.name))
         .map(|binding| {
             let ident = binding.ident();
-            quote_spanned!(binding.span=> .lit(":").arg(&#ident))
+            quote_spanned!(binding.span=> .lit(":").part(::redcache::__private::key_part!(#ident)))
         });
     quote!(::redcache::__private::Key::new() #path #generics #(#args)* .finish())
 }

@@ -8,7 +8,7 @@
 //! // Output:
 //! async fn search(user_id: u64) -> Result<Vec<Hit>, ApiError> {
 //!     let __redcache_fn = ::redcache::__private::fn_path!();
-//!     let __redcache_key = ::redcache::__private::Key::new().lit("user:").arg(&user_id).finish();
+//!     let __redcache_key = ::redcache::__private::Key::new().lit("user:").part(key_part!(user_id)).finish();
 //!     ::redcache::__private::rate_limited(
 //!         ::redcache::__private::global(),
 //!         ::redcache::__private::Limits::new(

@@ -3,7 +3,7 @@ impl Catalog {
         let __redcache_cache = ::redcache::__private::handle(&(self.cache));
         let __redcache_key = ::redcache::__private::Key::new()
             .lit("price:")
-            .arg(&item.sku)
+            .part(::redcache::__private::key_part!(item.sku))
             .finish();
         ::redcache::__private::returns!(Money)
             .cached(
@@ -24,7 +24,7 @@ impl Catalog {
         let __redcache_key = ::redcache::__private::Key::new()
             .lit(&__redcache_fn.with_self(::core::any::type_name::<Self>()))
             .lit(":")
-            .arg(&sku)
+            .part(::redcache::__private::key_part!(sku))
             .finish();
         ::redcache::__private::returns!(u32)
             .cached(

@@ -4,9 +4,9 @@ async fn find_user(email: &str, active: bool) -> Option<User> {
     let __redcache_key = ::redcache::__private::Key::new()
         .lit(__redcache_fn.as_str())
         .lit(":")
-        .arg(&email)
+        .part(::redcache::__private::key_part!(email))
         .lit(":")
-        .arg(&active)
+        .part(::redcache::__private::key_part!(active))
         .finish();
     ::redcache::__private::cache_none(
             ::redcache::__private::returns!(Option < User >),

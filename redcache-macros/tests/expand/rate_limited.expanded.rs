@@ -3,7 +3,7 @@ async fn search(user_id: u64, q: &str) -> Result<Vec<Hit>, ApiError> {
     let __redcache_cache = ::redcache::__private::global();
     let __redcache_key = ::redcache::__private::Key::new()
         .lit("user:")
-        .arg(&user_id)
+        .part(::redcache::__private::key_part!(user_id))
         .finish();
     ::redcache::__private::rate_limited(
             __redcache_cache,
@@ -26,7 +26,7 @@ async fn upload(user_id: u64, files: Vec<File>) -> Result<(), ApiError> {
     let __redcache_cache = ::redcache::__private::global();
     let __redcache_key = ::redcache::__private::Key::new()
         .lit("user:")
-        .arg(&user_id)
+        .part(::redcache::__private::key_part!(user_id))
         .finish();
     ::redcache::__private::rate_limited(
             __redcache_cache,
@@ -56,7 +56,7 @@ async fn report(id: u64) -> Result<Report, ApiError> {
     let __redcache_cache = ::redcache::__private::global();
     let __redcache_key = ::redcache::__private::Key::new()
         .lit("report:")
-        .arg(&id)
+        .part(::redcache::__private::key_part!(id))
         .finish();
     ::redcache::__private::returns!(Result < Report, ApiError >)
         .cached(

@@ -3,10 +3,13 @@ pub async fn get_product(id: u64, category_id: u64) -> Result<Product, DbError> 
     let __redcache_cache = ::redcache::__private::global();
     let __redcache_key = ::redcache::__private::Key::new()
         .lit("product:")
-        .arg(&id)
+        .part(::redcache::__private::key_part!(id))
         .finish();
     let __redcache_tags = [
-        ::redcache::__private::Key::new().lit("category:").arg(&category_id).finish(),
+        ::redcache::__private::Key::new()
+            .lit("category:")
+            .part(::redcache::__private::key_part!(category_id))
+            .finish(),
     ];
     ::redcache::__private::returns!(Result < Product, DbError >)
         .cached(
