@@ -2,6 +2,7 @@
 //! attributes: each redcache attribute below the top one is applied first,
 //! so the top one is the outermost at run time.
 
+mod async_trait;
 mod cached;
 pub(crate) mod get_or_load;
 pub(crate) mod key;
@@ -13,6 +14,7 @@ use syn::spanned::Spanned;
 use syn::{Attribute, ItemFn, Meta};
 
 use crate::emit::with_error;
+use crate::errors::Errors;
 
 /// A redcache attribute.
 #[derive(Clone, Copy, PartialEq)]
@@ -44,12 +46,29 @@ pub(crate) fn attribute(attr: Attr, args: TokenStream, item: TokenStream) -> Tok
         Ok(func) => func,
         Err(error) => return with_error(item, error),
     };
-    match apply(attr, args, Span::call_site(), func.clone()) {
-        Ok(func) => func.into_token_stream(),
-        // Keep the user's fn so that the rest of the crate and IDEs still
-        // see it, without the redcache attributes below this one (their
-        // errors are among these; they must not be reported twice).
-        Err(error) => with_error(without_ours(func).into_token_stream(), error),
+    // In an `#[async_trait]` impl the fn arrives boxed: expand the `async
+    // fn` it was written as, and box the result again.
+    let Some((unboxed, boxed)) = async_trait::unbox(&func) else {
+        return match apply(attr, args, Span::call_site(), func.clone()) {
+            Ok(func) => func.into_token_stream(),
+            // Keep the user's fn so that the rest of the crate and IDEs
+            // still see it, without the redcache attributes below this one
+            // (their errors are among these; they must not be reported twice).
+            Err(error) => with_error(without_ours(func).into_token_stream(), error),
+        };
+    };
+    let mut errors = Errors::default();
+    boxed.check(&mut errors);
+    let expanded = apply(attr, args, Span::call_site(), unboxed);
+    match (expanded, errors.finish()) {
+        (Ok(expanded), Ok(())) => boxed.rebox(expanded).into_token_stream(),
+        (Ok(_), Err(error)) | (Err(error), Ok(())) => {
+            with_error(without_ours(func).into_token_stream(), error)
+        }
+        (Err(mut error), Err(renamed)) => {
+            error.combine(renamed);
+            with_error(without_ours(func).into_token_stream(), error)
+        }
     }
 }
 
