@@ -6,29 +6,30 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Expr, Ident};
 
-use crate::options::{Options, Stampede};
+use crate::attr::EntryArgs;
+use crate::options::Stampede;
 use crate::template::Template;
 
 /// The `let` of the tags (if any) and the `Call` built from the options.
 /// `name` (the key template, or the fn's path) names the call in spans and
 /// metrics.
-pub(crate) fn call_tokens(options: &Options, name: TokenStream) -> (TokenStream, TokenStream) {
-    let ttl = options
-        .ttl
-        .as_ref()
-        .expect("checked by require_ttl")
-        .to_tokens();
+pub(crate) fn call_tokens(entry: &EntryArgs, name: TokenStream) -> (TokenStream, TokenStream) {
+    let ttl = entry.ttl.get().expect("checked by require_ttl").to_tokens();
     let key_var = key_var();
     let mut call = quote!(::redcache::__private::Call::new(#name, &#key_var, #ttl));
     let mut tags_let = TokenStream::new();
-    if !options.tags.is_empty() {
+    if !entry.tags().is_empty() {
         let tags_var = format_ident!("__redcache_tags", span = Span::mixed_site());
-        let tags = options.tags.iter().map(Template::render);
+        let tags = entry.tags().iter().map(Template::render);
         tags_let = quote!(let #tags_var = [#(#tags),*];);
         call.extend(quote!(.tags(&#tags_var)));
     }
     // The default (distributed) is left out of the expansion.
-    if let Some(stampede) = options.stampede.filter(|s| *s != Stampede::Distributed) {
+    if let Some(stampede) = entry
+        .stampede
+        .get()
+        .filter(|s| **s != Stampede::Distributed)
+    {
         call.extend(quote!(.stampede(#stampede)));
     }
     (tags_let, call)

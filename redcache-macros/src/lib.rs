@@ -2,16 +2,17 @@
 //! `redcache`, which re-exports them; their expansions call into
 //! `redcache::__private`.
 //!
-//! A pipeline: `options` parses the arguments into a typed struct (with
-//! `template` and `duration` for their values), `ast` reads the fn
+//! A pipeline: `attr` parses the arguments into one typed struct per macro
+//! (with `options`, `template` and `duration` for their values), `ast` reads the fn
 //! signature (the names its parameters bind, whether it can name `Self`,
 //! its generics), `valid` checks the two against each other, and
 //! `expand/` emits the code, one file per macro, with what they share in
 //! `emit`. Every mistake is collected in `errors` and reported at once, at
 //! its own token. Dependencies point one way: `expand` -> `valid`, `emit`
-//! -> `ast`, `options`, `template`.
+//! -> `ast`, `attr`, `options`, `template`.
 
 mod ast;
+mod attr;
 mod duration;
 mod emit;
 mod errors;

@@ -1,15 +1,19 @@
 //! The checks across options and the fn signature, each an error at the
 //! offending token. (Checks of one value alone live with its parser:
-//! `options.rs`, `template.rs`, `duration.rs`.)
+//! `options.rs`, `template.rs`, `duration.rs`; of one macro's arguments
+//! alone, with its parser in `attr.rs` or `expand/`.)
 
 use crate::ast::Function;
 use crate::errors::Errors;
-use crate::options::Options;
+use proc_macro2::Span;
+
+use crate::attr::{CachedArgs, RateLimitedArgs};
+use crate::options::{Algorithm, MAX_WINDOW};
 use crate::template::Template;
 
 /// Every name in `ignore` is a parameter, and not one the key uses.
-pub(crate) fn ignored(options: &Options, function: &Function<'_>, errors: &mut Errors) {
-    for name in &options.ignore {
+pub(crate) fn ignored(args: &CachedArgs, function: &Function<'_>, errors: &mut Errors) {
+    for name in args.ignored() {
         if !function.bindings.iter().any(|b| *name == b.name) {
             errors.push_new(
                 name.span(),
@@ -18,9 +22,10 @@ pub(crate) fn ignored(options: &Options, function: &Function<'_>, errors: &mut E
                     function.names().join(", ")
                 ),
             );
-        } else if options
+        } else if args
+            .entry
             .key
-            .as_ref()
+            .get()
             .is_some_and(|key| key.roots().any(|root| name == root))
         {
             errors.push_new(
@@ -37,16 +42,16 @@ pub(crate) fn ignored(options: &Options, function: &Function<'_>, errors: &mut E
 /// it was stored with, so a call with other tags never reads it.
 pub(crate) fn key_names_every_parameter(
     key: &Template,
-    options: &Options,
+    args: &CachedArgs,
     function: &Function<'_>,
     errors: &mut Errors,
 ) {
     for binding in &function.bindings {
         let named = std::iter::once(key)
-            .chain(&options.tags)
+            .chain(args.entry.tags())
             .any(|template| template.roots().any(|root| root == binding.name));
         let ignored =
-            binding.is_ignored_by_name() || options.ignore.iter().any(|i| *i == binding.name);
+            binding.is_ignored_by_name() || args.ignored().iter().any(|i| *i == binding.name);
         if !named && !ignored {
             let name = &binding.name;
             errors.push_new(
@@ -56,6 +61,48 @@ pub(crate) fn key_names_every_parameter(
                     key.lit.value()
                 ),
             );
+        }
+    }
+}
+
+/// `limit` and `window` are required; `burst` is for GCRA only.
+pub(crate) fn policy(options: &RateLimitedArgs, span: Span, errors: &mut Errors) {
+    if !options.limit.written() {
+        errors.push_new(
+            span,
+            "missing `limit`: the number of calls allowed per window, e.g. `limit = 100`",
+        );
+    }
+    if !options.window.written() {
+        errors.push_new(
+            span,
+            "missing `window`: the length of the window, e.g. `window = \"60s\"`",
+        );
+    }
+    let gcra = options.algorithm.get().map(|a| a.value) == Some(Algorithm::Gcra);
+    if let Some(burst) = options.burst.get() {
+        if !gcra {
+            errors.push_new(burst.span, "`burst` applies only to `algorithm = \"gcra\"`");
+        }
+    }
+    // GCRA's interval, window / limit in whole nanoseconds, must be at
+    // least 1 ns, and a burst must be earned back within the longest window
+    // (as `Policy::validate` checks at run time).
+    if let (true, Some(limit), Some(window)) = (gcra, options.limit.get(), options.window.get()) {
+        let window_ns = window.value.as_nanos();
+        let interval = window_ns / u128::from(limit.value);
+        if interval == 0 {
+            errors.push_new(
+                limit.span,
+                "with `algorithm = \"gcra\"`, `limit` must be at most the window in nanoseconds (an interval of at least 1 ns)",
+            );
+        } else if let Some(burst) = options.burst.get() {
+            if interval * u128::from(burst.value) > MAX_WINDOW.as_nanos() {
+                errors.push_new(
+                    burst.span,
+                    "`burst` × window / limit must be at most 100 years: a burst is earned back within the longest window",
+                );
+            }
         }
     }
 }

@@ -8,27 +8,27 @@ use syn::spanned::Spanned;
 use syn::{Ident, ItemFn};
 
 use crate::ast::{Function, Generic};
+use crate::attr::{self, CachedArgs};
 use crate::emit::{cache_let, call_tokens, key_var};
 use crate::errors::Errors;
-use crate::options::{Options, Site};
 use crate::valid;
 
 pub(super) fn body(args: TokenStream, span: Span, func: &ItemFn) -> syn::Result<syn::Block> {
     let mut errors = Errors::default();
-    let parsed =
-        (|input: ParseStream| Options::parse(input, Site::Attribute, &mut errors)).parse2(args);
-    let options = match parsed {
-        Ok((options, _)) => options,
+    let parsed = (|input: ParseStream| attr::parse(input, &mut errors)).parse2(args);
+    let args: CachedArgs = match parsed {
+        Ok((args, _)) => args,
         Err(error) => {
             errors.push(error);
-            Options::default()
+            CachedArgs::default()
         }
     };
-    options.require_ttl(span, &mut errors);
+    let entry = &args.entry;
+    entry.require_ttl(span, &mut errors);
     let function = Function::analyze(&func.sig, "#[cached]", &mut errors);
     let names = function.names();
     let mut templates_valid = true;
-    for template in options.key.iter().chain(&options.tags) {
+    for template in entry.key.get().into_iter().chain(entry.tags()) {
         if let Err(error) = template
             .check_roots(&names, "fn")
             .and_then(|()| template.check_braces(&names))
@@ -37,15 +37,15 @@ pub(super) fn body(args: TokenStream, span: Span, func: &ItemFn) -> syn::Result<
             errors.push(error);
         }
     }
-    valid::ignored(&options, &function, &mut errors);
-    if let (Some(key), true) = (&options.key, templates_valid) {
-        valid::key_names_every_parameter(key, &options, &function, &mut errors);
+    valid::ignored(&args, &function, &mut errors);
+    if let (Some(key), true) = (entry.key.get(), templates_valid) {
+        valid::key_names_every_parameter(key, &args, &function, &mut errors);
     }
     errors.finish()?;
 
     let key_var = key_var();
     let fn_var = format_ident!("__redcache_fn", span = Span::mixed_site());
-    let (fn_let, key, name) = match &options.key {
+    let (fn_let, key, name) = match entry.key.get() {
         Some(template) => (
             TokenStream::new(),
             template.render(),
@@ -53,15 +53,15 @@ pub(super) fn body(args: TokenStream, span: Span, func: &ItemFn) -> syn::Result<
         ),
         None => (
             quote!(let #fn_var = ::redcache::__private::fn_path!();),
-            default_key(&function, &options, &fn_var),
+            default_key(&function, &args, &fn_var),
             quote!(#fn_var.as_str()),
         ),
     };
-    let (cache_let, cache) = cache_let(options.cache.as_ref());
+    let (cache_let, cache) = cache_let(entry.cache.get());
     let block = &func.block;
     let future = quote!(async move #block);
-    let (tags_let, mut call) = call_tokens(&options, name);
-    if options.key.is_none() && !function.names_self {
+    let (tags_let, mut call) = call_tokens(entry, name);
+    if entry.key.get().is_none() && !function.names_self {
         // In a generic impl without `Self` the path cannot tell instances
         // apart: the engine then runs the fn uncached, and says so.
         call.extend(quote!(.fn_path(#fn_var)));
@@ -75,7 +75,7 @@ pub(super) fn body(args: TokenStream, span: Span, func: &ItemFn) -> syn::Result<
         .as_ref()
         .map_or_else(|| function.return_span(), |result| result.value.span());
     let mut kind = quote_spanned!(value_span=> ::redcache::__private::returns!(#return_type));
-    if let Some(flag) = &options.cache_none {
+    if let Some(flag) = args.cache_none.get() {
         let value = flag.value;
         kind = quote_spanned!(flag.span=> ::redcache::__private::cache_none(#kind, #value));
     }
@@ -92,7 +92,7 @@ pub(super) fn body(args: TokenStream, span: Span, func: &ItemFn) -> syn::Result<
 /// The key of a fn without `key = ...`: its path (as the compiler names
 /// it, impl and trait included, with `Self` where it can be named), its
 /// generic arguments and its arguments, `crate::module::Type::fn_name:1:a`.
-fn default_key(function: &Function<'_>, options: &Options, fn_var: &Ident) -> TokenStream {
+fn default_key(function: &Function<'_>, args: &CachedArgs, fn_var: &Ident) -> TokenStream {
     let path = if function.names_self {
         quote!(.lit(&#fn_var.with_self(::core::any::type_name::<Self>())))
     } else {
@@ -110,7 +110,7 @@ fn default_key(function: &Function<'_>, options: &Options, fn_var: &Ident) -> To
     let args = function
         .bindings
         .iter()
-        .filter(|b| !b.is_ignored_by_name() && !options.ignore.iter().any(|i| *i == b.name))
+        .filter(|b| !b.is_ignored_by_name() && !args.ignored().iter().any(|i| *i == b.name))
         .map(|binding| {
             let ident = binding.ident();
             quote_spanned!(binding.span=> .lit(":").part(::redcache::__private::key_part!(#ident)))

@@ -4,26 +4,25 @@ use proc_macro2::{Span, TokenStream};
 use quote::quote;
 use syn::parse::{ParseStream, Parser};
 
+use crate::attr::{self, GetOrLoadArgs};
 use crate::emit::{cache_let, call_tokens, error_expr, key_var};
 use crate::errors::Errors;
-use crate::options::{Options, Site};
 use crate::template::Template;
 
 /// `get_or_load!(ttl = .., key = "..", async { .. })`: a future of the
 /// cached `Result`.
 pub(crate) fn expand(input: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
-    let parsed =
-        (|input: ParseStream| Options::parse(input, Site::Inline, &mut errors)).parse2(input);
-    let (options, future) = match parsed {
+    let parsed = (|input: ParseStream| attr::parse(input, &mut errors)).parse2(input);
+    let (GetOrLoadArgs { entry }, future) = match parsed {
         Ok(parsed) => parsed,
         Err(error) => {
             errors.push(error);
-            (Options::default(), None)
+            (GetOrLoadArgs::default(), None)
         }
     };
-    options.require_ttl(Span::call_site(), &mut errors);
-    if options.key.is_none() {
+    entry.require_ttl(Span::call_site(), &mut errors);
+    if !entry.key.written() {
         errors.push_new(
             Span::call_site(),
             "missing `key`: `get_or_load!` needs a key template, e.g. `key = \"product:<id>\"`",
@@ -40,10 +39,10 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
         // caller's `.await?` adds no error of its own.
         return error_expr(error, quote!(::core::future::pending()));
     }
-    let key = options.key.as_ref().map(Template::render);
-    let (cache_let, cache) = cache_let(options.cache.as_ref());
-    let name = options.key.as_ref().map(|template| &template.lit);
-    let (tags_let, call) = call_tokens(&options, quote!(#name));
+    let key = entry.key.get().map(Template::render);
+    let (cache_let, cache) = cache_let(entry.cache.get());
+    let name = entry.key.get().map(|template| &template.lit);
+    let (tags_let, call) = call_tokens(&entry, quote!(#name));
     let key_var = key_var();
     quote!(async {
         #cache_let

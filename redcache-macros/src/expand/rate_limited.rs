@@ -29,26 +29,27 @@ use syn::spanned::Spanned;
 use syn::{Expr, ItemFn};
 
 use crate::ast::Function;
+use crate::attr::{self, RateLimitedArgs};
 use crate::emit::{cache_let, key_var};
 use crate::errors::Errors;
-use crate::options::{Algorithm, OnError, Options, Site, MAX_WINDOW};
+use crate::options::OnError;
 use crate::template::Template;
+use crate::valid;
 
 pub(super) fn expand(stack: Vec<(TokenStream, Span)>, mut func: ItemFn) -> syn::Result<ItemFn> {
     let mut errors = Errors::default();
     let mut policies = Vec::new();
     let mut shared = Shared::default();
     for (args, span) in stack {
-        let parsed =
-            (|input: ParseStream| Options::parse(input, Site::RateLimit, &mut errors)).parse2(args);
-        let options = match parsed {
+        let parsed = (|input: ParseStream| attr::parse(input, &mut errors)).parse2(args);
+        let options: RateLimitedArgs = match parsed {
             Ok((options, _)) => options,
             Err(error) => {
                 errors.push(error);
                 continue;
             }
         };
-        check_policy(&options, span, &mut errors);
+        valid::policy(&options, span, &mut errors);
         shared.merge(&options, &mut errors);
         policies.push(options);
     }
@@ -108,48 +109,6 @@ pub(super) fn expand(stack: Vec<(TokenStream, Span)>, mut func: ItemFn) -> syn::
     Ok(func)
 }
 
-/// `limit` and `window` are required; `burst` is for GCRA only.
-fn check_policy(options: &Options, span: Span, errors: &mut Errors) {
-    if !options.given("limit") {
-        errors.push_new(
-            span,
-            "missing `limit`: the number of calls allowed per window, e.g. `limit = 100`",
-        );
-    }
-    if !options.given("window") {
-        errors.push_new(
-            span,
-            "missing `window`: the length of the window, e.g. `window = \"60s\"`",
-        );
-    }
-    let gcra = options.algorithm.map(|a| a.value) == Some(Algorithm::Gcra);
-    if let Some(burst) = options.burst {
-        if !gcra {
-            errors.push_new(burst.span, "`burst` applies only to `algorithm = \"gcra\"`");
-        }
-    }
-    // GCRA's interval, window / limit in whole nanoseconds, must be at
-    // least 1 ns, and a burst must be earned back within the longest window
-    // (as `Policy::validate` checks at run time).
-    if let (true, Some(limit), Some(window)) = (gcra, options.limit, options.window) {
-        let window_ns = window.value.as_nanos();
-        let interval = window_ns / u128::from(limit.value);
-        if interval == 0 {
-            errors.push_new(
-                limit.span,
-                "with `algorithm = \"gcra\"`, `limit` must be at most the window in nanoseconds (an interval of at least 1 ns)",
-            );
-        } else if let Some(burst) = options.burst {
-            if interval * u128::from(burst.value) > MAX_WINDOW.as_nanos() {
-                errors.push_new(
-                    burst.span,
-                    "`burst` × window / limit must be at most 100 years: a burst is earned back within the longest window",
-                );
-            }
-        }
-    }
-}
-
 /// The options stacked attributes share (one check, on one key): each may
 /// be given on any of them, and must then be the same wherever repeated.
 /// Each slot keeps what it is compared by (the template's text, the tokens
@@ -165,24 +124,24 @@ struct Shared {
 impl Shared {
     /// Takes the shared options of one attribute, reporting a repeat that
     /// differs from the first.
-    fn merge(&mut self, options: &Options, errors: &mut Errors) {
+    fn merge(&mut self, options: &RateLimitedArgs, errors: &mut Errors) {
         let tokens = |e: &Expr| (e.to_token_stream().to_string(), e.span(), e.clone());
         let key = options
             .key
-            .as_ref()
+            .get()
             .map(|t| (t.lit.value(), t.lit.span(), t.clone()));
         merge_slot(&mut self.key, key, "key", errors);
         merge_slot(
             &mut self.cost,
-            options.cost.as_ref().map(tokens),
+            options.cost.get().map(tokens),
             "cost",
             errors,
         );
-        let on_error = options.on_error.map(|o| (o.value, o.span, ()));
+        let on_error = options.on_error.get().map(|o| (o.value, o.span, ()));
         merge_slot(&mut self.on_error, on_error, "on_error", errors);
         merge_slot(
             &mut self.cache,
-            options.cache.as_ref().map(tokens),
+            options.cache.get().map(tokens),
             "cache",
             errors,
         );
@@ -211,16 +170,20 @@ fn merge_slot<K: PartialEq, T>(
 }
 
 /// `Policy::new(100, Duration::from_secs(60)).algorithm(Algorithm::Gcra).burst(10)`
-fn policy_tokens(options: &Options) -> TokenStream {
-    let limit = options.limit.map_or(1, |l| l.value);
+fn policy_tokens(options: &RateLimitedArgs) -> TokenStream {
+    let limit = options.limit.get().map_or(1, |l| l.value);
     let limit = proc_macro2::Literal::u64_unsuffixed(limit);
-    let window = options.window.map(|w| w.to_tokens()).unwrap_or_default();
+    let window = options
+        .window
+        .get()
+        .map(|w| w.to_tokens())
+        .unwrap_or_default();
     let mut policy = quote!(::redcache::__private::Policy::new(#limit, #window));
-    if let Some(algorithm) = options.algorithm {
+    if let Some(algorithm) = options.algorithm.get() {
         let algorithm = algorithm.value;
         policy.extend(quote!(.algorithm(#algorithm)));
     }
-    if let Some(burst) = options.burst {
+    if let Some(burst) = options.burst.get() {
         let burst = proc_macro2::Literal::u64_unsuffixed(burst.value);
         policy.extend(quote!(.burst(#burst)));
     }
