@@ -82,6 +82,8 @@ pub use key::{Key, KeyArg, KeyList};
 pub use ratelimit::{
     rate_status, Algorithm, OnError, Policy, RateLimited, RateLimiter, RateStatus,
 };
+#[cfg(feature = "axum")]
+pub use ratelimit::{RateLimit, RateLimitLayer};
 pub use stats::Stats;
 
 #[doc(inline)]

@@ -3,6 +3,8 @@
 
 mod algorithm;
 mod engine;
+#[cfg(feature = "axum")]
+mod layer;
 mod limiter;
 pub(crate) mod memory;
 mod status;
@@ -11,6 +13,8 @@ use std::time::Duration;
 
 pub(crate) use algorithm::Verdict;
 pub(crate) use engine::RateChecks;
+#[cfg(feature = "axum")]
+pub use layer::{RateLimit, RateLimitLayer};
 pub(crate) use limiter::CURRENT_STATUS;
 pub use limiter::{rate_status, RateLimiter};
 pub use status::{RateLimited, RateStatus};
