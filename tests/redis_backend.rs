@@ -211,6 +211,67 @@ async fn a_caller_waits_for_the_lock_holder_in_another_instance_and_gets_its_val
     assert_eq!(b.stats().lock_waits, 1);
 }
 
+/// How long a caller waits for another process's load lock is measured on
+/// the cache's clock: a waiter whose clock passes `lock_wait` stops waiting
+/// and loads by itself, though the holder is still loading (the holder's
+/// lock lives for `lock_ttl` on the server, an hour here).
+#[tokio::test]
+async fn the_lock_wait_ends_when_the_caches_clock_passes_it() {
+    let server = RedisServer::start();
+    let ns = unique_namespace("lock-clock");
+    let builder = |clock: redcache::ManualClock| {
+        Cache::builder()
+            .redis(server.url())
+            .namespace(ns.as_str())
+            .lock_ttl(Duration::from_secs(3600))
+            .lock_wait(Duration::from_secs(3600))
+            .clock(clock)
+            .build()
+    };
+    let start = redcache::ManualClock::new(Duration::from_secs(1_000_000));
+    let (holder, waiter) = (
+        builder(start.clone()).await.unwrap(),
+        builder(start.clone()).await.unwrap(),
+    );
+    let (loading, never) = (
+        tokio::sync::oneshot::channel::<()>(),
+        tokio::sync::Notify::new(),
+    );
+    let never = Arc::new(never);
+    let (started, started_rx) = loading;
+    let held = {
+        let never = never.clone();
+        tokio::spawn(async move {
+            holder
+                .get_or_load("k", TTL, &[], || async move {
+                    let _ = started.send(());
+                    never.notified().await;
+                    Ok::<_, String>("holder".to_string())
+                })
+                .await
+        })
+    };
+    started_rx.await.unwrap();
+    let waiting = tokio::spawn(async move {
+        waiter
+            .get_or_load("k", TTL, &[], || async { Ok::<_, String>("waiter".to_string()) })
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the waiter waits while its clock is short of lock_wait"
+    );
+    start.advance(Duration::from_secs(3601));
+    let value = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the wait ends within a poll once the clock passes lock_wait")
+        .unwrap();
+    assert_eq!(value, Ok("waiter".to_string()));
+    never.notify_one();
+    assert_eq!(held.await.unwrap(), Ok("holder".to_string()));
+}
+
 /// A caller waiting on another instance's load lock when the key's tag is
 /// invalidated: the holder's value cannot be stored, and the waiter's load
 /// under the old epoch could not be stored either. It reads again with the

@@ -2,7 +2,8 @@
 //!
 //! It decides what the cache decides by itself: expiry of entries and tag
 //! epochs and rate limits on the embedded backend, the breaker's cool-down,
-//! the in-process memory of denials. On Redis, entries expire and limits
+//! the in-process memory of denials, how long a call waits for another
+//! process's load lock (the polls in between sleep on tokio's timer). On Redis, entries expire and limits
 //! count on the *server's* clock (TTLs, `TIME` inside the scripts).
 
 use std::fmt::Debug;

@@ -1,7 +1,7 @@
 //! The cross-process load lock (Redis): `SET NX PX` with a random token,
 //! released by its holder only, waited for with bounded backoff.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
@@ -41,7 +41,10 @@ impl Cache {
         }
         let lock_key = prefixed(&self.inner.lock_prefix, call.key);
         let token = format!("{:032x}", rand::random::<u128>());
-        let deadline = Instant::now() + self.inner.lock_wait;
+        // The deadline is on the cache's clock (a test moves it past the
+        // wait); the polls in between sleep on tokio's timer.
+        let clock = &self.inner.clock;
+        let deadline = clock.now_micros() + self.inner.lock_wait.as_micros() as u64;
         let mut backoff = Duration::from_millis(5);
         let mut waited = false;
         loop {
@@ -85,13 +88,13 @@ impl Cache {
                     .count(Event::LockWait(call.name));
                 tracing::debug!(target: "redcache", key = call.key, "lock wait");
             }
-            let now = Instant::now();
+            let now = clock.now_micros();
             if now >= deadline {
                 tracing::warn!(target: "redcache", key = call.key, waited = ?self.inner.lock_wait,
                     "another process holds the load lock too long; loading without it");
                 return Locking::Unlocked;
             }
-            tokio::time::sleep(backoff.min(deadline - now)).await;
+            tokio::time::sleep(backoff.min(Duration::from_micros(deadline - now))).await;
             backoff = (backoff * 2).min(Duration::from_millis(100));
             if let Some(found) = self.look_again(call, key, tag_keys, epochs).await {
                 return found;

@@ -105,6 +105,8 @@ pub(crate) struct Inner {
     lock_prefix: String,
     lock_ttl: Duration,
     lock_wait: Duration,
+    /// Measures the wait for another process's load lock.
+    clock: Arc<dyn Clock>,
     max_entry_size: usize,
     flights: Flights,
     /// Tag invalidations that could not reach Redis, retried before cached
@@ -156,6 +158,7 @@ impl Inner {
             guarded,
             lock_ttl: settings.lock_ttl,
             lock_wait: settings.lock_wait,
+            clock: Arc::clone(&settings.clock),
             max_entry_size: settings.max_entry_size,
             flights: Flights::default(),
             pending: Mutex::new(HashSet::new()),
