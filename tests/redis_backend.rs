@@ -254,7 +254,9 @@ async fn the_lock_wait_ends_when_the_caches_clock_passes_it() {
     started_rx.await.unwrap();
     let waiting = tokio::spawn(async move {
         waiter
-            .get_or_load("k", TTL, &[], || async { Ok::<_, String>("waiter".to_string()) })
+            .get_or_load("k", TTL, &[], || async {
+                Ok::<_, String>("waiter".to_string())
+            })
             .await
     });
     tokio::time::sleep(Duration::from_millis(100)).await;

@@ -7,7 +7,7 @@ use crate::backend::connection::{redact, Connection};
 use crate::backend::memory::MemoryBackend;
 use crate::backend::redis::RedisBackend;
 use crate::backend::Backend;
-use crate::cache::{Cache, Inner, Settings};
+use crate::cache::{Cache, Settings};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 
@@ -373,9 +373,7 @@ impl CacheBuilder {
                 ))
             }
         };
-        Ok(Cache {
-            inner: Arc::new(Inner::new(backend, &self.namespace, &self.settings)),
-        })
+        Ok(Cache::new(backend, &self.namespace, &self.settings))
     }
 
     /// The builder [`Cache::from_env`] uses.

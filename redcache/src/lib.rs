@@ -62,8 +62,10 @@ mod global;
 mod guarded;
 mod identity;
 mod key;
-#[cfg(feature = "metrics")]
-mod metrics;
+#[cfg(feature = "axum")]
+mod layer;
+mod limiter;
+mod rate_checks;
 mod ratelimit;
 mod report;
 mod stats;
@@ -79,11 +81,10 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use global::{global, invalidate_key, invalidate_tag, set_global};
 pub use key::{Key, KeyArg, KeyList};
-pub use ratelimit::{
-    rate_status, Algorithm, OnError, Policy, RateLimited, RateLimiter, RateStatus,
-};
 #[cfg(feature = "axum")]
-pub use ratelimit::{RateLimit, RateLimitLayer};
+pub use layer::{RateLimit, RateLimitLayer};
+pub use limiter::{rate_status, RateLimiter};
+pub use ratelimit::{Algorithm, OnError, Policy, RateLimited, RateStatus};
 pub use stats::Stats;
 
 #[doc(inline)]

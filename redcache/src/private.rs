@@ -401,16 +401,10 @@ where
     R: Refusable,
     Fut: Future<Output = R>,
 {
-    match cache
-        .as_ref()
-        .inner
-        .rates
-        .check(limits.0, Mode::Consume)
-        .await
-    {
+    match cache.as_ref().rates.check(limits.0, Mode::Consume).await {
         // The body can read the status of its own check (for the RateLimit
         // header fields of a 200) with `redcache::rate_status()`.
-        Ok(status) => crate::ratelimit::CURRENT_STATUS.scope(status, body).await,
+        Ok(status) => crate::limiter::CURRENT_STATUS.scope(status, body).await,
         Err(limited) => R::refused(limited),
     }
 }

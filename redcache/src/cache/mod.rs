@@ -27,7 +27,7 @@ use crate::clock::Clock;
 use crate::error::Result;
 use crate::flight::Flights;
 use crate::guarded::Guarded;
-use crate::ratelimit::RateChecks;
+use crate::rate_checks::RateChecks;
 use crate::stats::{Counters, Event, Stats};
 
 /// How concurrent misses of one key are coordinated.
@@ -95,6 +95,10 @@ impl<'a> Call<'a> {
 #[derive(Clone)]
 pub struct Cache {
     pub(crate) inner: Arc<Inner>,
+    /// The rate limits checked through this cache (`#[rate_limited]`,
+    /// `RateLimiter`): beside the cache-aside engine, on the same guarded
+    /// backend.
+    pub(crate) rates: Arc<RateChecks>,
 }
 
 pub(crate) struct Inner {
@@ -113,8 +117,6 @@ pub(crate) struct Inner {
     /// calls; a tag in here bypasses the cache.
     pending: Mutex<HashSet<String>>,
     has_pending: AtomicBool,
-    /// The rate limits of this cache (`#[rate_limited]`, `RateLimiter`).
-    pub(crate) rates: RateChecks,
 }
 
 /// The settings of a cache, as the builder collected them.
@@ -130,7 +132,8 @@ pub(crate) struct Settings {
     pub(crate) breaker_cool_down: Duration,
 }
 
-impl Inner {
+impl Cache {
+    /// The cache-aside engine and the rate checks, on one guarded backend.
     pub(crate) fn new(backend: Backend, namespace: &str, settings: &Settings) -> Self {
         let breaker = Breaker::new(
             settings.breaker_threshold,
@@ -143,18 +146,18 @@ impl Inner {
             breaker,
             Counters::new(namespace),
         ));
-        Inner {
-            // Entries, tag epochs, locks and rate limits live under distinct
-            // prefixes, so no rendered key can ever name a key of another kind.
+        // Entries, tag epochs, locks and rate limits live under distinct
+        // prefixes, so no rendered key can ever name a key of another kind.
+        let rates = Arc::new(RateChecks::new(
+            Arc::clone(&guarded),
+            format!("{namespace}:rl:"),
+            settings.max_entries,
+            Arc::clone(&settings.clock),
+        ));
+        let inner = Inner {
             value_prefix: format!("{namespace}:v:"),
             tag_prefix: format!("{namespace}:tag:"),
             lock_prefix: format!("{namespace}:lock:"),
-            rates: RateChecks::new(
-                Arc::clone(&guarded),
-                format!("{namespace}:rl:"),
-                settings.max_entries,
-                Arc::clone(&settings.clock),
-            ),
             guarded,
             lock_ttl: settings.lock_ttl,
             lock_wait: settings.lock_wait,
@@ -163,6 +166,10 @@ impl Inner {
             flights: Flights::default(),
             pending: Mutex::new(HashSet::new()),
             has_pending: AtomicBool::new(false),
+        };
+        Cache {
+            inner: Arc::new(inner),
+            rates,
         }
     }
 }

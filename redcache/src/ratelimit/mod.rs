@@ -1,22 +1,16 @@
-//! Rate limiting: four algorithms, one round trip per check, the server's
-//! clock, several policies checked and consumed all-or-nothing.
+//! Rate limiting, the model: policies, the four algorithms (in Rust for
+//! the embedded backend, beside the Lua script for Redis), the state of the
+//! embedded backend, and the status a check returns. It knows no backend
+//! and no cache: the backends use it, and `rate_checks` (the check with its
+//! denial memory), `limiter` and `layer` build on it.
 
 mod algorithm;
-mod engine;
-#[cfg(feature = "axum")]
-mod layer;
-mod limiter;
 pub(crate) mod memory;
 mod status;
 
 use std::time::Duration;
 
 pub(crate) use algorithm::Verdict;
-pub(crate) use engine::RateChecks;
-#[cfg(feature = "axum")]
-pub use layer::{RateLimit, RateLimitLayer};
-pub(crate) use limiter::CURRENT_STATUS;
-pub use limiter::{rate_status, RateLimiter};
 pub use status::{RateLimited, RateStatus};
 
 use crate::error::{Error, Result};

@@ -1,5 +1,8 @@
 //! Counters of what the cache did, read with [`Cache::stats`](crate::Cache::stats).
 
+#[cfg(feature = "metrics")]
+mod metrics;
+
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::breaker::CircuitState;
@@ -124,13 +127,13 @@ impl Counters {
         };
         counter.fetch_add(1, Relaxed);
         #[cfg(feature = "metrics")]
-        crate::metrics::count(&self.namespace, event);
+        metrics::count(&self.namespace, event);
     }
 
     /// How long a load of the call `name` took.
     pub(crate) fn load_time(&self, name: &'static str, elapsed: std::time::Duration) {
         #[cfg(feature = "metrics")]
-        crate::metrics::load_time(&self.namespace, name, elapsed);
+        metrics::load_time(&self.namespace, name, elapsed);
         #[cfg(not(feature = "metrics"))]
         let _ = (name, elapsed);
     }

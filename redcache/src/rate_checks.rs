@@ -1,14 +1,14 @@
-//! The check behind `#[rate_limited]` and [`RateLimiter`](super::RateLimiter):
+//! The check behind `#[rate_limited]` and [`RateLimiter`](crate::RateLimiter):
 //! the in-process memory of denials, one round trip to the backend, and
 //! the `on_error` decision when the backend cannot answer.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Mode, OnError, RateLimited, RateStatus, Request};
 use crate::backend::memory::{AtDeadline, Expiring};
 use crate::clock::Clock;
 use crate::guarded::Guarded;
+use crate::ratelimit::{Mode, OnError, RateLimited, RateStatus, Request};
 use crate::stats::Event;
 
 /// A denial remembered until the backend would deny calls of at least

@@ -12,8 +12,9 @@ use std::task::{Context, Poll};
 use axum_core::extract::{FromRequestParts, Request};
 use axum_core::response::{IntoResponse, Response};
 
-use super::{RateLimiter, RateStatus};
 use crate::key::Key;
+use crate::limiter::RateLimiter;
+use crate::ratelimit::RateStatus;
 
 /// Limits the requests of a router (or a route) per key, with a
 /// [`RateLimiter`]: the key is what the extractor `K` takes from the

@@ -1,13 +1,12 @@
 //! [`RateLimiter`], the rate limits of a [`Cache`] for code that is not one
 //! fn call, and [`rate_status`] for the body of a `#[rate_limited]` fn.
-//! The only part of `ratelimit/` that knows the cache: the rest are the
-//! policies and algorithms (which the backends use) and the checks.
+//! Above the cache: a limiter checks through its cache's `RateChecks`.
 
 use std::sync::Arc;
 
-use super::{validate, Mode, OnError, Policy, RateLimited, RateStatus, Request};
 use crate::cache::Cache;
 use crate::error::Result;
+use crate::ratelimit::{validate, Mode, OnError, Policy, RateLimited, RateStatus, Request};
 
 tokio::task_local! {
     /// The status of the check that let the running `#[rate_limited]` body in.
@@ -116,7 +115,6 @@ impl RateLimiter {
     /// [`RateLimited`] when a policy lacks the room, with when to retry.
     pub async fn check_cost(&self, key: &str, cost: u64) -> Result<RateStatus, RateLimited> {
         self.cache
-            .inner
             .rates
             .check(self.request(key, cost), Mode::Consume)
             .await
@@ -129,7 +127,6 @@ impl RateLimiter {
     /// [`RateLimited`] when a check now would be refused.
     pub async fn peek(&self, key: &str) -> Result<RateStatus, RateLimited> {
         self.cache
-            .inner
             .rates
             .check(self.request(key, 1), Mode::Peek)
             .await

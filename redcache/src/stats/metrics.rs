@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use metrics::{counter, describe_counter, describe_histogram, histogram, Unit};
 
-use crate::stats::Event;
+use super::Event;
 
 pub(crate) fn count(namespace: &Arc<str>, event: Event<'_>) {
     describe();
