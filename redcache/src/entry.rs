@@ -3,10 +3,14 @@
 //! An entry is a JSON object, readable in `redis-cli`:
 //!
 //! ```text
-//! {"v":2,"k":"product:<id>","at":1764090000123,"tags":[["category:7",3]],"value":{"id":42,"name":"lamp"}}
+//! {"v":3,"w":"9f0c2a7d41b3e855","k":"product:<id>","at":1764090000123,"tags":[["category:7",3]],"value":{"id":42,"name":"lamp"}}
 //! ```
 //!
 //! - `v` is the format version; any other version is a miss.
+//! - `w` is the write's id, random, in the first [`HEAD_LEN`] bytes: a load
+//!   stores its value only if the key still holds what the load began from
+//!   (the same head, or still nothing), so a `put` or an `invalidate_key`
+//!   that came in between is never overwritten by an older load.
 //! - `k` is the key template that wrote the entry (or the fn's path for a
 //!   default key). A call of another template that renders the same key
 //!   reads a miss, never the other's value.
@@ -14,6 +18,9 @@
 //! - `tags` lists each tag with the epoch it had *before* the value was
 //!   loaded; the entry is valid only while every tag still has that epoch.
 //! - `value` is the cached value, encoded with `serde_json`.
+//!
+//! `invalidate_key` writes a tombstone, `{"v":3,"w":"...","gone":1}`: a
+//! miss for readers, and a new head for loads that began before it.
 
 use std::borrow::Cow;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -22,7 +29,33 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// The version written into every entry.
-pub(crate) const FORMAT_VERSION: u8 = 2;
+pub(crate) const FORMAT_VERSION: u8 = 3;
+
+/// The length of an entry's head, `{"v":3,"w":"<16 hex digits>"`: it holds
+/// the write id, so two writes never share a head.
+pub(crate) const HEAD_LEN: usize = r#"{"v":3,"w":"0123456789abcdef""#.len();
+
+/// What a load began from, compared by the store: the head of the entry it
+/// read, or empty when the key held nothing.
+pub(crate) fn head(bytes: Option<&[u8]>) -> &[u8] {
+    bytes.map_or(&[], |bytes| &bytes[..bytes.len().min(HEAD_LEN)])
+}
+
+/// A random write id, as 16 hex digits.
+fn write_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// The entry `invalidate_key` leaves: a miss with a head of its own.
+pub(crate) fn tombstone() -> Vec<u8> {
+    format!(r#"{{"v":{FORMAT_VERSION},"w":"{}","gone":1}}"#, write_id()).into_bytes()
+}
+
+const TOMBSTONE_TAIL: &[u8] = br#","gone":1}"#;
+
+fn is_tombstone(bytes: &[u8]) -> bool {
+    bytes.len() == HEAD_LEN + TOMBSTONE_TAIL.len() && bytes.ends_with(TOMBSTONE_TAIL)
+}
 
 /// The epoch of a tag as read from the backend; a tag that was never
 /// invalidated (no epoch key) has epoch 0.
@@ -31,6 +64,7 @@ pub(crate) type Epoch = u64;
 #[derive(Serialize)]
 struct EntryRef<'a, T> {
     v: u8,
+    w: String,
     k: &'a str,
     at: u64,
     tags: Vec<(&'a str, Epoch)>,
@@ -40,6 +74,9 @@ struct EntryRef<'a, T> {
 #[derive(Deserialize)]
 struct EntryOwned<'a, T> {
     v: u8,
+    #[allow(dead_code)] // compared as raw bytes by the store (see `head`)
+    #[serde(borrow)]
+    w: Cow<'a, str>,
     #[serde(borrow)]
     k: Cow<'a, str>,
     #[allow(dead_code)] // kept for operators reading entries; the engine does not need it
@@ -63,6 +100,17 @@ pub(crate) enum Decoded<T> {
     Invalid,
     /// An entry written by another key template that renders the same key.
     Foreign,
+    /// What `invalidate_key` left.
+    Gone,
+    /// An entry of another format version (written before an upgrade, or
+    /// by a newer redcache): a miss, replaced by the next load.
+    OtherVersion,
+}
+
+/// Only the version, to tell an entry of another format from garbage.
+#[derive(Deserialize)]
+struct VersionOnly {
+    v: u8,
 }
 
 /// Encodes `value` with the template `name` that writes it, the tags and
@@ -76,6 +124,7 @@ pub(crate) fn encode<T: Serialize>(
     debug_assert_eq!(tags.len(), epochs.len());
     let entry = EntryRef {
         v: FORMAT_VERSION,
+        w: write_id(),
         k: name,
         at: now_millis(),
         tags: tags
@@ -96,12 +145,20 @@ pub(crate) fn decode<T: DeserializeOwned>(
     tags: &[String],
     current: &[Epoch],
 ) -> Decoded<T> {
+    if is_tombstone(bytes) {
+        return Decoded::Gone;
+    }
     let entry: EntryOwned<'_, T> = match serde_json::from_slice(bytes) {
         Ok(entry) => entry,
-        Err(_) => return Decoded::Invalid,
+        Err(_) => {
+            return match serde_json::from_slice::<VersionOnly>(bytes) {
+                Ok(VersionOnly { v }) if v != FORMAT_VERSION => Decoded::OtherVersion,
+                _ => Decoded::Invalid,
+            }
+        }
     };
     if entry.v != FORMAT_VERSION {
-        return Decoded::Invalid;
+        return Decoded::OtherVersion;
     }
     if entry.k != name {
         return Decoded::Foreign;
@@ -163,8 +220,9 @@ mod tests {
     fn the_payload_is_readable_json() {
         let bytes = encode(&"lamp", "lamp:<id>", &tags(&["c:1"]), &[0]).unwrap();
         let text = String::from_utf8(bytes).unwrap();
+        assert!(text.starts_with(r#"{"v":3,"w":""#), "{text}");
         assert!(
-            text.starts_with(r#"{"v":2,"k":"lamp:<id>","at":"#),
+            text[HEAD_LEN..].starts_with(r#","k":"lamp:<id>","at":"#),
             "{text}"
         );
         assert!(
@@ -195,7 +253,31 @@ mod tests {
     }
 
     #[test]
-    fn garbage_other_types_and_other_versions_are_invalid() {
+    fn every_write_has_a_head_of_its_own() {
+        let a = encode(&1u8, "n", &[], &[]).unwrap();
+        let b = encode(&1u8, "n", &[], &[]).unwrap();
+        let gone = tombstone();
+        assert_ne!(head(Some(&a)), head(Some(&b)));
+        assert_ne!(head(Some(&a)), head(Some(&gone)));
+        assert_eq!(head(Some(&a)).len(), HEAD_LEN);
+        assert_eq!(head(Some(&gone)).len(), HEAD_LEN);
+        assert_eq!(head(None), b"");
+        // The head ends with the write id's closing quote: nothing of the
+        // rest of the entry is in it.
+        assert_eq!(head(Some(&a)).last(), Some(&b'"'));
+    }
+
+    #[test]
+    fn a_tombstone_is_gone_and_other_versions_are_told_apart_from_garbage() {
+        assert_eq!(decode::<u8>(&tombstone(), "n", &[], &[]), Decoded::Gone);
+        let v2 = br#"{"v":2,"k":"n","at":0,"tags":[],"value":1}"#;
+        assert_eq!(decode::<u8>(v2, "n", &[], &[]), Decoded::OtherVersion);
+        let v4 = br#"{"v":4,"w":"0123456789abcdef","k":"n","at":0,"tags":[],"value":1}"#;
+        assert_eq!(decode::<u8>(v4, "n", &[], &[]), Decoded::OtherVersion);
+    }
+
+    #[test]
+    fn garbage_and_other_types_are_invalid() {
         assert_eq!(
             decode::<u8>(b"\xff\x00garbage", "n", &[], &[]),
             Decoded::Invalid
@@ -203,10 +285,9 @@ mod tests {
         assert_eq!(decode::<u8>(b"42", "n", &[], &[]), Decoded::Invalid);
         let bytes = encode(&"text", "n", &[], &[]).unwrap();
         assert_eq!(decode::<u8>(&bytes, "n", &[], &[]), Decoded::Invalid);
-        let v1 = br#"{"v":1,"at":0,"tags":[],"value":1}"#;
-        assert_eq!(decode::<u8>(v1, "n", &[], &[]), Decoded::Invalid);
-        let v3 = br#"{"v":3,"k":"n","at":0,"tags":[],"value":1}"#;
-        assert_eq!(decode::<u8>(v3, "n", &[], &[]), Decoded::Invalid);
+        // This version without its write id: not an entry.
+        let no_id = br#"{"v":3,"k":"n","at":0,"tags":[],"value":1}"#;
+        assert_eq!(decode::<u8>(no_id, "n", &[], &[]), Decoded::Invalid);
     }
 
     #[test]

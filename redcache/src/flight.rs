@@ -20,7 +20,10 @@ use crate::entry::Epoch;
 /// A key, the template that rendered it, and the tag epochs the load is
 /// based on (`None` when the backend could not be read and the epochs are
 /// unknown). Two templates that render the same key never share a load.
-pub(crate) type FlightKey = (String, &'static str, Option<Vec<Epoch>>);
+/// A flight is one load of one key, for calls that read the same tag epochs
+/// and the same entry head: a call that read after a `put` or an
+/// `invalidate_key` never joins a load that began before it.
+pub(crate) type FlightKey = (String, &'static str, Option<Vec<Epoch>>, Vec<u8>);
 
 #[derive(Clone, Debug)]
 pub(crate) enum Outcome {
@@ -127,7 +130,7 @@ mod tests {
     use super::*;
 
     fn key(k: &str) -> FlightKey {
-        (k.to_string(), "t", Some(vec![]))
+        (k.to_string(), "t", Some(vec![]), vec![])
     }
 
     #[tokio::test]
@@ -161,13 +164,13 @@ mod tests {
     #[tokio::test]
     async fn other_epochs_start_another_flight() {
         let flights = Flights::default();
-        let _old = flights.join(("a".into(), "t", Some(vec![1])));
+        let _old = flights.join(("a".into(), "t", Some(vec![1]), vec![]));
         assert!(matches!(
-            flights.join(("a".into(), "t", Some(vec![2]))),
+            flights.join(("a".into(), "t", Some(vec![2]), vec![])),
             Joined::Leader(_)
         ));
         assert!(matches!(
-            flights.join(("a".into(), "other", Some(vec![1]))),
+            flights.join(("a".into(), "other", Some(vec![1]), vec![])),
             Joined::Leader(_)
         ));
     }

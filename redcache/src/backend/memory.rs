@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use moka::ops::compute::{CompResult, Op};
 use moka::sync::Cache as Moka;
 use moka::Expiry;
 
@@ -103,17 +104,44 @@ impl MemoryBackend {
             let now = self.extend_epoch(tag, need, |epoch| epoch);
             unchanged &= now == read;
         }
-        if unchanged {
-            let entry = Expiring {
-                value: Timed {
-                    value: Arc::from(w.bytes),
-                    until_us: self.clock.now_micros().saturating_add(micros(w.ttl)),
-                },
-                deadline: Instant::now() + w.ttl,
-            };
-            self.values.insert(w.key.to_string(), entry);
+        if !unchanged {
+            return false;
         }
-        unchanged
+        let now_us = self.clock.now_micros();
+        let entry = Expiring {
+            value: Timed {
+                value: Arc::from(w.bytes),
+                until_us: now_us.saturating_add(micros(w.ttl)),
+            },
+            deadline: Instant::now() + w.ttl,
+        };
+        // Compared and replaced under the entry's lock, as the store script
+        // does in Redis.
+        let result = self
+            .values
+            .entry(w.key.to_string())
+            .and_compute_with(|current| {
+                let current = current.map(|e| e.into_value());
+                let held = current
+                    .as_ref()
+                    .filter(|e| e.value.until_us > now_us)
+                    .map(|e| &*e.value.value);
+                if w.replace.allows(held) {
+                    Op::Put(entry)
+                } else {
+                    Op::Nop
+                }
+            });
+        matches!(
+            result,
+            CompResult::Inserted(_) | CompResult::ReplacedWith(_)
+        )
+    }
+
+    /// The current epoch of each tag.
+    pub(crate) fn epochs(&self, tag_keys: &[String]) -> Vec<Epoch> {
+        let now = self.clock.now_micros();
+        tag_keys.iter().map(|tag| self.epoch(tag, now)).collect()
     }
 
     pub(crate) async fn bump_epoch(&self, tag_key: &str) -> Epoch {

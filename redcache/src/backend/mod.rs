@@ -27,15 +27,38 @@ pub(crate) struct Write<'a> {
     pub(crate) ttl: Duration,
     pub(crate) tag_keys: &'a [String],
     pub(crate) epochs: &'a [Epoch],
+    /// What the write may replace.
+    pub(crate) replace: Replace<'a>,
     /// The cross-process load lock, released with the entry where one
     /// command can do both (see [`Written::unlocked`]).
     pub(crate) unlock: Option<Unlock<'a>>,
 }
 
+/// What a write may replace.
+#[derive(Clone, Copy)]
+pub(crate) enum Replace<'a> {
+    /// Only what its load began from: the entry with this head (see
+    /// `entry::head`), or nothing when the head is empty.
+    IfHead(&'a [u8]),
+    /// Whatever the key holds: a `put`, a tombstone.
+    Always,
+}
+
+impl Replace<'_> {
+    /// Whether a key holding `current` (its bytes, if any) may be replaced.
+    pub(crate) fn allows(&self, current: Option<&[u8]>) -> bool {
+        match self {
+            Replace::IfHead(head) => crate::entry::head(current) == *head,
+            Replace::Always => true,
+        }
+    }
+}
+
 /// What a write did.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Written {
-    /// The entry was stored (no tag was invalidated during the load).
+    /// The entry was stored: no tag was invalidated during the load, and
+    /// the key still held what the load began from.
     pub(crate) stored: bool,
     /// The load lock was released with it; otherwise its holder releases it.
     pub(crate) unlocked: bool,
@@ -72,7 +95,8 @@ impl Backend {
     }
 
     /// Stores the entry unless one of its tags was invalidated since the
-    /// epochs were read.
+    /// epochs were read, or the key no longer holds what `write.replace`
+    /// allows.
     pub(crate) async fn write(&self, write: Write<'_>) -> Result<Written> {
         match self {
             Backend::Memory(b) => Ok(Written {
@@ -83,20 +107,21 @@ impl Backend {
         }
     }
 
+    /// The current epoch of each tag, for a write not based on a read.
+    pub(crate) async fn epochs(&self, tag_keys: &[String]) -> Result<Vec<Epoch>> {
+        if tag_keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self {
+            Backend::Memory(b) => Ok(b.epochs(tag_keys)),
+            Backend::Redis(b) => b.epochs(tag_keys).await,
+        }
+    }
+
     pub(crate) async fn bump_epoch(&self, tag_key: &str) -> Result<Epoch> {
         match self {
             Backend::Memory(b) => Ok(b.bump_epoch(tag_key).await),
             Backend::Redis(b) => b.bump_epoch(tag_key).await,
-        }
-    }
-
-    pub(crate) async fn delete(&self, key: &str) -> Result<()> {
-        match self {
-            Backend::Memory(b) => {
-                b.delete(key).await;
-                Ok(())
-            }
-            Backend::Redis(b) => b.delete(key).await,
         }
     }
 

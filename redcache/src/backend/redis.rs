@@ -8,15 +8,15 @@ use futures_util::future::try_join_all;
 use redis::Script;
 
 use super::connection::Connection;
-use super::{Read, Write, Written, EPOCH_MARGIN, INVALIDATED_EPOCH_TTL};
-use crate::entry::Epoch;
+use super::{Read, Replace, Write, Written, EPOCH_MARGIN, INVALIDATED_EPOCH_TTL};
+use crate::entry::{Epoch, HEAD_LEN};
 use crate::error::{Error, Result};
 use crate::ratelimit::{Mode, Request, Verdict};
 
 static TOUCH_EPOCH: &str = include_str!("../scripts/touch_epoch.lua");
 static BUMP_EPOCH: &str = include_str!("../scripts/bump_epoch.lua");
 static UNLOCK: &str = include_str!("../scripts/unlock.lua");
-static STORE_AND_UNLOCK: &str = include_str!("../scripts/store_and_unlock.lua");
+static STORE: &str = include_str!("../scripts/store.lua");
 static RATE_LIMIT: &str = include_str!("../scripts/rate_limit.lua");
 
 /// Values as `GET`/`MGET` answer them.
@@ -34,7 +34,7 @@ pub(crate) struct RedisBackend {
     touch_epoch: Script,
     bump_epoch: Script,
     unlock: Script,
-    store_and_unlock: Script,
+    store: Script,
     rate_limit: Script,
 }
 
@@ -56,7 +56,7 @@ impl RedisBackend {
             touch_epoch: Script::new(TOUCH_EPOCH),
             bump_epoch: Script::new(BUMP_EPOCH),
             unlock: Script::new(UNLOCK),
-            store_and_unlock: Script::new(STORE_AND_UNLOCK),
+            store: Script::new(STORE),
             rate_limit: Script::new(RATE_LIMIT),
         }
     }
@@ -136,34 +136,55 @@ impl RedisBackend {
             return Ok(Written::default());
         }
         let mut conn = self.conn.clone();
-        if let (Some(lock), false) = (w.unlock, self.conn.is_cluster()) {
-            // The entry and the lock in one script: one round trip saved on
-            // every miss. A cluster keeps them in different slots, and the
-            // engine releases the lock itself.
-            self.store_and_unlock
-                .key(w.key)
-                .key(lock.key)
-                .arg(w.bytes)
-                .arg(millis(w.ttl))
-                .arg(lock.token)
-                .invoke_async::<i64>(&mut conn)
-                .await?;
-            return Ok(Written {
-                stored: true,
-                unlocked: true,
-            });
+        let head = match w.replace {
+            Replace::IfHead(head) => head,
+            // A put or a tombstone replaces whatever is there.
+            Replace::Always => {
+                redis::cmd("SET")
+                    .arg(w.key)
+                    .arg(w.bytes)
+                    .arg("PX")
+                    .arg(millis(w.ttl))
+                    .query_async::<()>(&mut conn)
+                    .await?;
+                return Ok(Written {
+                    stored: true,
+                    unlocked: false,
+                });
+            }
+        };
+        // The entry only if the key still holds what the load began from,
+        // and on a single node the lock in the same script: one round trip
+        // on every miss. A cluster keeps the lock in another slot, and the
+        // engine releases it itself.
+        let unlock = w.unlock.filter(|_| !self.conn.is_cluster());
+        let mut call = self.store.key(w.key);
+        if let Some(lock) = unlock {
+            call.key(lock.key);
         }
-        redis::cmd("SET")
-            .arg(w.key)
-            .arg(w.bytes)
-            .arg("PX")
-            .arg(millis(w.ttl))
-            .query_async::<()>(&mut conn)
-            .await?;
+        call.arg(w.bytes).arg(millis(w.ttl)).arg(head).arg(HEAD_LEN);
+        if let Some(lock) = unlock {
+            call.arg(lock.token);
+        }
+        let stored: i64 = call.invoke_async(&mut conn).await?;
         Ok(Written {
-            stored: true,
-            unlocked: false,
+            stored: stored == 1,
+            unlocked: unlock.is_some(),
         })
+    }
+
+    /// The current epoch of each tag (0 for a tag never invalidated).
+    pub(crate) async fn epochs(&self, tag_keys: &[String]) -> Result<Vec<Epoch>> {
+        let raw: Raw = if self.conn.is_cluster() {
+            try_join_all(tag_keys.iter().map(|t| self.get(t))).await?
+        } else {
+            let mut conn = self.conn.clone();
+            redis::cmd("MGET")
+                .arg(tag_keys)
+                .query_async(&mut conn)
+                .await?
+        };
+        raw.iter().map(|raw| parse_epoch(raw.as_deref())).collect()
     }
 
     pub(crate) async fn bump_epoch(&self, tag_key: &str) -> Result<Epoch> {
@@ -175,16 +196,6 @@ impl RedisBackend {
             .invoke_async(&mut conn)
             .await?;
         Ok(epoch)
-    }
-
-    /// `UNLINK`: the server frees a large value in the background.
-    pub(crate) async fn delete(&self, key: &str) -> Result<()> {
-        let mut conn = self.conn.clone();
-        redis::cmd("UNLINK")
-            .arg(key)
-            .query_async::<()>(&mut conn)
-            .await?;
-        Ok(())
     }
 
     /// `SET key token NX PX ttl`: true when this caller now holds the lock.

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::lock::{LoadLock, Locking};
 use super::{prefixed, Cache, Call, Stampede};
-use crate::backend::{Read, Unlock, Write, INVALIDATED_EPOCH_TTL};
+use crate::backend::{Read, Replace, Unlock, Write, INVALIDATED_EPOCH_TTL};
 use crate::entry::{self, Decoded, Epoch};
 use crate::flight::{Joined, Leader, Outcome};
 use crate::stats::Event;
@@ -20,10 +20,11 @@ use crate::stats::Event;
 /// Where a call stands after its read, in this process's flight of its key.
 enum Joining<'a, T> {
     Hit(T),
-    /// Load (as the flight's leader, or alone) with these epochs.
-    Lead(Option<Vec<Epoch>>, Option<Leader<'a>>),
+    /// Load (as the flight's leader, or alone) with these epochs, from this
+    /// head of the entry (see `entry::head`).
+    Lead(Option<Vec<Epoch>>, Vec<u8>, Option<Leader<'a>>),
     /// The leader's load failed: load once, alone.
-    Retry(Option<Vec<Epoch>>),
+    Retry(Option<Vec<Epoch>>, Vec<u8>),
 }
 
 /// What a lead ended with.
@@ -125,9 +126,11 @@ impl Cache {
         // yet: retry it; while it is still pending, bypass the cache.
         if self.inner.has_pending.load(Ordering::SeqCst) {
             let pending = Box::pin(self.retry_pending_invalidations()).await;
-            if tag_keys.iter().any(|tag| pending.contains(tag)) {
+            if pending.contains(&key) || tag_keys.iter().any(|tag| pending.contains(tag)) {
                 counters.count(Event::Miss(call.name));
-                let led = Box::pin(self.lead(call, &key, &tag_keys, None, None, keep, load)).await;
+                let led =
+                    Box::pin(self.lead(call, &key, &tag_keys, None, Vec::new(), None, keep, load))
+                        .await;
                 return led.into_result().await;
             }
         }
@@ -136,13 +139,15 @@ impl Cache {
         loop {
             // Read, and either return a fresh value, wait for the load of
             // this process's leader, or become the leader.
-            let (epochs, leader, call) = match self.read_or_join(call, &key, &tag_keys).await {
+            let (epochs, head, leader, call) = match self.read_or_join(call, &key, &tag_keys).await
+            {
                 Joining::Hit(value) => return Ok(value),
-                Joining::Lead(epochs, leader) => (epochs, leader, call),
+                Joining::Lead(epochs, head, leader) => (epochs, head, leader, call),
                 // The leader's load failed: one retry of its own, at once,
                 // rather than a queue of followers each leading in turn.
-                Joining::Retry(epochs) => (
+                Joining::Retry(epochs, head) => (
                     epochs,
+                    head,
                     None,
                     Call {
                         stampede: Stampede::Off,
@@ -152,7 +157,8 @@ impl Cache {
             };
             // Boxed: the miss path is a large future, and a hit should not
             // carry (and move) it.
-            match Box::pin(self.lead(call, &key, &tag_keys, epochs, leader, keep, load)).await {
+            let lead = self.lead(call, &key, &tag_keys, epochs, head, leader, keep, load);
+            match Box::pin(lead).await {
                 Led::Done(result) => return result,
                 // A tag moved on while this call waited for the lock: its
                 // load could not be stored. Read again, with the new epochs.
@@ -172,10 +178,12 @@ impl Cache {
         let counters = &self.inner.guarded.counters;
         loop {
             let mut outcome = "miss";
+            let mut head = Vec::new();
             let read = self.inner.guarded.backend.read(key, tag_keys);
             let epochs = match self.inner.guarded.op_on(Some(key), read).await {
                 Ok(Read { value, epochs }) => {
                     if let Some(bytes) = value {
+                        head = entry::head(Some(&bytes)).to_vec();
                         match entry::decode::<T>(&bytes, call.name, call.tags, &epochs) {
                             Decoded::Fresh(value) => {
                                 counters.count(Event::Hit(call.name));
@@ -198,6 +206,12 @@ impl Cache {
                                 tracing::warn!(target: "redcache", key = call.key,
                                     "entry does not decode as this type; treating it as a miss");
                             }
+                            // What `invalidate_key` left: a plain miss.
+                            Decoded::Gone => {}
+                            Decoded::OtherVersion => {
+                                tracing::debug!(target: "redcache", key = call.key,
+                                    "entry of another format version; replaced by this load");
+                            }
                             Decoded::Foreign => {
                                 counters.count(Event::Undecodable(call.name));
                                 tracing::warn!(target: "redcache", key = call.key, template = call.name,
@@ -216,14 +230,14 @@ impl Cache {
             tracing::Span::current().record("outcome", outcome);
             tracing::debug!(target: "redcache", key = call.key, "miss");
             if call.stampede == Stampede::Off {
-                return Joining::Lead(epochs, None);
+                return Joining::Lead(epochs, head, None);
             }
             match self
                 .inner
                 .flights
-                .join((key.to_owned(), call.name, epochs.clone()))
+                .join((key.to_owned(), call.name, epochs.clone(), head.clone()))
             {
-                Joined::Leader(leader) => return Joining::Lead(epochs, Some(leader)),
+                Joined::Leader(leader) => return Joining::Lead(epochs, head, Some(leader)),
                 Joined::Follower(follower) => {
                     counters.count(Event::Coalesced(call.name));
                     match follower.wait().await {
@@ -232,7 +246,7 @@ impl Cache {
                                 return Joining::Hit(value);
                             }
                         }
-                        Outcome::Failed => return Joining::Retry(epochs),
+                        Outcome::Failed => return Joining::Retry(epochs, head),
                         // Cancelled or panicked: start over (one follower
                         // leads the next attempt).
                         Outcome::Retry | Outcome::Pending => {}
@@ -249,6 +263,7 @@ impl Cache {
         key: &str,
         tag_keys: &[String],
         epochs: Option<Vec<Epoch>>,
+        head: Vec<u8>,
         leader: Option<Leader<'_>>,
         keep: fn(&T) -> bool,
         load: Fut,
@@ -308,8 +323,16 @@ impl Cache {
                             max = self.inner.max_entry_size, "value larger than max_entry_size; returned, not cached");
                     }
                     if keep(value) && epochs.is_some() && in_time && fits {
-                        self.store(call, key, tag_keys, recorded, &bytes, held.as_mut())
-                            .await;
+                        let write = Write {
+                            key,
+                            bytes: &bytes,
+                            ttl: call.ttl,
+                            tag_keys,
+                            epochs: recorded,
+                            replace: Replace::IfHead(&head),
+                            unlock: None,
+                        };
+                        self.store(call, write, held.as_mut()).await;
                     }
                     if let Some(leader) = leader.take() {
                         leader.finish(Outcome::Value(Arc::from(bytes)));
@@ -334,25 +357,13 @@ impl Cache {
 
     /// Stores an entry, and releases `lock` with it where the backend can
     /// (one round trip on a single node); otherwise `lead` releases it.
-    async fn store(
-        &self,
-        call: Call<'_>,
-        key: &str,
-        tag_keys: &[String],
-        epochs: &[Epoch],
-        bytes: &[u8],
-        lock: Option<&mut LoadLock>,
-    ) {
+    async fn store(&self, call: Call<'_>, write: Write<'_>, lock: Option<&mut LoadLock>) {
         let write = Write {
-            key,
-            bytes,
-            ttl: call.ttl,
-            tag_keys,
-            epochs,
             unlock: lock.as_ref().map(|lock| Unlock {
                 key: &lock.key,
                 token: &lock.token,
             }),
+            ..write
         };
         match self
             .inner
@@ -367,7 +378,7 @@ impl Cache {
                 if !written.stored {
                     self.inner.guarded.counters.count(Event::Stale(call.name));
                     tracing::debug!(target: "redcache", key = call.key,
-                        "a tag was invalidated during the load; value returned, not stored");
+                        "a tag was invalidated, or the key written, during the load; value returned, not stored");
                 }
             }
             Err(error) => self.inner.guarded.backend_failed("write", &error),
@@ -378,6 +389,10 @@ impl Cache {
 /// Every key the framework writes expires: a call with a zero `ttl` (an
 /// expression, or the programmatic API) is not cached.
 const ZERO_TTL: &str = "its `ttl` is zero: every key needs an expiry, so nothing is cached";
+
+/// A `put` with a zero `ttl` stores nothing; the key is invalidated.
+pub(super) const ZERO_TTL_PUT: &str =
+    "a zero `ttl`: every key needs an expiry (the key was invalidated instead)";
 
 /// An entry belongs to the key *and* the tags it was stored with: a call of
 /// the key with other tags reads a miss and replaces it, so two calls that

@@ -14,17 +14,19 @@ mod pending;
 
 use std::collections::HashSet;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::backend::Backend;
+use self::load::ZERO_TTL_PUT;
+use crate::backend::{Backend, Replace, Write};
 use crate::breaker::Breaker;
 use crate::clock::Clock;
-use crate::error::Result;
+use crate::entry;
+use crate::error::{Error, Result};
 use crate::flight::Flights;
 use crate::guarded::Guarded;
 use crate::rate_checks::RateChecks;
@@ -306,45 +308,133 @@ impl Cache {
     /// leave stale values.
     pub async fn invalidate_tag(&self, tag: &str) -> Result<()> {
         let tag_key = prefixed(&self.inner.tag_prefix, tag);
-        match self
-            .inner
-            .guarded
-            .op(self.inner.guarded.backend.bump_epoch(&tag_key))
-            .await
-        {
-            Ok(epoch) => {
-                self.inner.guarded.counters.count(Event::Invalidation);
-                tracing::debug!(target: "redcache", tag, epoch, "tag invalidated");
-                Ok(())
-            }
-            Err(error) => {
-                // Not lost: retried before the next cached call, and until
-                // it succeeds this process serves nothing cached under it.
-                tracing::warn!(target: "redcache", tag, %error,
-                    "invalidation could not reach redis; it will be retried, and the tag bypasses the cache until then");
-                self.pending().insert(tag_key);
-                self.inner.has_pending.store(true, Ordering::SeqCst);
-                Err(error)
-            }
-        }
+        self.deliver_or_keep(tag_key).await
     }
 
-    /// Deletes the entry of one key, as a template renders it (see
+    /// Invalidates the entry of one key, as a template renders it (see
     /// [`key!`](crate::key)).
     ///
-    /// Unlike [`invalidate_tag`](Self::invalidate_tag), a load of this key
-    /// that is already running may still store its result afterwards; use a
-    /// tag where that race matters.
+    /// Once this returns, no call returns a value whose load began before
+    /// it, from any process sharing the backend, even if that load finishes
+    /// afterwards: the key holds a tombstone (a small entry that reads as a
+    /// miss, for a day), and a load stores its value only if the key still
+    /// holds what the load began from.
     ///
     /// # Errors
     ///
     /// [`Error::Redis`](crate::Error::Redis) or [`Error::Timeout`](crate::Error::Timeout) if Redis could not be reached.
+    /// The invalidation is then retried before later cached calls of this
+    /// cache, and until it is delivered this process does not read the key
+    /// from the cache.
     pub async fn invalidate_key(&self, key: &str) -> Result<()> {
         let key = prefixed(&self.inner.value_prefix, key);
-        self.inner
-            .guarded
-            .op(self.inner.guarded.backend.delete(&key))
+        self.deliver_or_keep(key).await
+    }
+
+    /// Stores `value` under `key` for `ttl`, with `tags`, replacing what
+    /// the key holds: write-through, after your database took the new
+    /// value. The next [`get_or_load`](Self::get_or_load) of the key (with
+    /// the same tags) is a hit with it, in every process, and a load of the
+    /// key that began before the put never overwrites it.
+    ///
+    /// An entry belongs to the template that wrote it: `put` pairs with
+    /// `get_or_load`, `get_with` and `optionally_get_with`; for a
+    /// `#[cached]` fn use `#[cache_put]` with its key template.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), redcache::Error> {
+    /// let cache = redcache::Cache::builder().build().await?;
+    /// let ttl = Duration::from_secs(300);
+    /// cache.put("user:7", &"Ada".to_string(), ttl, &["team:1"]).await?;
+    /// let name = cache.get_with("user:7", ttl, &["team:1"], || async { "from the db".to_string() }).await;
+    /// assert_eq!(name, "Ada");
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Redis`](crate::Error::Redis), [`Error::Timeout`](crate::Error::Timeout) or [`Error::CircuitOpen`](crate::Error::CircuitOpen) if Redis could
+    /// not be reached: the key is then invalidated as soon as it can be (as
+    /// [`invalidate_key`](Self::invalidate_key) after a failure), so the old
+    /// value is not served for its remaining TTL. [`Error::Unstorable`](crate::Error::Unstorable)
+    /// for a value that does not encode or exceeds `max_entry_size`: the
+    /// key is invalidated instead.
+    pub async fn put<T: Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Duration,
+        tags: &[&str],
+    ) -> Result<()> {
+        let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+        self.put_call(Call::programmatic(key, ttl, &tags), value)
             .await
+    }
+
+    /// [`put`](Self::put) for a call of `#[cache_put]`: the entry is
+    /// written under the call's template.
+    pub(crate) async fn put_call<T: Serialize>(&self, call: Call<'_>, value: &T) -> Result<()> {
+        let key = prefixed(&self.inner.value_prefix, call.key);
+        if call.ttl.is_zero() {
+            self.deliver_or_keep(key).await?;
+            return Err(Error::Unstorable(ZERO_TTL_PUT.into()));
+        }
+        let tag_keys: Vec<String> = call
+            .tags
+            .iter()
+            .map(|tag| prefixed(&self.inner.tag_prefix, tag))
+            .collect();
+        let guarded = &self.inner.guarded;
+        let epochs = match guarded.op(guarded.backend.epochs(&tag_keys)).await {
+            Ok(epochs) => epochs,
+            Err(error) => {
+                guarded.backend_failed("put", &error);
+                self.keep_pending(key);
+                return Err(error);
+            }
+        };
+        let bytes = match entry::encode(value, call.name, call.tags, &epochs) {
+            Ok(bytes) if bytes.len() <= self.inner.max_entry_size => bytes,
+            Ok(bytes) => {
+                let reason = format!(
+                    "{} bytes encoded, above max_entry_size ({})",
+                    bytes.len(),
+                    self.inner.max_entry_size
+                );
+                guarded.counters.count(Event::Error("too_large"));
+                self.deliver_or_keep(key).await?;
+                return Err(Error::Unstorable(reason));
+            }
+            Err(error) => {
+                guarded.counters.count(Event::Error("encode"));
+                self.deliver_or_keep(key).await?;
+                return Err(Error::Unstorable(error.to_string()));
+            }
+        };
+        let write = Write {
+            key: &key,
+            bytes: &bytes,
+            ttl: call.ttl,
+            tag_keys: &tag_keys,
+            epochs: &epochs,
+            replace: Replace::Always,
+            unlock: None,
+        };
+        match guarded.op(guarded.backend.write(write)).await {
+            // Not stored only when a tag moved on between the two round
+            // trips: every entry under it, the old one too, is then stale.
+            Ok(_) => {
+                tracing::debug!(target: "redcache", key = call.key, "put");
+                Ok(())
+            }
+            Err(error) => {
+                guarded.backend_failed("put", &error);
+                self.keep_pending(key);
+                Err(error)
+            }
+        }
     }
 
     /// The counters of this cache (shared by its clones), and the state of

@@ -1,0 +1,214 @@
+//! Write-through (`Cache::put`) and `invalidate_key`, with the ordering
+//! guarantee: a load that began before a put or an invalidation of its key
+//! never overwrites it, in any process, on every backend.
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::Duration;
+
+use redcache::Cache;
+use redcache_suite::{unique_namespace, RedisCluster, RedisServer};
+use tokio::sync::{oneshot, Notify};
+
+const TTL: Duration = Duration::from_secs(300);
+
+/// Starts a load of "k" on `reader` that returns "old" only when `release`
+/// is notified, and waits until the load has begun.
+async fn slow_load_of_old(
+    reader: &Cache,
+    tags: &'static [&'static str],
+    release: Arc<Notify>,
+) -> tokio::task::JoinHandle<Result<String, String>> {
+    let (began, began_rx) = oneshot::channel();
+    let reader = reader.clone();
+    let handle = tokio::spawn(async move {
+        reader
+            .get_or_load("k", TTL, tags, || async move {
+                let _ = began.send(());
+                release.notified().await;
+                Ok::<_, String>("old".to_string())
+            })
+            .await
+    });
+    began_rx.await.expect("the load began");
+    handle
+}
+
+/// Reads "k", counting loads (each loads "fresh").
+async fn read(cache: &Cache, tags: &[&str], loads: &AtomicUsize) -> String {
+    cache
+        .get_or_load("k", TTL, tags, || async {
+            loads.fetch_add(1, SeqCst);
+            Ok::<_, String>("fresh".to_string())
+        })
+        .await
+        .unwrap()
+}
+
+/// `reader` loads slowly; `writer` (the same process, or another cache on
+/// the same Redis) puts "new" meanwhile. The slow load answers its own
+/// caller with "old" but does not store it: every later read is "new".
+async fn a_load_that_began_before_a_put_never_overwrites_it(reader: Cache, writer: Cache) {
+    for tags in [&[][..], &["t"][..]] {
+        let release = Arc::new(Notify::new());
+        let slow = slow_load_of_old(&reader, tags, release.clone()).await;
+        writer
+            .put("k", &"new".to_string(), TTL, tags)
+            .await
+            .unwrap();
+        release.notify_one();
+        assert_eq!(slow.await.unwrap(), Ok("old".to_string()));
+        let loads = AtomicUsize::new(0);
+        for cache in [&reader, &writer] {
+            assert_eq!(read(cache, tags, &loads).await, "new", "tags {tags:?}");
+        }
+        assert_eq!(loads.load(SeqCst), 0, "the put's value is a hit");
+        reader.invalidate_key("k").await.unwrap();
+    }
+}
+
+/// The same with `invalidate_key`: the slow load's value is not stored, so
+/// the next read loads again.
+async fn a_load_that_began_before_invalidate_key_never_stores(reader: Cache, writer: Cache) {
+    // A value in place first: the load below begins from it... and from
+    // nothing, the other case.
+    for present in [true, false] {
+        if present {
+            writer
+                .put("k", &"before".to_string(), TTL, &[])
+                .await
+                .unwrap();
+            writer.invalidate_key("k").await.unwrap();
+        }
+        let release = Arc::new(Notify::new());
+        let slow = slow_load_of_old(&reader, &[], release.clone()).await;
+        writer.invalidate_key("k").await.unwrap();
+        release.notify_one();
+        assert_eq!(slow.await.unwrap(), Ok("old".to_string()));
+        let loads = AtomicUsize::new(0);
+        assert_eq!(read(&reader, &[], &loads).await, "fresh");
+        assert_eq!(read(&writer, &[], &loads).await, "fresh");
+        assert_eq!(
+            loads.load(SeqCst),
+            1,
+            "one load after the invalidation, then hits"
+        );
+        writer.invalidate_key("k").await.unwrap();
+    }
+}
+
+/// A put replaces an entry of any age, and a call with another value type
+/// or template never reads it (two different calls never meet).
+async fn a_put_is_read_by_its_own_template_only(cache: Cache) {
+    cache.put("p", &41u64, TTL, &[]).await.unwrap();
+    cache.put("p", &42u64, TTL, &[]).await.unwrap();
+    let n: u64 = cache.get_with("p", TTL, &[], || async { 0 }).await;
+    assert_eq!(n, 42);
+    let text: String = cache
+        .get_with("p", TTL, &[], || async { "loaded".to_string() })
+        .await;
+    assert_eq!(text, "loaded", "a String call does not read the u64 put");
+}
+
+async fn on_memory() -> Cache {
+    Cache::builder().build().await.unwrap()
+}
+
+async fn on_redis(url: String, namespace: &str) -> Cache {
+    Cache::builder()
+        .redis(url)
+        .namespace(namespace)
+        .op_timeout(Duration::from_secs(2))
+        .build()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn put_and_invalidate_key_win_over_older_loads_in_memory() {
+    let cache = on_memory().await;
+    a_load_that_began_before_a_put_never_overwrites_it(cache.clone(), cache.clone()).await;
+    a_load_that_began_before_invalidate_key_never_stores(cache.clone(), cache.clone()).await;
+    a_put_is_read_by_its_own_template_only(cache).await;
+}
+
+#[tokio::test]
+async fn put_and_invalidate_key_win_over_older_loads_across_processes_on_redis() {
+    let server = RedisServer::start();
+    let ns = unique_namespace("put");
+    let (a, b) = (
+        on_redis(server.url(), &ns).await,
+        on_redis(server.url(), &ns).await,
+    );
+    a_load_that_began_before_a_put_never_overwrites_it(a.clone(), b.clone()).await;
+    a_load_that_began_before_invalidate_key_never_stores(a.clone(), b).await;
+    a_put_is_read_by_its_own_template_only(a).await;
+    // Every key written has an expiry, tombstones included.
+    for key in ["k", "p"] {
+        let ttl = server.command(&format!("PTTL {ns}:v:{key}"));
+        let ms: i64 = ttl.trim_start_matches(':').trim().parse().unwrap();
+        assert!(ms > 0, "{key}: PTTL {ttl}");
+    }
+}
+
+#[tokio::test]
+async fn put_and_invalidate_key_win_over_older_loads_on_a_cluster() {
+    let cluster = RedisCluster::shared();
+    let ns = unique_namespace("put-cluster");
+    let connect = || {
+        Cache::builder()
+            .redis_cluster(cluster.urls())
+            .namespace(ns.as_str())
+            .op_timeout(Duration::from_secs(2))
+            .build()
+    };
+    let (a, b) = (connect().await.unwrap(), connect().await.unwrap());
+    a_load_that_began_before_a_put_never_overwrites_it(a.clone(), b.clone()).await;
+    a_load_that_began_before_invalidate_key_never_stores(a, b).await;
+}
+
+/// A put that cannot reach Redis is an error, and the key is invalidated
+/// once Redis is back: the old value is not served for its remaining TTL.
+#[tokio::test]
+async fn a_put_that_fails_is_told_and_invalidates_the_key_later() {
+    let mut server = RedisServer::start();
+    let ns = unique_namespace("put-down");
+    let cache = Cache::builder()
+        .redis(server.url())
+        .namespace(ns.as_str())
+        .op_timeout(Duration::from_millis(200))
+        .circuit_breaker(1000, Duration::from_millis(10))
+        .build()
+        .await
+        .unwrap();
+    let other = on_redis(server.url(), &ns).await;
+    let loads = AtomicUsize::new(0);
+    assert_eq!(read(&cache, &[], &loads).await, "fresh");
+    server.stop();
+    assert!(cache.put("k", &"new".to_string(), TTL, &[]).await.is_err());
+    // This process does not read the key from the cache meanwhile.
+    let value: String = cache
+        .get_or_load("k", TTL, &[], || async {
+            Ok::<_, String>("db".to_string())
+        })
+        .await
+        .unwrap();
+    assert_eq!(value, "db");
+    server.restart();
+    // The next cached call delivers the pending invalidation first.
+    let value: String = cache
+        .get_or_load("other", TTL, &[], || async {
+            Ok::<_, String>("x".to_string())
+        })
+        .await
+        .unwrap();
+    assert_eq!(value, "x");
+    // Another process no longer reads the old entry.
+    let value: String = other
+        .get_or_load("k", TTL, &[], || async {
+            Ok::<_, String>("reloaded".to_string())
+        })
+        .await
+        .unwrap();
+    assert_eq!(value, "reloaded");
+}
