@@ -212,3 +212,218 @@ async fn a_put_that_fails_is_told_and_invalidates_the_key_later() {
         .unwrap();
     assert_eq!(value, "reloaded");
 }
+
+/// The attributes: a `#[cached]` reader and its writers.
+mod shop {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+    use redcache::{cache_put, cached, invalidates, Cache};
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Product {
+        pub id: u64,
+        pub category: u64,
+        pub name: String,
+    }
+
+    #[derive(Debug, PartialEq)]
+    pub enum DbError {
+        Refused,
+        Cache(String),
+    }
+
+    impl From<redcache::Error> for DbError {
+        fn from(error: redcache::Error) -> Self {
+            DbError::Cache(error.to_string())
+        }
+    }
+
+    /// An error type that cannot hold a cache failure.
+    #[derive(Debug, PartialEq)]
+    pub struct PlainError;
+
+    pub struct Shop {
+        pub cache: Cache,
+        pub loads: AtomicUsize,
+    }
+
+    impl Shop {
+        #[cached(ttl = 300, key = "product:<id>", tags = ["category:<category>"], cache = self.cache)]
+        pub async fn product(&self, id: u64, category: u64) -> Result<Product, DbError> {
+            self.loads.fetch_add(1, SeqCst);
+            Ok(Product {
+                id,
+                category,
+                name: "from the db".into(),
+            })
+        }
+
+        #[cache_put(ttl = 300, key = "product:<product.id>", tags = ["category:<product.category>"], cache = self.cache)]
+        pub async fn save(&self, product: Product, fail: bool) -> Result<Product, DbError> {
+            if fail {
+                return Err(DbError::Refused);
+            }
+            Ok(product)
+        }
+
+        /// Stacked: the new value stored, and the category's lists invalidated.
+        #[cache_put(ttl = 300, key = "product:<product.id>", tag = "category:<product.category>", cache = self.cache)]
+        #[invalidates(tag = "lists:<product.category>", cache = self.cache)]
+        pub async fn rename(&self, product: Product) -> Result<Product, PlainError> {
+            Ok(product)
+        }
+
+        #[cached(ttl = 300, key = "list:<category>", tag = "lists:<category>", cache = self.cache)]
+        pub async fn list(&self, category: u64) -> Vec<u64> {
+            self.loads.fetch_add(1, SeqCst);
+            vec![category]
+        }
+
+        #[invalidates(keys = ["product:<id>"], tags = ["lists:<category>"], cache = self.cache)]
+        pub async fn delete(&self, id: u64, category: u64, fail: bool) -> Result<(), DbError> {
+            let _ = (id, category);
+            if fail {
+                Err(DbError::Refused)
+            } else {
+                Ok(())
+            }
+        }
+
+        #[invalidates(key = "product:<id>", cache = self.cache)]
+        pub async fn delete_quietly(&self, id: u64) -> Result<(), PlainError> {
+            let _ = id;
+            Ok(())
+        }
+
+        /// `None` (not found) writes nothing.
+        #[cache_put(ttl = 300, key = "product:<id>", tag = "category:<category>", cache = self.cache)]
+        pub async fn find_and_touch(&self, id: u64, category: u64) -> Option<Product> {
+            (id != 404).then(|| Product {
+                id,
+                category,
+                name: "touched".into(),
+            })
+        }
+    }
+
+    pub fn product(id: u64, name: &str) -> Product {
+        Product {
+            id,
+            category: 7,
+            name: name.into(),
+        }
+    }
+}
+
+use shop::{product, DbError, PlainError, Shop};
+
+async fn the_attributes_write_through_and_invalidate(cache: Cache) {
+    let shop = Shop {
+        cache,
+        loads: AtomicUsize::new(0),
+    };
+    let loads = || shop.loads.load(SeqCst);
+    assert_eq!(shop.product(1, 7).await.unwrap().name, "from the db");
+    assert_eq!(shop.product(2, 7).await.unwrap().name, "from the db");
+    assert_eq!(loads(), 2);
+
+    // A put is read by the #[cached] fn, for its key only.
+    shop.save(product(1, "lamp"), false).await.unwrap();
+    assert_eq!(shop.product(1, 7).await.unwrap().name, "lamp");
+    assert_eq!(shop.product(2, 7).await.unwrap().name, "from the db");
+    assert_eq!(loads(), 2, "both hits");
+
+    // A failed body stores nothing.
+    assert_eq!(
+        shop.save(product(1, "broken"), true).await,
+        Err(DbError::Refused)
+    );
+    assert_eq!(shop.product(1, 7).await.unwrap().name, "lamp");
+
+    // `None` stores nothing; `Some` stores.
+    assert_eq!(shop.find_and_touch(404, 7).await, None);
+    assert_eq!(shop.find_and_touch(2, 7).await.unwrap().name, "touched");
+    assert_eq!(shop.product(2, 7).await.unwrap().name, "touched");
+    assert_eq!(loads(), 2);
+
+    // Stacked: stored and the lists invalidated.
+    assert_eq!(shop.list(7).await, [7]);
+    assert_eq!(shop.list(7).await, [7]);
+    assert_eq!(loads(), 3);
+    shop.rename(product(1, "desk lamp")).await.unwrap();
+    assert_eq!(shop.product(1, 7).await.unwrap().name, "desk lamp");
+    assert_eq!(shop.list(7).await, [7]);
+    assert_eq!(loads(), 4, "the list was reloaded, the product was not");
+
+    // A failed delete invalidates nothing; a delete invalidates its key and tag.
+    assert_eq!(shop.delete(1, 7, true).await, Err(DbError::Refused));
+    assert_eq!(shop.product(1, 7).await.unwrap().name, "desk lamp");
+    shop.delete(1, 7, false).await.unwrap();
+    assert_eq!(shop.product(1, 7).await.unwrap().name, "from the db");
+    assert_eq!(
+        shop.product(2, 7).await.unwrap().name,
+        "touched",
+        "another key stays"
+    );
+    assert_eq!(shop.list(7).await, [7]);
+    assert_eq!(loads(), 6);
+    assert_eq!(shop.delete_quietly(2).await, Ok(()));
+    assert_eq!(shop.product(2, 7).await.unwrap().name, "from the db");
+}
+
+#[tokio::test]
+async fn the_attributes_write_through_and_invalidate_in_memory() {
+    the_attributes_write_through_and_invalidate(on_memory().await).await;
+}
+
+#[tokio::test]
+async fn the_attributes_write_through_and_invalidate_on_redis() {
+    let server = RedisServer::start();
+    let ns = unique_namespace("attr-put");
+    the_attributes_write_through_and_invalidate(on_redis(server.url(), &ns).await).await;
+}
+
+/// With Redis down after the write: an error type that can hold the cache's
+/// failure gets it; another returns its `Ok` (the failure is in tracing and
+/// stats). Either way the invalidation is delivered once Redis is back.
+#[tokio::test]
+async fn a_failure_after_the_write_is_the_fns_error_where_its_type_allows() {
+    let mut server = RedisServer::start();
+    let ns = unique_namespace("attr-down");
+    let cache = Cache::builder()
+        .redis(server.url())
+        .namespace(ns.as_str())
+        .op_timeout(Duration::from_millis(200))
+        .circuit_breaker(1000, Duration::from_millis(10))
+        .build()
+        .await
+        .unwrap();
+    let shop = Shop {
+        cache: cache.clone(),
+        loads: AtomicUsize::new(0),
+    };
+    assert_eq!(shop.product(1, 7).await.unwrap().name, "from the db");
+    server.stop();
+    let told = shop.save(product(1, "lamp"), false).await;
+    assert!(matches!(told, Err(DbError::Cache(_))), "{told:?}");
+    assert!(matches!(
+        shop.delete(1, 7, false).await,
+        Err(DbError::Cache(_))
+    ));
+    assert_eq!(shop.delete_quietly(1).await, Ok::<(), PlainError>(()));
+    assert!(cache.stats().errors > 0);
+    server.restart();
+    let other = on_redis(server.url(), &ns).await;
+    // The first cached call of `cache` delivers what is pending ...
+    let _: String = cache
+        .get_with("unrelated", TTL, &[], || async { "x".to_string() })
+        .await;
+    // ... so another process does not read the entry of before the write.
+    let reader = Shop {
+        cache: other,
+        loads: AtomicUsize::new(0),
+    };
+    assert_eq!(reader.product(1, 7).await.unwrap().name, "from the db");
+    assert_eq!(reader.loads.load(SeqCst), 1, "reloaded, not the old entry");
+}

@@ -226,6 +226,66 @@ impl Args for GetOrLoadArgs {
     }
 }
 
+/// `#[cache_put(...)]`: the entry a writing fn stores its new value as.
+#[derive(Default)]
+pub(crate) struct CachePutArgs {
+    pub(crate) entry: EntryArgs,
+}
+
+impl Args for CachePutArgs {
+    const SITE: Site = Site::CachePut;
+
+    fn set(&mut self, name: &Ident, value: Expr, errors: &mut Errors) -> bool {
+        name != "stampede" && self.entry.set(name, value, errors)
+    }
+}
+
+/// `#[invalidates(...)]`: the tags and keys a writing fn invalidates.
+#[derive(Default)]
+pub(crate) struct InvalidatesArgs {
+    /// `tags = [..]` or `tag = ".."`.
+    pub(crate) tags: Slot<Vec<Template>>,
+    /// `keys = [..]` or `key = ".."`.
+    pub(crate) keys: Slot<Vec<Template>>,
+    pub(crate) cache: Slot<Expr>,
+}
+
+impl InvalidatesArgs {
+    pub(crate) fn tags(&self) -> &[Template] {
+        self.tags.get().map_or(&[], Vec::as_slice)
+    }
+
+    pub(crate) fn keys(&self) -> &[Template] {
+        self.keys.get().map_or(&[], Vec::as_slice)
+    }
+}
+
+impl Args for InvalidatesArgs {
+    const SITE: Site = Site::Invalidates;
+
+    fn set(&mut self, name: &Ident, value: Expr, errors: &mut Errors) -> bool {
+        match name.to_string().as_str() {
+            "tags" => self
+                .tags
+                .set(name, options::templates(&value, "tags", "tag"), errors),
+            "tag" => {
+                let tag = options::template(&value, "tag").map(|tag| vec![tag]);
+                self.tags.set(name, tag, errors);
+            }
+            "keys" => self
+                .keys
+                .set(name, options::templates(&value, "keys", "key"), errors),
+            "key" => {
+                let key = options::template(&value, "key").map(|key| vec![key]);
+                self.keys.set(name, key, errors);
+            }
+            "cache" => self.cache.set(name, Ok(value), errors),
+            _ => return false,
+        }
+        true
+    }
+}
+
 /// One `#[rate_limited(...)]`: a policy, and the options stacked
 /// attributes share (`key`, `cost`, `on_error`, `cache`).
 #[derive(Default)]
@@ -272,6 +332,10 @@ pub(crate) enum Site {
     Inline,
     /// `#[rate_limited(...)]`
     RateLimit,
+    /// `#[cache_put(...)]`
+    CachePut,
+    /// `#[invalidates(...)]`
+    Invalidates,
 }
 
 impl Site {
@@ -288,6 +352,8 @@ impl Site {
                 "ignore",
             ],
             Site::Inline => &["ttl", "key", "tags", "tag", "cache", "stampede"],
+            Site::CachePut => &["ttl", "key", "tags", "tag", "cache"],
+            Site::Invalidates => &["tags", "tag", "keys", "key", "cache"],
             Site::RateLimit => &[
                 "limit",
                 "window",
@@ -317,6 +383,12 @@ fn unknown_option(name: &str, site: Site) -> String {
             " (the expiry is called `ttl`)"
         }
         ("name" | "key_prefix" | "prefix", _) => " (the key template is called `key`)",
+        ("ttl" | "stampede" | "cache_none", Site::Invalidates) => {
+            " (`#[invalidates]` stores nothing; stack `#[cache_put]` to store the new value)"
+        }
+        ("stampede" | "cache_none" | "ignore", Site::CachePut) => {
+            " (an option of `#[cached]`: a put loads nothing, it stores the fn's value)"
+        }
         ("cache_none", Site::Inline) => {
             " (`get_or_load!` caches the `Ok` of a `Result`; there is no `None` to cache)"
         }

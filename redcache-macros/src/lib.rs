@@ -110,6 +110,63 @@ pub fn rate_limited(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::attribute(expand::Attr::RateLimited, args.into(), item.into()).into()
 }
 
+/// Write-through: after the fn succeeds (`Ok(v)`, `Some(v)`, or any other
+/// value), stores its value under `key`, so the next `#[cached]` read of
+/// that key is a hit with it, in every process. A load of the key that
+/// began before never overwrites it.
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Clone, Serialize, Deserialize)] struct Product { id: u64, name: String }
+/// # #[derive(Debug)] struct DbError;
+/// #[redcache::cached(ttl = 300, key = "product:<id>")]
+/// async fn get_product(id: u64) -> Result<Product, DbError> {
+///     Ok(Product { id, name: "from the db".into() })
+/// }
+///
+/// #[redcache::cache_put(ttl = 300, key = "product:<product.id>")]
+/// async fn save_product(product: Product) -> Result<Product, DbError> {
+///     // UPDATE products ...
+///     Ok(product)
+/// }
+/// ```
+///
+/// Options: `key` (required: the template of the `#[cached]` fn it
+/// updates, written the same), `ttl` (required), `tags`/`tag` (the same as
+/// the reader's: an entry belongs to its tags), `cache`. Placeholders name
+/// the fn's parameters, read before the body runs.
+///
+/// If the value cannot be stored (Redis unreachable, a value too large), the
+/// key is invalidated instead, retried until Redis takes it. For a fn
+/// returning `Result<T, E>` with `E: From<redcache::Error>` that failure is
+/// the fn's error; otherwise it shows in tracing and stats.
+#[proc_macro_attribute]
+pub fn cache_put(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::attribute(expand::Attr::CachePut, args.into(), item.into()).into()
+}
+
+/// Invalidate-on-write: after the fn succeeds (`Ok`, `Some`, or any other
+/// value), invalidates its `tags` and `keys`.
+///
+/// ```
+/// # #[derive(Debug)] struct DbError;
+/// #[redcache::invalidates(tags = ["category:<category>"], keys = ["product:<id>"])]
+/// async fn delete_product(id: u64, category: u64) -> Result<(), DbError> {
+///     // DELETE FROM products ...
+///     Ok(())
+/// }
+/// ```
+///
+/// Options: `tags = [..]`/`tag`, `keys = [..]`/`key` (templates over the
+/// parameters, at least one of the two), `cache`. Stacks with
+/// `#[cache_put]`. A failure to reach Redis is retried until delivered,
+/// and is the fn's error when it returns `Result<T, E>` with
+/// `E: From<redcache::Error>` (else it shows in tracing and stats).
+#[proc_macro_attribute]
+pub fn invalidates(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::attribute(expand::Attr::Invalidates, args.into(), item.into()).into()
+}
+
 /// Cache-aside for a block that is not a whole fn: a future of the cached
 /// `Result`, with the options of `#[cached]` (`key` required, no
 /// `cache_none`). Placeholders in templates name variables in scope.

@@ -155,21 +155,26 @@ pub(crate) fn flag(value: &Expr, option: &str) -> syn::Result<LitBool> {
 /// `tags = ["category:<id>", ...]`: every template checked, each error at
 /// its own element.
 pub(crate) fn tags(value: &Expr) -> syn::Result<Vec<Template>> {
+    templates(value, "tags", "tag")
+}
+
+/// A list of templates, `option = ["...", ...]` (`one = "..."` for one).
+pub(crate) fn templates(value: &Expr, option: &str, one: &str) -> syn::Result<Vec<Template>> {
     let Expr::Array(ExprArray { elems, .. }) = value else {
         return Err(syn::Error::new_spanned(
             value,
-            "`tags` takes a list of templates: `tags = [\"category:<id>\"]` (or `tag = \"...\"` for one)",
+            format!("`{option}` takes a list of templates: `{option} = [\"category:<id>\"]` (or `{one} = \"...\"` for one)"),
         ));
     };
     let mut errors = Errors::default();
-    let mut tags = Vec::new();
+    let mut templates = Vec::new();
     for elem in elems {
-        match template(elem, "tags") {
-            Ok(tag) => tags.push(tag),
+        match template(elem, option) {
+            Ok(template) => templates.push(template),
             Err(error) => errors.push(error),
         }
     }
-    errors.finish().map(|()| tags)
+    errors.finish().map(|()| templates)
 }
 
 pub(crate) fn template(value: &Expr, option: &str) -> syn::Result<Template> {

@@ -12,8 +12,12 @@
 //!   (the same head, or still nothing), so a `put` or an `invalidate_key`
 //!   that came in between is never overwritten by an older load.
 //! - `k` is the key template that wrote the entry (or the fn's path for a
-//!   default key). A call of another template that renders the same key
-//!   reads a miss, never the other's value.
+//!   default key). A call of a template of another *shape* that renders the
+//!   same key reads a miss, never the other's value. The shape is the
+//!   template without its placeholders' names: `product:<id>` (a
+//!   `#[cached]` reader) and `product:<product.id>` (its `#[cache_put]`
+//!   writer) are one shape, so they share entries; `page-<slug>` and
+//!   `page-draft-<slug>` are two.
 //! - `at` is the creation time (milliseconds since the Unix epoch).
 //! - `tags` lists each tag with the epoch it had *before* the value was
 //!   loaded; the entry is valid only while every tag still has that epoch.
@@ -160,7 +164,7 @@ pub(crate) fn decode<T: DeserializeOwned>(
     if entry.v != FORMAT_VERSION {
         return Decoded::OtherVersion;
     }
-    if entry.k != name {
+    if !same_shape(&entry.k, name) {
         return Decoded::Foreign;
     }
     let same_tags = entry.tags.len() == tags.len()
@@ -188,7 +192,45 @@ pub(crate) fn decode<T: DeserializeOwned>(
 /// tags: for entries a leader of this process just made for the same epochs.
 pub(crate) fn decode_value<T: DeserializeOwned>(bytes: &[u8], name: &str) -> Option<T> {
     let entry: EntryOwned<'_, T> = serde_json::from_slice(bytes).ok()?;
-    (entry.v == FORMAT_VERSION && entry.k == name).then_some(entry.value)
+    (entry.v == FORMAT_VERSION && same_shape(&entry.k, name)).then_some(entry.value)
+}
+
+/// Whether two templates are one shape: the same literal text, and a
+/// placeholder wherever the other has one (whatever it names). Within one
+/// shape, different arguments never render the same key (placeholders are
+/// apart by `:`, which arguments escape), so sharing entries across
+/// templates of one shape shares them only between calls of the same
+/// arguments.
+pub(crate) fn same_shape(a: &str, b: &str) -> bool {
+    a == b || shape(a).eq(shape(b))
+}
+
+/// A template's characters, with each placeholder (`<...>`, nested for a
+/// fn path's generics) as one `None`; `<<` is a literal `<`.
+fn shape(template: &str) -> impl Iterator<Item = Option<char>> + '_ {
+    let mut chars = template.chars().peekable();
+    std::iter::from_fn(move || {
+        let c = chars.next()?;
+        if c != '<' {
+            return Some(Some(c));
+        }
+        if chars.peek() == Some(&'<') {
+            chars.next();
+            return Some(Some('<'));
+        }
+        let mut depth = 1;
+        for c in chars.by_ref() {
+            match c {
+                '<' => depth += 1,
+                '>' => depth -= 1,
+                _ => {}
+            }
+            if depth == 0 {
+                break;
+            }
+        }
+        Some(None)
+    })
 }
 
 fn now_millis() -> u64 {
@@ -249,6 +291,26 @@ mod tests {
         assert_eq!(
             decode::<u8>(&bytes, "n", &tags(&["a"]), &[1]),
             Decoded::Stale
+        );
+    }
+
+    #[test]
+    fn templates_of_one_shape_share_entries_and_others_do_not() {
+        assert!(same_shape("product:<id>", "product:<product.id>"));
+        assert!(same_shape("p:<a>:<b.c>", "p:<x>:<y>"));
+        assert!(same_shape("a<<b:<id>", "a<<b:<x>"));
+        assert!(!same_shape("page-<slug>", "page-draft-<slug>"));
+        assert!(!same_shape("p:<a>:<b>", "p:<a>"));
+        assert!(!same_shape("p:<a>", "p:<a>:"));
+        assert!(
+            !same_shape("a<<b:<id>", "a<b:<id>"),
+            "`<<` is a literal `<`"
+        );
+        assert!(!same_shape("q:<id>", "p:<id>"));
+        let bytes = encode(&7u64, "product:<product.id>", &[], &[]).unwrap();
+        assert_eq!(
+            decode::<u64>(&bytes, "product:<id>", &[], &[]),
+            Decoded::Fresh(7)
         );
     }
 

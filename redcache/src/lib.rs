@@ -71,7 +71,7 @@ mod report;
 mod stats;
 
 #[doc(hidden)]
-#[path = "private.rs"]
+#[path = "private/mod.rs"]
 pub mod __private;
 
 pub use breaker::CircuitState;
@@ -88,7 +88,7 @@ pub use ratelimit::{Algorithm, OnError, Policy, RateLimited, RateStatus};
 pub use stats::Stats;
 
 #[doc(inline)]
-pub use redcache_macros::{cached, get_or_load, key, rate_limited};
+pub use redcache_macros::{cache_put, cached, get_or_load, invalidates, key, rate_limited};
 
 /// The README's examples, compiled and run as doctests so they stay true.
 #[cfg(doctest)]

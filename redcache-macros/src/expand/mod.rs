@@ -3,8 +3,10 @@
 //! so the top one is the outermost at run time.
 
 mod async_trait;
+mod cache_put;
 mod cached;
 pub(crate) mod get_or_load;
+mod invalidates;
 pub(crate) mod key;
 mod rate_limited;
 
@@ -21,10 +23,13 @@ use crate::errors::Errors;
 pub(crate) enum Attr {
     Cached,
     RateLimited,
+    CachePut,
+    Invalidates,
 }
 
 impl Attr {
-    /// Recognises `cached`, `rate_limited` and the same under `redcache::`.
+    /// Recognises `cached`, `rate_limited`, `cache_put`, `invalidates`, and
+    /// the same under `redcache::`.
     pub(crate) fn of(attribute: &Attribute) -> Option<Attr> {
         let segments = &attribute.path().segments;
         let last = segments.last()?.ident.to_string();
@@ -32,6 +37,8 @@ impl Attr {
         match last.as_str() {
             "cached" if ours => Some(Attr::Cached),
             "rate_limited" if ours => Some(Attr::RateLimited),
+            "cache_put" if ours => Some(Attr::CachePut),
+            "invalidates" if ours => Some(Attr::Invalidates),
             _ => None,
         }
     }
@@ -76,9 +83,14 @@ pub(crate) fn attribute(attr: Attr, args: TokenStream, item: TokenStream) -> Tok
 /// attributes below it. Errors of all of them are reported together.
 fn apply(attr: Attr, args: TokenStream, span: Span, mut func: ItemFn) -> syn::Result<ItemFn> {
     match attr {
-        Attr::Cached => {
+        Attr::Cached | Attr::CachePut | Attr::Invalidates => {
+            let body = match attr {
+                Attr::Cached => cached::body,
+                Attr::CachePut => cache_put::body,
+                _ => invalidates::body,
+            };
             let (mut func, inner) = split_result(apply_inner(func.clone()), func);
-            let outer = cached::body(args, span, &func).map(|block| *func.block = block);
+            let outer = body(args, span, &func).map(|block| *func.block = block);
             combine(inner, outer)?;
             Ok(func)
         }

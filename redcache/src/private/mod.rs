@@ -12,10 +12,16 @@ pub use crate::global::global;
 pub use crate::identity::{FnId, FnPath};
 pub use crate::key::{ArgPart, Key, KeyArg, ListPart};
 pub use crate::ratelimit::{Algorithm, OnError, Policy};
+mod writes;
+
 pub use crate::{
     __redcache_fn_path as fn_path, __redcache_key_part as key_part, __redcache_returns as returns,
+    __redcache_writes as writes,
 };
 pub use core::time::Duration;
+pub use writes::{
+    kind as writes_kind, Invalidation, OptionWrite, ResultQuiet, ResultTold, ValueWrite,
+};
 
 use crate::cache::Cache;
 use crate::ratelimit::{Mode, RateLimited, Request};
@@ -120,6 +126,10 @@ impl<'a> Call<'a> {
     pub fn stampede(mut self, stampede: Stampede) -> Self {
         self.0.stampede = stampede;
         self
+    }
+
+    pub(crate) fn into_inner(self) -> crate::cache::Call<'a> {
+        self.0
     }
 }
 

@@ -1,0 +1,83 @@
+//! `#[cache_put(...)]`: after the body succeeds, its value is stored under
+//! the key, so the next `#[cached]` read of that key (same template, same
+//! tags) is a hit with it.
+//!
+//! ```text
+//! // Input:
+//! #[cache_put(ttl = 300, key = "product:<product.id>")]
+//! async fn save(product: Product) -> Result<Product, DbError> { body }
+//! // Output:
+//! async fn save(product: Product) -> Result<Product, DbError> {
+//!     let __redcache_cache = ::redcache::__private::global();
+//!     let __redcache_key = ::redcache::__private::Key::new().lit("product:").part(key_part!(product.id)).finish();
+//!     ::redcache::__private::writes!(Result<Product, DbError>)
+//!         .put(__redcache_cache, Call::new("product:<product.id>", &__redcache_key, Duration::from_secs(300)), async move { body })
+//!         .await
+//! }
+//! ```
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned, ToTokens};
+use syn::parse::{ParseStream, Parser};
+use syn::spanned::Spanned;
+use syn::ItemFn;
+
+use crate::ast::Function;
+use crate::attr::{self, CachePutArgs};
+use crate::emit::{cache_let, call_tokens, key_var};
+use crate::errors::Errors;
+
+pub(super) fn body(args: TokenStream, span: Span, func: &ItemFn) -> syn::Result<syn::Block> {
+    let mut errors = Errors::default();
+    let parsed = (|input: ParseStream| attr::parse(input, &mut errors)).parse2(args);
+    let args: CachePutArgs = match parsed {
+        Ok((args, _)) => args,
+        Err(error) => {
+            errors.push(error);
+            CachePutArgs::default()
+        }
+    };
+    let entry = &args.entry;
+    entry.require_ttl(span, &mut errors);
+    if !entry.key.written() {
+        errors.push_new(
+            span,
+            "missing `key`: `#[cache_put]` stores under the key of the `#[cached]` fn it updates, e.g. `key = \"product:<product.id>\"`",
+        );
+    }
+    let function = Function::analyze(&func.sig, "#[cache_put]", &mut errors);
+    let names = function.names();
+    for template in entry.key.get().into_iter().chain(entry.tags()) {
+        if let Err(error) = template
+            .check_roots(&names, "fn")
+            .and_then(|()| template.check_braces(&names))
+        {
+            errors.push(error);
+        }
+    }
+    errors.finish()?;
+
+    let template = entry.key.get().expect("checked above");
+    let key = template.render();
+    let name = template.lit.to_token_stream();
+    let (cache_let, cache) = cache_let(entry.cache.get());
+    let (tags_let, call) = call_tokens(entry, name);
+    let key_var = key_var();
+    let return_type = function.return_type.expect("checked by Function::analyze");
+    // Spanned at what is stored (the `T` of a written `Result<T, E>`): a
+    // value type without `Serialize` is reported there.
+    let value_span = function
+        .written_result
+        .as_ref()
+        .map_or_else(|| function.return_span(), |result| result.value.span());
+    let block = &func.block;
+    let put = quote_spanned!(value_span=>
+        ::redcache::__private::writes!(#return_type).put(#cache, #call, async move #block).await
+    );
+    syn::parse2(quote!({
+        #cache_let
+        let #key_var = #key;
+        #tags_let
+        #put
+    }))
+}
