@@ -174,9 +174,28 @@ pub(crate) struct CachedArgs {
     pub(crate) cache_none: Slot<LitBool>,
     /// Parameters left out of the key: `ignore = [db, trace_id]`.
     pub(crate) ignore: Slot<Vec<Ident>>,
+    /// Serve an expired value this long while one refresh runs.
+    pub(crate) stale: Slot<SpannedDuration>,
+    /// Answer with an expired value this old when the load fails.
+    pub(crate) fail_safe: Slot<SpannedDuration>,
+    /// XFetch's β.
+    pub(crate) early_refresh: Slot<Spanned<f64>>,
+    /// The fraction each ttl is spread by.
+    pub(crate) jitter: Slot<Spanned<f64>>,
+    /// A load this slow fails with `LoadTimeout`.
+    pub(crate) hard_timeout: Slot<SpannedDuration>,
 }
 
 impl CachedArgs {
+    /// Whether a load may be finished after its call returned: the body
+    /// must then own what it uses.
+    pub(crate) fn refreshes(&self) -> Option<Span> {
+        self.early_refresh
+            .get()
+            .map(|beta| beta.span)
+            .or_else(|| self.stale.get().map(|stale| stale.span))
+    }
+
     pub(crate) fn ignored(&self) -> &[Ident] {
         self.ignore.get().map_or(&[], Vec::as_slice)
     }
@@ -192,16 +211,40 @@ impl Args for CachedArgs {
                 self.cache_none.set(name, flag, errors);
             }
             "ignore" => self.ignore.set(name, options::ignore_list(&value), errors),
+            "stale" => {
+                let stale = options::positive_duration(&value, "stale");
+                self.stale.set(name, stale, errors);
+            }
+            "fail_safe" => {
+                let fail_safe = options::positive_duration(&value, "fail_safe");
+                self.fail_safe.set(name, fail_safe, errors);
+            }
+            "hard_timeout" => {
+                let timeout = options::positive_duration(&value, "hard_timeout");
+                self.hard_timeout.set(name, timeout, errors);
+            }
+            "early_refresh" => {
+                let beta = options::early_refresh(&value);
+                self.early_refresh.set(name, beta, errors);
+            }
+            "jitter" => self.jitter.set(name, options::jitter(&value), errors),
             _ => return self.entry.set(name, value, errors),
         }
         true
     }
 
-    /// `cache_none` alone means `cache_none = true`.
+    /// `cache_none` alone means `cache_none = true`, `early_refresh`
+    /// alone `early_refresh = true`.
     fn flag(&mut self, name: &Ident, errors: &mut Errors) {
         if name == "cache_none" {
             let flag = Ok(LitBool::new(true, name.span()));
             self.cache_none.set(name, flag, errors);
+        } else if name == "early_refresh" {
+            let beta = Ok(Spanned {
+                value: 1.0,
+                span: name.span(),
+            });
+            self.early_refresh.set(name, beta, errors);
         } else {
             errors.push_new(
                 name.span(),
@@ -350,6 +393,11 @@ impl Site {
                 "stampede",
                 "cache_none",
                 "ignore",
+                "stale",
+                "fail_safe",
+                "early_refresh",
+                "jitter",
+                "hard_timeout",
             ],
             Site::Inline => &["ttl", "key", "tags", "tag", "cache", "stampede"],
             Site::CachePut => &["ttl", "key", "tags", "tag", "cache"],
@@ -378,6 +426,18 @@ fn unknown_option(name: &str, site: Site) -> String {
         }
         ("period" | "per" | "interval" | "duration", Site::RateLimit) => {
             " (the length of the window is `window`)"
+        }
+        ("timeout" | "load_timeout", Site::Attribute) => {
+            " (a load's time limit is `hard_timeout`; the expiry is `ttl`)"
+        }
+        ("stale_while_revalidate" | "swr" | "serve_stale", Site::Attribute) => {
+            " (stale-while-revalidate is `stale = \"10m\"`)"
+        }
+        ("failsafe" | "failover" | "soft", Site::Attribute) => {
+            " (serving an expired value when the load fails is `fail_safe = \"1h\"`)"
+        }
+        ("refresh" | "refresh_ahead" | "xfetch", Site::Attribute) => {
+            " (refreshing before the expiry is `early_refresh = true`)"
         }
         ("expire" | "expiry" | "expires" | "ttl_secs" | "time" | "duration" | "timeout", _) => {
             " (the expiry is called `ttl`)"

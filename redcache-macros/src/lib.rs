@@ -56,6 +56,18 @@ use proc_macro::TokenStream;
 /// - `cache = <expr>`: a `Cache` or `&Cache` to use instead of the global one.
 /// - `stampede = "distributed" | "local" | "off"` (default distributed).
 /// - `cache_none = true`: for `Option<T>`, cache `None` too.
+/// - `stale = "10m"`: after `ttl`, answer with the expired value for up to
+///   this long while one refresh runs in the background.
+/// - `early_refresh = true` (or a β > 0): refresh in the background before
+///   the expiry (XFetch).
+/// - `fail_safe = "1h"`: when the load fails, answer with a value expired
+///   no longer than this ago.
+/// - `hard_timeout = "2s"`: a slower load fails with `LoadTimeout` (the
+///   error type needs `From<redcache::LoadTimeout>`).
+/// - `jitter = "10%"`: spread each entry's ttl by up to this fraction.
+///
+/// With `stale` or `early_refresh` the load may finish after the call
+/// returned, so the body must own what it uses (`Send + 'static`).
 ///
 /// `Result<T, E>` caches only `Ok`; `Option<T>` caches only `Some` (unless
 /// `cache_none`); any other type is cached as it is, decided on the real

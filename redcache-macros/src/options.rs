@@ -138,6 +138,82 @@ pub(crate) fn window(value: &Expr) -> syn::Result<SpannedDuration> {
     }
 }
 
+/// A duration that must be more than zero: `stale`, `fail_safe`,
+/// `hard_timeout`.
+pub(crate) fn positive_duration(value: &Expr, option: &str) -> syn::Result<SpannedDuration> {
+    let duration = SpannedDuration::parse(value, option)?;
+    if duration.value.is_zero() {
+        return Err(syn::Error::new(
+            duration.span,
+            format!("`{option}` must be greater than zero (leave it out to turn it off)"),
+        ));
+    }
+    Ok(duration)
+}
+
+/// `early_refresh = true` (β = 1) or `early_refresh = <β>`, a positive
+/// number: larger refreshes earlier.
+pub(crate) fn early_refresh(value: &Expr) -> syn::Result<Spanned<f64>> {
+    let expected = || {
+        syn::Error::new_spanned(
+            value,
+            "`early_refresh` takes `true` (β = 1.0) or a β greater than zero, e.g. `early_refresh = 2.0` to refresh earlier",
+        )
+    };
+    let beta = match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Bool(flag),
+            ..
+        }) if flag.value => 1.0,
+        Expr::Lit(ExprLit {
+            lit: Lit::Float(float),
+            ..
+        }) => float.base10_parse::<f64>().map_err(|_| expected())?,
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(int), ..
+        }) => int.base10_parse::<u32>().map_err(|_| expected())?.into(),
+        _ => return Err(expected()),
+    };
+    if !(beta.is_finite() && beta > 0.0) {
+        return Err(expected());
+    }
+    Ok(Spanned {
+        value: beta,
+        span: syn::spanned::Spanned::span(value),
+    })
+}
+
+/// `jitter = "10%"`: the fraction each entry's ttl is spread by, above 0 %
+/// and below 100 %.
+pub(crate) fn jitter(value: &Expr) -> syn::Result<Spanned<f64>> {
+    let expected = |span| {
+        syn::Error::new(
+            span,
+            "`jitter` takes a percentage above 0 and below 100, e.g. `jitter = \"10%\"`",
+        )
+    };
+    let Expr::Lit(ExprLit {
+        lit: Lit::Str(text),
+        ..
+    }) = value
+    else {
+        return Err(expected(syn::spanned::Spanned::span(value)));
+    };
+    let percent: f64 = text
+        .value()
+        .trim()
+        .strip_suffix('%')
+        .and_then(|n| n.trim().parse().ok())
+        .ok_or_else(|| expected(text.span()))?;
+    if !(percent > 0.0 && percent < 100.0) {
+        return Err(expected(text.span()));
+    }
+    Ok(Spanned {
+        value: percent / 100.0,
+        span: text.span(),
+    })
+}
+
 /// `cache_none = true` or `false`.
 pub(crate) fn flag(value: &Expr, option: &str) -> syn::Result<LitBool> {
     match value {

@@ -18,7 +18,11 @@
 //!   `#[cached]` reader) and `product:<product.id>` (its `#[cache_put]`
 //!   writer) are one shape, so they share entries; `page-<slug>` and
 //!   `page-draft-<slug>` are two.
-//! - `at` is the creation time (milliseconds since the Unix epoch).
+//! - `at` is the creation time, `exp` the logical expiry (milliseconds since
+//!   the Unix epoch, on the writer's `Clock`), `d` how long the load took
+//!   (ms, for early refresh). After `exp` the entry is *expired*: served
+//!   only as a stale value (`stale`, `fail_safe`), until the key's TTL in
+//!   the backend (`exp` plus the longer of the two) removes it.
 //! - `tags` lists each tag with the epoch it had *before* the value was
 //!   loaded; the entry is valid only while every tag still has that epoch.
 //! - `value` is the cached value, encoded with `serde_json`.
@@ -27,7 +31,6 @@
 //! miss for readers, and a new head for loads that began before it.
 
 use std::borrow::Cow;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -71,6 +74,8 @@ struct EntryRef<'a, T> {
     w: String,
     k: &'a str,
     at: u64,
+    exp: u64,
+    d: u64,
     tags: Vec<(&'a str, Epoch)>,
     value: &'a T,
 }
@@ -83,18 +88,38 @@ struct EntryOwned<'a, T> {
     w: Cow<'a, str>,
     #[serde(borrow)]
     k: Cow<'a, str>,
-    #[allow(dead_code)] // kept for operators reading entries; the engine does not need it
     at: u64,
+    exp: u64,
+    d: u64,
     #[serde(borrow)]
     tags: Vec<(Cow<'a, str>, Epoch)>,
     value: T,
 }
 
+/// When an entry was written and expires, and how long its load took, in
+/// milliseconds (the first two since the Unix epoch, on the cache's clock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Times {
+    pub(crate) at_ms: u64,
+    pub(crate) expires_ms: u64,
+    pub(crate) load_ms: u64,
+}
+
+/// A value read from an entry, with its times.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Found<T> {
+    pub(crate) value: T,
+    pub(crate) times: Times,
+}
+
 /// What reading an entry found.
 #[derive(Debug, PartialEq)]
 pub(crate) enum Decoded<T> {
-    /// The value, valid for the current tag epochs.
-    Fresh(T),
+    /// The value, valid for the current tag epochs, before its expiry.
+    Fresh(Found<T>),
+    /// The value, valid for the current tag epochs, past its expiry: only
+    /// for `stale` and `fail_safe`.
+    Expired(Found<T>),
     /// A well-formed entry invalidated by a tag since it was loaded.
     Stale,
     /// An entry stored under other tags: an entry belongs to one tag set,
@@ -118,19 +143,22 @@ struct VersionOnly {
 }
 
 /// Encodes `value` with the template `name` that writes it, the tags and
-/// the epochs they had before loading.
+/// the epochs they had before loading, and its times.
 pub(crate) fn encode<T: Serialize>(
     value: &T,
     name: &str,
     tags: &[String],
     epochs: &[Epoch],
+    times: Times,
 ) -> Result<Vec<u8>, serde_json::Error> {
     debug_assert_eq!(tags.len(), epochs.len());
     let entry = EntryRef {
         v: FORMAT_VERSION,
         w: write_id(),
         k: name,
-        at: now_millis(),
+        at: times.at_ms,
+        exp: times.expires_ms,
+        d: times.load_ms,
         tags: tags
             .iter()
             .map(String::as_str)
@@ -142,12 +170,13 @@ pub(crate) fn encode<T: Serialize>(
 }
 
 /// Decodes `bytes` and checks it against the template `name`, the tags of
-/// the call and their current epochs.
+/// the call and their current epochs, and its expiry against `now_ms`.
 pub(crate) fn decode<T: DeserializeOwned>(
     bytes: &[u8],
     name: &str,
     tags: &[String],
     current: &[Epoch],
+    now_ms: u64,
 ) -> Decoded<T> {
     if is_tombstone(bytes) {
         return Decoded::Gone;
@@ -181,10 +210,21 @@ pub(crate) fn decode<T: DeserializeOwned>(
         .iter()
         .zip(current)
         .all(|((_, epoch), now)| epoch == now);
-    if same_epochs {
-        Decoded::Fresh(entry.value)
+    if !same_epochs {
+        return Decoded::Stale;
+    }
+    let found = Found {
+        value: entry.value,
+        times: Times {
+            at_ms: entry.at,
+            expires_ms: entry.exp,
+            load_ms: entry.d,
+        },
+    };
+    if now_ms < entry.exp {
+        Decoded::Fresh(found)
     } else {
-        Decoded::Stale
+        Decoded::Expired(found)
     }
 }
 
@@ -233,16 +273,20 @@ fn shape(template: &str) -> impl Iterator<Item = Option<char>> + '_ {
     })
 }
 
-fn now_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const T0: Times = Times {
+        at_ms: 1_000,
+        expires_ms: 2_000,
+        load_ms: 5,
+    };
+    const NOW: u64 = 1_500;
+
+    fn fresh<T>(value: T) -> Decoded<T> {
+        Decoded::Fresh(Found { value, times: T0 })
+    }
 
     fn tags(names: &[&str]) -> Vec<String> {
         names.iter().map(|s| s.to_string()).collect()
@@ -251,16 +295,16 @@ mod tests {
     #[test]
     fn round_trip_with_matching_epochs_is_fresh() {
         let t = tags(&["category:7"]);
-        let bytes = encode(&vec![1u32, 2], "n", &t, &[3]).unwrap();
+        let bytes = encode(&vec![1u32, 2], "n", &t, &[3], T0).unwrap();
         assert_eq!(
-            decode::<Vec<u32>>(&bytes, "n", &t, &[3]),
-            Decoded::Fresh(vec![1, 2])
+            decode::<Vec<u32>>(&bytes, "n", &t, &[3], NOW),
+            fresh(vec![1, 2])
         );
     }
 
     #[test]
     fn the_payload_is_readable_json() {
-        let bytes = encode(&"lamp", "lamp:<id>", &tags(&["c:1"]), &[0]).unwrap();
+        let bytes = encode(&"lamp", "lamp:<id>", &tags(&["c:1"]), &[0], T0).unwrap();
         let text = String::from_utf8(bytes).unwrap();
         assert!(text.starts_with(r#"{"v":3,"w":""#), "{text}");
         assert!(
@@ -274,22 +318,36 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_past_its_expiry_is_expired_with_its_times() {
+        let bytes = encode(&1u8, "n", &[], &[], T0).unwrap();
+        let found = |now| decode::<u8>(&bytes, "n", &[], &[], now);
+        assert_eq!(found(1_999), fresh(1));
+        assert_eq!(
+            found(2_000),
+            Decoded::Expired(Found {
+                value: 1,
+                times: T0
+            })
+        );
+    }
+
+    #[test]
     fn a_bumped_epoch_makes_the_entry_stale() {
         let t = tags(&["a", "b"]);
-        let bytes = encode(&1u8, "n", &t, &[0, 5]).unwrap();
-        assert_eq!(decode::<u8>(&bytes, "n", &t, &[0, 6]), Decoded::Stale);
+        let bytes = encode(&1u8, "n", &t, &[0, 5], T0).unwrap();
+        assert_eq!(decode::<u8>(&bytes, "n", &t, &[0, 6], NOW), Decoded::Stale);
     }
 
     #[test]
     fn an_entry_under_other_tags_is_told_apart_from_a_stale_one() {
-        let bytes = encode(&1u8, "n", &tags(&["a"]), &[0]).unwrap();
+        let bytes = encode(&1u8, "n", &tags(&["a"]), &[0], T0).unwrap();
         assert_eq!(
-            decode::<u8>(&bytes, "n", &tags(&["b"]), &[0]),
+            decode::<u8>(&bytes, "n", &tags(&["b"]), &[0], NOW),
             Decoded::OtherTags
         );
-        assert_eq!(decode::<u8>(&bytes, "n", &[], &[]), Decoded::OtherTags);
+        assert_eq!(decode::<u8>(&bytes, "n", &[], &[], NOW), Decoded::OtherTags);
         assert_eq!(
-            decode::<u8>(&bytes, "n", &tags(&["a"]), &[1]),
+            decode::<u8>(&bytes, "n", &tags(&["a"]), &[1], NOW),
             Decoded::Stale
         );
     }
@@ -307,17 +365,17 @@ mod tests {
             "`<<` is a literal `<`"
         );
         assert!(!same_shape("q:<id>", "p:<id>"));
-        let bytes = encode(&7u64, "product:<product.id>", &[], &[]).unwrap();
+        let bytes = encode(&7u64, "product:<product.id>", &[], &[], T0).unwrap();
         assert_eq!(
-            decode::<u64>(&bytes, "product:<id>", &[], &[]),
-            Decoded::Fresh(7)
+            decode::<u64>(&bytes, "product:<id>", &[], &[], NOW),
+            fresh(7)
         );
     }
 
     #[test]
     fn every_write_has_a_head_of_its_own() {
-        let a = encode(&1u8, "n", &[], &[]).unwrap();
-        let b = encode(&1u8, "n", &[], &[]).unwrap();
+        let a = encode(&1u8, "n", &[], &[], T0).unwrap();
+        let b = encode(&1u8, "n", &[], &[], T0).unwrap();
         let gone = tombstone();
         assert_ne!(head(Some(&a)), head(Some(&b)));
         assert_ne!(head(Some(&a)), head(Some(&gone)));
@@ -331,32 +389,35 @@ mod tests {
 
     #[test]
     fn a_tombstone_is_gone_and_other_versions_are_told_apart_from_garbage() {
-        assert_eq!(decode::<u8>(&tombstone(), "n", &[], &[]), Decoded::Gone);
+        assert_eq!(
+            decode::<u8>(&tombstone(), "n", &[], &[], NOW),
+            Decoded::Gone
+        );
         let v2 = br#"{"v":2,"k":"n","at":0,"tags":[],"value":1}"#;
-        assert_eq!(decode::<u8>(v2, "n", &[], &[]), Decoded::OtherVersion);
+        assert_eq!(decode::<u8>(v2, "n", &[], &[], NOW), Decoded::OtherVersion);
         let v4 = br#"{"v":4,"w":"0123456789abcdef","k":"n","at":0,"tags":[],"value":1}"#;
-        assert_eq!(decode::<u8>(v4, "n", &[], &[]), Decoded::OtherVersion);
+        assert_eq!(decode::<u8>(v4, "n", &[], &[], NOW), Decoded::OtherVersion);
     }
 
     #[test]
     fn garbage_and_other_types_are_invalid() {
         assert_eq!(
-            decode::<u8>(b"\xff\x00garbage", "n", &[], &[]),
+            decode::<u8>(b"\xff\x00garbage", "n", &[], &[], NOW),
             Decoded::Invalid
         );
-        assert_eq!(decode::<u8>(b"42", "n", &[], &[]), Decoded::Invalid);
-        let bytes = encode(&"text", "n", &[], &[]).unwrap();
-        assert_eq!(decode::<u8>(&bytes, "n", &[], &[]), Decoded::Invalid);
+        assert_eq!(decode::<u8>(b"42", "n", &[], &[], NOW), Decoded::Invalid);
+        let bytes = encode(&"text", "n", &[], &[], T0).unwrap();
+        assert_eq!(decode::<u8>(&bytes, "n", &[], &[], NOW), Decoded::Invalid);
         // This version without its write id: not an entry.
         let no_id = br#"{"v":3,"k":"n","at":0,"tags":[],"value":1}"#;
-        assert_eq!(decode::<u8>(no_id, "n", &[], &[]), Decoded::Invalid);
+        assert_eq!(decode::<u8>(no_id, "n", &[], &[], NOW), Decoded::Invalid);
     }
 
     #[test]
     fn an_entry_of_another_template_is_foreign_even_with_the_same_value_type() {
-        let bytes = encode(&7u64, "page-<slug>", &[], &[]).unwrap();
+        let bytes = encode(&7u64, "page-<slug>", &[], &[], T0).unwrap();
         assert_eq!(
-            decode::<u64>(&bytes, "page-draft-<slug>", &[], &[]),
+            decode::<u64>(&bytes, "page-draft-<slug>", &[], &[], NOW),
             Decoded::Foreign
         );
         assert_eq!(decode_value::<u64>(&bytes, "page-draft-<slug>"), None);

@@ -73,5 +73,16 @@ pub(crate) fn redis_unreachable(error: &redis::RedisError) -> bool {
         || error.is_timeout()
 }
 
+/// A load of a `#[cached(hard_timeout = ...)]` fn took longer than its
+/// hard timeout: the fn's error (its `E` needs `From<LoadTimeout>`), unless
+/// a `fail_safe` value stands in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the load did not finish within its hard timeout of {after:?}")]
+#[non_exhaustive]
+pub struct LoadTimeout {
+    /// The hard timeout.
+    pub after: Duration,
+}
+
 /// A shorthand for `Result<T, redcache::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

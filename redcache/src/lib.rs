@@ -78,7 +78,7 @@ pub use breaker::CircuitState;
 pub use builder::{CacheBuilder, ENV_VARS};
 pub use cache::{Cache, Stampede};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use error::{Error, Result};
+pub use error::{Error, LoadTimeout, Result};
 pub use global::{global, invalidate_key, invalidate_tag, set_global};
 pub use key::{Key, KeyArg, KeyList};
 #[cfg(feature = "axum")]

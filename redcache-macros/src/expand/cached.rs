@@ -59,8 +59,16 @@ pub(super) fn body(args: TokenStream, span: Span, func: &ItemFn) -> syn::Result<
     };
     let (cache_let, cache) = cache_let(entry.cache.get());
     let block = &func.block;
-    let future = quote!(async move #block);
+    let mut future = quote!(async move #block);
+    if let Some(timeout) = args.hard_timeout.get() {
+        // Spanned at the option: a return type that cannot carry the
+        // timeout is reported there.
+        let after = timeout.to_tokens();
+        future =
+            quote_spanned!(timeout.span=> ::redcache::__private::hard_timeout(#after, #future));
+    }
     let (tags_let, mut call) = call_tokens(entry, name);
+    lifecycle_tokens(&args, &mut call);
     if entry.key.get().is_none() && !function.names_self {
         // In a generic impl without `Self` the path cannot tell instances
         // apart: the engine then runs the fn uncached, and says so.
@@ -79,7 +87,13 @@ pub(super) fn body(args: TokenStream, span: Span, func: &ItemFn) -> syn::Result<
         let value = flag.value;
         kind = quote_spanned!(flag.span=> ::redcache::__private::cache_none(#kind, #value));
     }
-    let body = quote_spanned!(value_span=> #kind.cached(#cache, #call, #future).await);
+    // `early_refresh` and `stale` may finish a load after the call returned:
+    // the body must own what it uses. Spanned at the option, so a body
+    // that borrows is reported there.
+    let body = match args.refreshes() {
+        Some(span) => quote_spanned!(span=> #kind.cached_refreshing(#cache, #call, #future).await),
+        None => quote_spanned!(value_span=> #kind.cached(#cache, #call, #future).await),
+    };
     syn::parse2(quote!({
         #fn_let
         #cache_let
@@ -87,6 +101,27 @@ pub(super) fn body(args: TokenStream, span: Span, func: &ItemFn) -> syn::Result<
         #tags_let
         #body
     }))
+}
+
+/// `.stale(..)`, `.fail_safe(..)`, `.early_refresh(..)`, `.jitter(..)` on
+/// the `Call`, for the options given.
+fn lifecycle_tokens(args: &CachedArgs, call: &mut TokenStream) {
+    if let Some(stale) = args.stale.get() {
+        let stale = stale.to_tokens();
+        call.extend(quote!(.stale(#stale)));
+    }
+    if let Some(fail_safe) = args.fail_safe.get() {
+        let fail_safe = fail_safe.to_tokens();
+        call.extend(quote!(.fail_safe(#fail_safe)));
+    }
+    if let Some(beta) = args.early_refresh.get() {
+        let beta = proc_macro2::Literal::f64_unsuffixed(beta.value);
+        call.extend(quote!(.early_refresh(#beta)));
+    }
+    if let Some(jitter) = args.jitter.get() {
+        let jitter = proc_macro2::Literal::f64_unsuffixed(jitter.value);
+        call.extend(quote!(.jitter(#jitter)));
+    }
 }
 
 /// The key of a fn without `key = ...`: its path (as the compiler names

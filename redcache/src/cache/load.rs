@@ -3,28 +3,60 @@
 //! store the entry unless a tag moved on meanwhile.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::lifecycle::{millis, spawn_refresh, xfetch, Seen, Spawn, FAIL_SAFE_THROTTLE};
 use super::lock::{LoadLock, Locking};
 use super::{prefixed, Cache, Call, Stampede};
 use crate::backend::{Read, Replace, Unlock, Write, INVALIDATED_EPOCH_TTL};
-use crate::entry::{self, Decoded, Epoch};
+use crate::entry::{self, Decoded, Epoch, Found, Times};
 use crate::flight::{Joined, Leader, Outcome};
 use crate::stats::Event;
 
 /// Where a call stands after its read, in this process's flight of its key.
 enum Joining<'a, T> {
     Hit(T),
-    /// Load (as the flight's leader, or alone) with these epochs, from this
-    /// head of the entry (see `entry::head`).
-    Lead(Option<Vec<Epoch>>, Vec<u8>, Option<Leader<'a>>),
+    /// A value to answer with now, and a refresh to start in the background
+    /// (early refresh of a fresh value, or stale serving of an expired one).
+    Refresh(T, Seen),
+    /// Load (as the flight's leader, or alone).
+    Lead(Start<T>, Option<Leader<'a>>),
     /// The leader's load failed: load once, alone.
-    Retry(Option<Vec<Epoch>>, Vec<u8>),
+    Retry(Start<T>),
+}
+
+/// What a load starts from: the tag epochs its read saw (`None` when the
+/// read failed), the head of the entry (see `entry::head`), and an expired
+/// value that may stand in if the load fails (`fail_safe`).
+pub(super) struct Start<T> {
+    epochs: Option<Vec<Epoch>>,
+    head: Vec<u8>,
+    fallback: Option<Found<T>>,
+}
+
+impl<T> Start<T> {
+    fn blind() -> Self {
+        Start {
+            epochs: None,
+            head: Vec::new(),
+            fallback: None,
+        }
+    }
+}
+
+/// An expired value standing in for a failed load, with what its read saw.
+struct FailSafe<'a, T> {
+    found: Found<T>,
+    epochs: Option<&'a [Epoch]>,
+    head: &'a [u8],
 }
 
 /// What a lead ended with.
@@ -68,9 +100,66 @@ impl Cache {
         let span = tracing::info_span!(target: "redcache", "redcache.cached",
             name = call.name, key = call.key,
             outcome = tracing::field::Empty, load_time = tracing::field::Empty);
-        self.load_through_in_span(call, keep, load)
+        self.load_through_in_span(call, keep, load, None)
             .instrument(span)
             .await
+    }
+
+    /// [`load_through`](Self::load_through) for a load that can outlive
+    /// its call, so that it can refresh in the background: what
+    /// `early_refresh` and `stale` need.
+    pub(crate) async fn load_through_refreshing<T, E, Fut>(
+        &self,
+        call: Call<'_>,
+        keep: fn(&T) -> bool,
+        load: Fut,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        E: Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        use tracing::Instrument;
+        let span = tracing::info_span!(target: "redcache", "redcache.cached",
+            name = call.name, key = call.key,
+            outcome = tracing::field::Empty, load_time = tracing::field::Empty);
+        let spawn: Spawn<T, Fut> = spawn_refresh::<T, E, Fut>;
+        self.load_through_in_span(call, keep, load, Some(spawn))
+            .instrument(span)
+            .await
+    }
+
+    /// A background refresh: the load of `call` from what its reader saw,
+    /// stored as any load is (lock, head, epochs).
+    pub(super) async fn refresh<T, E, Fut>(
+        &self,
+        call: Call<'_>,
+        seen: Seen,
+        keep: fn(&T) -> bool,
+        load: Fut,
+    ) where
+        T: Serialize + DeserializeOwned,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.inner.guarded.counters.count(Event::Refresh(call.name));
+        let key = prefixed(&self.inner.value_prefix, call.key);
+        let tag_keys = self.tag_keys(call);
+        let start = Start {
+            epochs: Some(seen.epochs),
+            head: seen.head,
+            fallback: None,
+        };
+        // Its result has no caller: a failure leaves the entry as it is.
+        let _ = self
+            .lead(call, &key, &tag_keys, start, None, keep, load)
+            .await;
+    }
+
+    fn tag_keys(&self, call: Call<'_>) -> Vec<String> {
+        call.tags
+            .iter()
+            .map(|tag| prefixed(&self.inner.tag_prefix, tag))
+            .collect()
     }
 
     /// [`load_through`](Self::load_through) for a load that cannot fail
@@ -92,11 +181,31 @@ impl Cache {
         }
     }
 
+    /// [`load_infallible`](Self::load_infallible) for a load that can
+    /// outlive its call (see [`load_through_refreshing`](Self::load_through_refreshing)).
+    pub(crate) async fn load_infallible_refreshing<T, Fut>(
+        &self,
+        call: Call<'_>,
+        keep: fn(&T) -> bool,
+        load: Fut,
+    ) -> T
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        Fut: Future<Output = T> + Send + 'static,
+    {
+        let load = async { Ok::<T, std::convert::Infallible>(load.await) };
+        match self.load_through_refreshing(call, keep, load).await {
+            Ok(value) => value,
+            Err(never) => match never {},
+        }
+    }
+
     async fn load_through_in_span<T, E, Fut>(
         &self,
         call: Call<'_>,
         keep: fn(&T) -> bool,
         load: Fut,
+        spawn: Option<Spawn<T, Fut>>,
     ) -> Result<T, E>
     where
         T: Serialize + DeserializeOwned,
@@ -116,11 +225,7 @@ impl Cache {
             counters.count(Event::Miss(call.name));
             return load.await;
         }
-        let tag_keys: Vec<String> = call
-            .tags
-            .iter()
-            .map(|tag| prefixed(&self.inner.tag_prefix, tag))
-            .collect();
+        let tag_keys = self.tag_keys(call);
 
         // An invalidation of one of these tags that has not reached Redis
         // yet: retry it; while it is still pending, bypass the cache.
@@ -128,9 +233,8 @@ impl Cache {
             let pending = Box::pin(self.retry_pending_invalidations()).await;
             if pending.contains(&key) || tag_keys.iter().any(|tag| pending.contains(tag)) {
                 counters.count(Event::Miss(call.name));
-                let led =
-                    Box::pin(self.lead(call, &key, &tag_keys, None, Vec::new(), None, keep, load))
-                        .await;
+                let blind = Start::blind();
+                let led = Box::pin(self.lead(call, &key, &tag_keys, blind, None, keep, load)).await;
                 return led.into_result().await;
             }
         }
@@ -139,15 +243,20 @@ impl Cache {
         loop {
             // Read, and either return a fresh value, wait for the load of
             // this process's leader, or become the leader.
-            let (epochs, head, leader, call) = match self.read_or_join(call, &key, &tag_keys).await
-            {
+            let joining = self.read_or_join(call, &key, &tag_keys, spawn.is_some());
+            let (start, leader, call) = match joining.await {
                 Joining::Hit(value) => return Ok(value),
-                Joining::Lead(epochs, head, leader) => (epochs, head, leader, call),
+                Joining::Refresh(value, seen) => {
+                    if let Some(spawn) = spawn {
+                        spawn(self, call, seen, keep, load);
+                    }
+                    return Ok(value);
+                }
+                Joining::Lead(start, leader) => (start, leader, call),
                 // The leader's load failed: one retry of its own, at once,
                 // rather than a queue of followers each leading in turn.
-                Joining::Retry(epochs, head) => (
-                    epochs,
-                    head,
+                Joining::Retry(start) => (
+                    start,
                     None,
                     Call {
                         stampede: Stampede::Off,
@@ -157,7 +266,7 @@ impl Cache {
             };
             // Boxed: the miss path is a large future, and a hit should not
             // carry (and move) it.
-            let lead = self.lead(call, &key, &tag_keys, epochs, head, leader, keep, load);
+            let lead = self.lead(call, &key, &tag_keys, start, leader, keep, load);
             match Box::pin(lead).await {
                 Led::Done(result) => return result,
                 // A tag moved on while this call waited for the lock: its
@@ -168,28 +277,61 @@ impl Cache {
     }
 
     /// The read of a call, then its place in this process's flight of the
-    /// key: a hit, the leader, or a follower whose leader failed.
+    /// key: a hit (perhaps with a refresh to start, when `can_refresh`),
+    /// the leader, or a follower whose leader failed.
     async fn read_or_join<T: DeserializeOwned>(
         &self,
         call: Call<'_>,
         key: &str,
         tag_keys: &[String],
+        can_refresh: bool,
     ) -> Joining<'_, T> {
         let counters = &self.inner.guarded.counters;
+        let lifecycle = call.lifecycle;
         loop {
             let mut outcome = "miss";
             let mut head = Vec::new();
+            let mut fallback = None;
             let read = self.inner.guarded.backend.read(key, tag_keys);
             let epochs = match self.inner.guarded.op_on(Some(key), read).await {
                 Ok(Read { value, epochs }) => {
                     if let Some(bytes) = value {
                         head = entry::head(Some(&bytes)).to_vec();
-                        match entry::decode::<T>(&bytes, call.name, call.tags, &epochs) {
-                            Decoded::Fresh(value) => {
+                        let now_ms = self.now_ms();
+                        match entry::decode::<T>(&bytes, call.name, call.tags, &epochs, now_ms) {
+                            Decoded::Fresh(found) => {
                                 counters.count(Event::Hit(call.name));
                                 tracing::Span::current().record("outcome", "hit");
                                 tracing::trace!(target: "redcache", key = call.key, "hit");
-                                return Joining::Hit(value);
+                                let early = lifecycle.early_refresh.is_some_and(|beta| {
+                                    can_refresh
+                                        && xfetch(
+                                            now_ms,
+                                            found.times,
+                                            beta,
+                                            1.0 - rand::random::<f64>(),
+                                        )
+                                });
+                                if early {
+                                    tracing::debug!(target: "redcache", key = call.key, "early refresh");
+                                    return Joining::Refresh(found.value, Seen { epochs, head });
+                                }
+                                return Joining::Hit(found.value);
+                            }
+                            Decoded::Expired(found) => {
+                                let expired_for = Duration::from_millis(
+                                    now_ms.saturating_sub(found.times.expires_ms),
+                                );
+                                if can_refresh && lifecycle.serves_stale(expired_for) {
+                                    counters.count(Event::ServedStale(call.name));
+                                    tracing::Span::current().record("outcome", "stale");
+                                    tracing::debug!(target: "redcache", key = call.key, ?expired_for, "served stale; refreshing");
+                                    return Joining::Refresh(found.value, Seen { epochs, head });
+                                }
+                                outcome = "expired";
+                                if lifecycle.fail_safe_allows(found.times, call.ttl, now_ms) {
+                                    fallback = Some(found);
+                                }
                             }
                             Decoded::Stale => {
                                 counters.count(Event::Stale(call.name));
@@ -229,15 +371,22 @@ impl Cache {
             counters.count(Event::Miss(call.name));
             tracing::Span::current().record("outcome", outcome);
             tracing::debug!(target: "redcache", key = call.key, "miss");
+            let start = |epochs, head, fallback| Start {
+                epochs,
+                head,
+                fallback,
+            };
             if call.stampede == Stampede::Off {
-                return Joining::Lead(epochs, head, None);
+                return Joining::Lead(start(epochs, head, fallback), None);
             }
             match self
                 .inner
                 .flights
                 .join((key.to_owned(), call.name, epochs.clone(), head.clone()))
             {
-                Joined::Leader(leader) => return Joining::Lead(epochs, head, Some(leader)),
+                Joined::Leader(leader) => {
+                    return Joining::Lead(start(epochs, head, fallback), Some(leader))
+                }
                 Joined::Follower(follower) => {
                     counters.count(Event::Coalesced(call.name));
                     match follower.wait().await {
@@ -246,7 +395,7 @@ impl Cache {
                                 return Joining::Hit(value);
                             }
                         }
-                        Outcome::Failed => return Joining::Retry(epochs, head),
+                        Outcome::Failed => return Joining::Retry(start(epochs, head, fallback)),
                         // Cancelled or panicked: start over (one follower
                         // leads the next attempt).
                         Outcome::Retry | Outcome::Pending => {}
@@ -262,8 +411,7 @@ impl Cache {
         call: Call<'_>,
         key: &str,
         tag_keys: &[String],
-        epochs: Option<Vec<Epoch>>,
-        head: Vec<u8>,
+        start: Start<T>,
         leader: Option<Leader<'_>>,
         keep: fn(&T) -> bool,
         load: Fut,
@@ -272,6 +420,11 @@ impl Cache {
         T: Serialize + DeserializeOwned,
         Fut: Future<Output = Result<T, E>>,
     {
+        let Start {
+            epochs,
+            head,
+            fallback,
+        } = start;
         let lock = match (call.stampede, &epochs) {
             (Stampede::Distributed, Some(epochs)) => {
                 self.lock_or_wait(call, key, tag_keys, epochs).await
@@ -295,11 +448,36 @@ impl Cache {
 
         let started = Instant::now();
         self.inner.guarded.counters.count(Event::Load(call.name));
-        let result = load.await;
+        // With a fail-safe value at hand a panicking load is a failed load
+        // like any other; without one it goes on unwinding.
+        let caught = if fallback.is_some() {
+            AssertUnwindSafe(load).catch_unwind().await
+        } else {
+            Ok(load.await)
+        };
         let elapsed = started.elapsed();
         self.inner.guarded.counters.load_time(call.name, elapsed);
         tracing::Span::current().record("load_time", tracing::field::debug(elapsed));
-        tracing::debug!(target: "redcache", key = call.key, ?elapsed, ok = result.is_ok(), "load");
+        let failed = match &caught {
+            Ok(Ok(value)) => !keep(value),
+            _ => true,
+        };
+        tracing::debug!(target: "redcache", key = call.key, ?elapsed, failed, "load");
+        if let (true, Some(found)) = (failed, fallback) {
+            let stand_in = FailSafe {
+                found,
+                epochs: epochs.as_deref(),
+                head: &head,
+            };
+            let value = self
+                .serve_fail_safe(call, key, tag_keys, stand_in, leader, held)
+                .await;
+            return Led::Done(Ok(value));
+        }
+        let result = match caught {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
 
         if let Ok(value) = &result {
             let zeros;
@@ -310,7 +488,15 @@ impl Cache {
                     &zeros
                 }
             };
-            match entry::encode(value, call.name, call.tags, recorded) {
+            let lifecycle = call.lifecycle;
+            let ttl = lifecycle.jittered(call.ttl);
+            let at_ms = self.now_ms();
+            let times = Times {
+                at_ms,
+                expires_ms: at_ms.saturating_add(millis(ttl)),
+                load_ms: millis(elapsed),
+            };
+            match entry::encode(value, call.name, call.tags, recorded, times) {
                 Ok(bytes) => {
                     // A load that outlived the guaranteed life of an
                     // invalidated epoch could match an epoch key recreated at
@@ -326,7 +512,9 @@ impl Cache {
                         let write = Write {
                             key,
                             bytes: &bytes,
-                            ttl: call.ttl,
+                            // Kept past its expiry for stale and fail-safe
+                            // serving.
+                            ttl: ttl + lifecycle.keep_after_expiry(),
                             tag_keys,
                             epochs: recorded,
                             replace: Replace::IfHead(&head),
@@ -353,6 +541,79 @@ impl Cache {
             lock.release().await;
         }
         Led::Done(result)
+    }
+
+    /// The load failed and an expired value may stand in (`fail_safe`):
+    /// answers with it, shares it with this process's followers, and writes
+    /// it back as fresh for [`FAIL_SAFE_THROTTLE`] (never past its fail-safe
+    /// limit), so that every process answers with it meanwhile instead of
+    /// asking the failing source again. Its load time is kept: it is the
+    /// value of that load.
+    async fn serve_fail_safe<T: Serialize>(
+        &self,
+        call: Call<'_>,
+        key: &str,
+        tag_keys: &[String],
+        stand_in: FailSafe<'_, T>,
+        leader: Option<Leader<'_>>,
+        mut held: Option<LoadLock>,
+    ) -> T {
+        let FailSafe {
+            found,
+            epochs,
+            head,
+        } = stand_in;
+        self.inner
+            .guarded
+            .counters
+            .count(Event::FailSafe(call.name));
+        tracing::Span::current().record("outcome", "fail_safe");
+        tracing::warn!(target: "redcache", key = call.key,
+            "the load failed; answering with the value that expired (fail_safe)");
+        let now_ms = self.now_ms();
+        let until_ms = call.lifecycle.fail_safe_until(found.times, call.ttl);
+        let expires_ms = now_ms
+            .saturating_add(millis(FAIL_SAFE_THROTTLE))
+            .min(until_ms);
+        let times = Times {
+            expires_ms,
+            ..found.times
+        };
+        let bytes = entry::encode(
+            &found.value,
+            call.name,
+            call.tags,
+            epochs.unwrap_or(&[]),
+            times,
+        );
+        if let (Ok(bytes), Some(epochs)) = (&bytes, epochs) {
+            let write = Write {
+                key,
+                bytes,
+                // Kept until the fail-safe limit, for the next failure.
+                ttl: Duration::from_millis(until_ms.saturating_sub(now_ms).max(1)),
+                tag_keys,
+                epochs,
+                replace: Replace::IfHead(head),
+                unlock: None,
+            };
+            self.store(call, write, held.as_mut()).await;
+        }
+        if let Some(leader) = leader {
+            match bytes {
+                Ok(bytes) => leader.finish(Outcome::Value(Arc::from(bytes))),
+                Err(_) => leader.finish(Outcome::Failed),
+            }
+        }
+        if let Some(lock) = held {
+            lock.release().await;
+        }
+        found.value
+    }
+
+    /// Milliseconds since the Unix epoch on the cache's clock.
+    pub(super) fn now_ms(&self) -> u64 {
+        self.inner.clock.now_micros() / 1_000
     }
 
     /// Stores an entry, and releases `lock` with it where the backend can

@@ -125,8 +125,9 @@ impl Cache {
                     return Some(Locking::Superseded);
                 }
                 let bytes = value?;
-                match entry::decode::<T>(&bytes, call.name, call.tags, &now) {
-                    Decoded::Fresh(value) => Some(Locking::Found(value, bytes)),
+                // An expired value is no answer: the holder is refreshing it.
+                match entry::decode::<T>(&bytes, call.name, call.tags, &now, self.now_ms()) {
+                    Decoded::Fresh(found) => Some(Locking::Found(found.value, bytes)),
                     _ => None,
                 }
             }

@@ -8,6 +8,7 @@
 //! Every backend operation goes through the core in `guarded.rs`; rate
 //! limits (`ratelimit/`) share that core, not this engine.
 
+mod lifecycle;
 mod load;
 mod lock;
 mod pending;
@@ -21,11 +22,13 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub(crate) use self::lifecycle::Lifecycle;
+use self::lifecycle::RefreshSet;
 use self::load::ZERO_TTL_PUT;
 use crate::backend::{Backend, Replace, Write};
 use crate::breaker::Breaker;
 use crate::clock::Clock;
-use crate::entry;
+use crate::entry::{self, Times};
 use crate::error::{Error, Result};
 use crate::flight::Flights;
 use crate::guarded::Guarded;
@@ -59,6 +62,8 @@ pub(crate) struct Call<'a> {
     /// Why this call cannot be cached at all (it then runs its function,
     /// and the reason is reported once).
     pub(crate) uncacheable: Option<&'static str>,
+    /// Early refresh, stale serving, fail-safe, jitter, hard timeout.
+    pub(crate) lifecycle: Lifecycle,
 }
 
 impl<'a> Call<'a> {
@@ -72,6 +77,7 @@ impl<'a> Call<'a> {
             tags,
             stampede: Stampede::default(),
             uncacheable: None,
+            lifecycle: Lifecycle::default(),
         }
     }
 }
@@ -115,6 +121,8 @@ pub(crate) struct Inner {
     clock: Arc<dyn Clock>,
     max_entry_size: usize,
     flights: Flights,
+    /// Keys this process refreshes in the background.
+    refreshing: RefreshSet,
     /// Tag invalidations that could not reach Redis, retried before cached
     /// calls; a tag in here bypasses the cache.
     pending: Mutex<HashSet<String>>,
@@ -166,6 +174,7 @@ impl Cache {
             clock: Arc::clone(&settings.clock),
             max_entry_size: settings.max_entry_size,
             flights: Flights::default(),
+            refreshing: RefreshSet::default(),
             pending: Mutex::new(HashSet::new()),
             has_pending: AtomicBool::new(false),
         };
@@ -395,7 +404,13 @@ impl Cache {
                 return Err(error);
             }
         };
-        let bytes = match entry::encode(value, call.name, call.tags, &epochs) {
+        let at_ms = self.now_ms();
+        let times = Times {
+            at_ms,
+            expires_ms: at_ms.saturating_add(lifecycle::millis(call.ttl)),
+            load_ms: 0,
+        };
+        let bytes = match entry::encode(value, call.name, call.tags, &epochs, times) {
             Ok(bytes) if bytes.len() <= self.inner.max_entry_size => bytes,
             Ok(bytes) => {
                 let reason = format!(

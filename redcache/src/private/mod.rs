@@ -106,6 +106,7 @@ impl<'a> Call<'a> {
             tags: &[],
             stampede: Stampede::default(),
             uncacheable: None,
+            lifecycle: Default::default(),
         })
     }
 
@@ -125,6 +126,32 @@ impl<'a> Call<'a> {
 
     pub fn stampede(mut self, stampede: Stampede) -> Self {
         self.0.stampede = stampede;
+        self
+    }
+
+    /// Serve an expired value for this long while one background refresh
+    /// runs.
+    pub fn stale(mut self, stale: Duration) -> Self {
+        self.0.lifecycle.stale = stale;
+        self
+    }
+
+    /// When the load fails, answer with a value expired no longer than
+    /// this ago.
+    pub fn fail_safe(mut self, fail_safe: Duration) -> Self {
+        self.0.lifecycle.fail_safe = fail_safe;
+        self
+    }
+
+    /// Refresh early, in the background (XFetch, with this β).
+    pub fn early_refresh(mut self, beta: f64) -> Self {
+        self.0.lifecycle.early_refresh = Some(beta);
+        self
+    }
+
+    /// Spread each entry's ttl by up to this fraction.
+    pub fn jitter(mut self, fraction: f64) -> Self {
+        self.0.lifecycle.jitter = fraction;
         self
     }
 
@@ -275,6 +302,28 @@ impl ResultKind {
     {
         cached_result(cache, call, load).await
     }
+
+    /// `cached` for `early_refresh` and `stale`: the load may be finished
+    /// in the background, after the call returned, so it must own what it
+    /// uses (`Send + 'static`).
+    pub async fn cached_refreshing<C, T, E, Fut>(
+        self,
+        cache: C,
+        call: Call<'_>,
+        load: Fut,
+    ) -> Result<T, E>
+    where
+        C: AsRef<Cache>,
+        T: Cacheable + Send + 'static,
+        E: Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        let keep: fn(&T) -> bool = |_| true;
+        cache
+            .as_ref()
+            .load_through_refreshing(call.0, keep, load)
+            .await
+    }
 }
 
 /// A fn returning `Option<T>` (or an alias of it): `Some` values are
@@ -298,6 +347,31 @@ impl OptionKind {
         };
         cache.as_ref().load_infallible(call.0, keep, load).await
     }
+
+    /// `cached` for `early_refresh` and `stale` (see
+    /// [`ResultKind::cached_refreshing`]).
+    pub async fn cached_refreshing<C, T, Fut>(
+        self,
+        cache: C,
+        call: Call<'_>,
+        load: Fut,
+    ) -> Option<T>
+    where
+        C: AsRef<Cache>,
+        Option<T>: Cacheable,
+        T: Send + 'static,
+        Fut: Future<Output = Option<T>> + Send + 'static,
+    {
+        let keep: fn(&Option<T>) -> bool = if self.cache_none {
+            |_| true
+        } else {
+            Option::is_some
+        };
+        cache
+            .as_ref()
+            .load_infallible_refreshing(call.0, keep, load)
+            .await
+    }
 }
 
 /// A fn returning any other type: every value is cached.
@@ -312,6 +386,20 @@ impl ValueKind {
         Fut: Future<Output = T>,
     {
         cache.as_ref().load_infallible(call.0, |_| true, load).await
+    }
+
+    /// `cached` for `early_refresh` and `stale` (see
+    /// [`ResultKind::cached_refreshing`]).
+    pub async fn cached_refreshing<C, T, Fut>(self, cache: C, call: Call<'_>, load: Fut) -> T
+    where
+        C: AsRef<Cache>,
+        T: Cacheable + Send + 'static,
+        Fut: Future<Output = T> + Send + 'static,
+    {
+        cache
+            .as_ref()
+            .load_infallible_refreshing(call.0, |_| true, load)
+            .await
     }
 }
 
@@ -345,6 +433,30 @@ where
     Fut: Future<Output = Result<T, E>>,
 {
     cache.as_ref().load_through(call.0, |_| true, load).await
+}
+
+/// The bound on the return type of a fn with a `hard_timeout`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot report a load timeout: `hard_timeout` needs a `Result<T, E>` with `E: From<redcache::LoadTimeout>`",
+    label = "the timeout is returned as this type's error",
+    note = "implement `From<redcache::LoadTimeout>` for the error type, or drop `hard_timeout`"
+)]
+pub trait TimesOut {
+    fn timed_out(after: Duration) -> Self;
+}
+
+impl<T, E: From<crate::LoadTimeout>> TimesOut for Result<T, E> {
+    fn timed_out(after: Duration) -> Self {
+        Err(E::from(crate::LoadTimeout { after }))
+    }
+}
+
+/// The fn's body, failing with `LoadTimeout` after `after`.
+pub async fn hard_timeout<R: TimesOut>(after: Duration, body: impl Future<Output = R>) -> R {
+    match tokio::time::timeout(after, body).await {
+        Ok(result) => result,
+        Err(_) => R::timed_out(after),
+    }
 }
 
 /// The bound on the error type of a rate-limited fn.

@@ -49,6 +49,17 @@ pub(crate) fn count(namespace: &Arc<str>, event: Event<'_>) {
         Event::Load(name) => {
             counter!("redcache_loads_total", "namespace" => ns, "name" => name).increment(1)
         }
+        Event::ServedStale(name) => {
+            counter!("redcache_calls_total", "namespace" => ns, "name" => name, "outcome" => "stale")
+                .increment(1)
+        }
+        Event::FailSafe(name) => {
+            counter!("redcache_calls_total", "namespace" => ns, "name" => name, "outcome" => "fail_safe")
+                .increment(1)
+        }
+        Event::Refresh(name) => {
+            counter!("redcache_refreshes_total", "namespace" => ns, "name" => name).increment(1)
+        }
         Event::Coalesced(name) => {
             counter!("redcache_coalesced_total", "namespace" => ns, "name" => name).increment(1)
         }

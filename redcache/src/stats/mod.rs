@@ -67,6 +67,15 @@ counters! {
     undecodable,
     /// Times the function ran to produce a value.
     loads,
+    /// Calls answered with an expired value while a refresh ran
+    /// (`stale`).
+    served_stale,
+    /// Calls answered with an expired value because the load failed
+    /// (`fail_safe`).
+    fail_safe,
+    /// Background refreshes started, early (`early_refresh`) or of an
+    /// expired value (`stale`).
+    refreshes,
     /// Calls that shared another call's load in this process.
     coalesced,
     /// Times a caller waited for another process holding the load lock.
@@ -99,6 +108,9 @@ pub(crate) enum Event<'a> {
     Stale(&'static str),
     Undecodable(&'static str),
     Load(&'static str),
+    ServedStale(&'static str),
+    FailSafe(&'static str),
+    Refresh(&'static str),
     Coalesced(&'static str),
     LockWait(&'static str),
     /// A backend operation (named) failed; the call went on without it.
@@ -117,6 +129,9 @@ impl Counters {
             Event::Stale(_) => &self.stale,
             Event::Undecodable(_) => &self.undecodable,
             Event::Load(_) => &self.loads,
+            Event::ServedStale(_) => &self.served_stale,
+            Event::FailSafe(_) => &self.fail_safe,
+            Event::Refresh(_) => &self.refreshes,
             Event::Coalesced(_) => &self.coalesced,
             Event::LockWait(_) => &self.lock_waits,
             Event::Error(_) => &self.errors,

@@ -1,0 +1,323 @@
+//! Entry lifecycle on both backends, driven by a `ManualClock` (no sleeping
+//! to expire anything): stale-while-revalidate, early refresh (XFetch),
+//! fail-safe with its throttle and limit, hard timeouts, jitter; and the
+//! rule that an invalidated value is never served stale.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::Duration;
+
+use redcache::{cached, Cache, LoadTimeout, ManualClock};
+use redcache_suite::{unique_namespace, RedisCluster, RedisServer};
+
+/// The data source behind the cached fns: counts loads, can fail, hang or
+/// panic, and returns a new value each load.
+#[derive(Default)]
+struct Source {
+    loads: AtomicUsize,
+    version: AtomicU64,
+    fail: AtomicBool,
+    hang: AtomicBool,
+    panic: AtomicBool,
+}
+
+impl Source {
+    async fn load(&self) -> Result<u64, SourceError> {
+        self.loads.fetch_add(1, SeqCst);
+        if self.hang.load(SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        if self.panic.load(SeqCst) {
+            panic!("the source panicked");
+        }
+        if self.fail.load(SeqCst) {
+            return Err(SourceError::Down);
+        }
+        Ok(self.version.fetch_add(1, SeqCst) + 1)
+    }
+
+    fn loads(&self) -> usize {
+        self.loads.load(SeqCst)
+    }
+}
+
+#[derive(Debug, PartialEq)]
+enum SourceError {
+    Down,
+    TimedOut,
+}
+
+impl From<LoadTimeout> for SourceError {
+    fn from(_: LoadTimeout) -> Self {
+        SourceError::TimedOut
+    }
+}
+
+#[cached(ttl = 10, stale = "60s", key = "stale:<id>", tag = "t:<id>", cache = cache, ignore = [cache, source])]
+async fn with_stale(cache: Cache, source: Arc<Source>, id: u64) -> Result<u64, SourceError> {
+    source.load().await
+}
+
+#[cached(ttl = 10, early_refresh = 1000000.0, key = "early:<id>", cache = cache, ignore = [cache, source])]
+async fn with_early_refresh(
+    cache: Cache,
+    source: Arc<Source>,
+    id: u64,
+) -> Result<u64, SourceError> {
+    source.load().await
+}
+
+#[cached(ttl = 10, key = "plain:<id>", cache = cache, ignore = [cache, source])]
+async fn plain(cache: Cache, source: Arc<Source>, id: u64) -> Result<u64, SourceError> {
+    source.load().await
+}
+
+#[cached(ttl = 10, fail_safe = "1h", hard_timeout = "200ms", key = "safe:<id>", tag = "t:<id>", cache = cache, ignore = [cache, source])]
+async fn with_fail_safe(cache: Cache, source: Arc<Source>, id: u64) -> Result<u64, SourceError> {
+    source.load().await
+}
+
+const START: Duration = Duration::from_secs(1_000_000);
+
+struct Setup {
+    cache: Cache,
+    clock: ManualClock,
+}
+
+async fn in_memory() -> Setup {
+    let clock = ManualClock::new(START);
+    let cache = Cache::builder().clock(clock.clone()).build().await.unwrap();
+    Setup { cache, clock }
+}
+
+async fn on_redis(url: String) -> Setup {
+    let clock = ManualClock::new(START);
+    let cache = Cache::builder()
+        .redis(url)
+        .namespace(unique_namespace("life"))
+        .op_timeout(Duration::from_secs(2))
+        .clock(clock.clone())
+        .build()
+        .await
+        .unwrap();
+    Setup { cache, clock }
+}
+
+/// Calls `f` until it answers `want` (a background refresh landing), for
+/// at most five seconds of real time.
+async fn eventually<F, Fut>(mut f: F, want: u64)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<u64, SourceError>>,
+{
+    for _ in 0..500 {
+        if f().await == Ok(want) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the refresh to {want} never landed");
+}
+
+/// After the ttl, within `stale`: the expired value at once, one refresh
+/// in the background, then its value. Past `stale`: a plain miss.
+async fn stale_while_revalidate(setup: Setup) {
+    let Setup { cache, clock } = setup;
+    let source = Arc::new(Source::default());
+    let call = || with_stale(cache.clone(), source.clone(), 1);
+    assert_eq!(call().await, Ok(1));
+    clock.advance(Duration::from_secs(11));
+    assert_eq!(call().await, Ok(1), "the expired value, at once");
+    eventually(call, 2).await;
+    assert_eq!(source.loads(), 2, "one refresh");
+    assert!(cache.stats().served_stale >= 1);
+    assert!(cache.stats().refreshes >= 1);
+
+    // Past ttl + stale: the caller waits for the load.
+    clock.advance(Duration::from_secs(100));
+    assert_eq!(call().await, Ok(3));
+    assert_eq!(source.loads(), 3);
+}
+
+/// An invalidated value is never served stale: after `invalidate_tag`,
+/// the expired entry reads as a miss and the caller gets a new load.
+async fn an_invalidated_value_is_never_served_stale(setup: Setup) {
+    let Setup { cache, clock } = setup;
+    let source = Arc::new(Source::default());
+    let call = || with_stale(cache.clone(), source.clone(), 2);
+    assert_eq!(call().await, Ok(1));
+    clock.advance(Duration::from_secs(11));
+    cache.invalidate_tag("t:2").await.unwrap();
+    assert_eq!(call().await, Ok(2), "a new load, not the invalidated value");
+    cache.invalidate_key("stale:2").await.unwrap();
+    clock.advance(Duration::from_secs(11));
+    assert_eq!(call().await, Ok(3));
+}
+
+/// Just before the expiry, XFetch (with a large β) refreshes in the
+/// background; the caller is answered from the cache at once. The same
+/// fn without `early_refresh` does not.
+async fn early_refresh_refreshes_before_the_expiry(setup: Setup) {
+    let Setup { cache, clock } = setup;
+    let source = Arc::new(Source::default());
+    let early = || with_early_refresh(cache.clone(), source.clone(), 1);
+    let plain_source = Arc::new(Source::default());
+    let late = || plain(cache.clone(), plain_source.clone(), 1);
+    assert_eq!(early().await, Ok(1));
+    assert_eq!(late().await, Ok(1));
+    clock.advance(Duration::from_millis(9_999));
+    assert_eq!(early().await, Ok(1), "answered at once");
+    assert_eq!(late().await, Ok(1));
+    eventually(early, 2).await;
+    assert_eq!(source.loads(), 2);
+    assert_eq!(plain_source.loads(), 1, "no refresh without early_refresh");
+    clock.advance(Duration::from_millis(2));
+    assert_eq!(
+        late().await,
+        Ok(2),
+        "plain cache-aside waits for the load at the expiry"
+    );
+}
+
+/// The load fails: the value that expired stands in, the source is asked
+/// at most once per throttle period (30 s), and after `fail_safe` the
+/// error surfaces. A hard timeout and a panic are failures too.
+async fn fail_safe_serves_the_expired_value_within_its_limit(setup: Setup) {
+    let Setup { cache, clock } = setup;
+    let source = Arc::new(Source::default());
+    let call = || with_fail_safe(cache.clone(), source.clone(), 1);
+    assert_eq!(call().await, Ok(1));
+    source.fail.store(true, SeqCst);
+    clock.advance(Duration::from_secs(11));
+    assert_eq!(call().await, Ok(1), "fail-safe");
+    assert_eq!(source.loads(), 2);
+    for _ in 0..5 {
+        assert_eq!(call().await, Ok(1));
+    }
+    assert_eq!(
+        source.loads(),
+        2,
+        "throttled: the source is not asked again"
+    );
+    assert!(cache.stats().fail_safe >= 1);
+
+    clock.advance(Duration::from_secs(31));
+    assert_eq!(call().await, Ok(1));
+    assert_eq!(source.loads(), 3, "asked again after the throttle period");
+
+    // A hang (hard timeout) and a panic are failures like an `Err`.
+    source.fail.store(false, SeqCst);
+    source.hang.store(true, SeqCst);
+    clock.advance(Duration::from_secs(31));
+    assert_eq!(call().await, Ok(1), "a hard timeout, answered by fail-safe");
+    source.hang.store(false, SeqCst);
+    source.panic.store(true, SeqCst);
+    clock.advance(Duration::from_secs(31));
+    assert_eq!(call().await, Ok(1), "a panic, answered by fail-safe");
+
+    // Past ttl + fail_safe: the error surfaces.
+    source.panic.store(false, SeqCst);
+    source.fail.store(true, SeqCst);
+    clock.advance(Duration::from_secs(3_600));
+    assert_eq!(call().await, Err(SourceError::Down));
+
+    // Without a value to stand in, a hard timeout is the fn's error.
+    source.fail.store(false, SeqCst);
+    source.hang.store(true, SeqCst);
+    let fresh = with_fail_safe(cache.clone(), source.clone(), 9).await;
+    assert_eq!(fresh, Err(SourceError::TimedOut));
+}
+
+/// Fail-safe never answers with an invalidated value.
+async fn fail_safe_never_serves_an_invalidated_value(setup: Setup) {
+    let Setup { cache, clock } = setup;
+    let source = Arc::new(Source::default());
+    let call = || with_fail_safe(cache.clone(), source.clone(), 3);
+    assert_eq!(call().await, Ok(1));
+    source.fail.store(true, SeqCst);
+    cache.invalidate_tag("t:3").await.unwrap();
+    clock.advance(Duration::from_secs(11));
+    assert_eq!(call().await, Err(SourceError::Down));
+}
+
+macro_rules! on_every_backend {
+    ($($scenario:ident),* $(,)?) => {
+        mod in_memory {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario(in_memory().await).await;
+                }
+            )*
+        }
+
+        mod on_redis {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    let server = RedisServer::start();
+                    super::$scenario(super::on_redis(server.url()).await).await;
+                }
+            )*
+        }
+
+        mod on_a_cluster {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    let cluster = RedisCluster::shared();
+                    let clock = ManualClock::new(START);
+                    let cache = Cache::builder()
+                        .redis_cluster(cluster.urls())
+                        .namespace(unique_namespace("life-cluster"))
+                        .op_timeout(Duration::from_secs(2))
+                        .clock(clock.clone())
+                        .build()
+                        .await
+                        .unwrap();
+                    super::$scenario(Setup { cache, clock }).await;
+                }
+            )*
+        }
+    };
+}
+
+on_every_backend!(
+    stale_while_revalidate,
+    an_invalidated_value_is_never_served_stale,
+    early_refresh_refreshes_before_the_expiry,
+    fail_safe_serves_the_expired_value_within_its_limit,
+    fail_safe_never_serves_an_invalidated_value,
+);
+
+/// `jitter` spreads the expiry of entries written together.
+#[tokio::test]
+async fn jitter_spreads_the_ttls_of_entries_written_together() {
+    #[cached(ttl = 100, jitter = "50%", key = "j:<id>", cache = cache, ignore = [cache])]
+    async fn jittered(cache: &Cache, id: u64) -> u64 {
+        id
+    }
+    let server = RedisServer::start();
+    let ns = unique_namespace("jitter");
+    let cache = Cache::builder()
+        .redis(server.url())
+        .namespace(ns.as_str())
+        .build()
+        .await
+        .unwrap();
+    let mut ttls = Vec::new();
+    for id in 0..20 {
+        assert_eq!(jittered(&cache, id).await, id);
+        let reply = server.command(&format!("PTTL {ns}:v:j:{id}"));
+        ttls.push(reply.trim_start_matches(':').trim().parse::<i64>().unwrap());
+    }
+    assert!(
+        ttls.iter().all(|ms| (49_000..=150_000).contains(ms)),
+        "{ttls:?}"
+    );
+    let (min, max) = (ttls.iter().min().unwrap(), ttls.iter().max().unwrap());
+    assert!(max - min > 10_000, "spread out: {ttls:?}");
+}
