@@ -321,3 +321,37 @@ async fn jitter_spreads_the_ttls_of_entries_written_together() {
     let (min, max) = (ttls.iter().min().unwrap(), ttls.iter().max().unwrap());
     assert!(max - min > 10_000, "spread out: {ttls:?}");
 }
+
+/// The programmatic form: `Cache::fetch` with `EntryOptions`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_takes_the_same_lifecycle_options() {
+    let Setup { cache, clock } = in_memory().await;
+    let options = redcache::EntryOptions::new(Duration::from_secs(10))
+        .tags(["t:f"])
+        .stale(Duration::from_secs(60))
+        .fail_safe(Duration::from_secs(3_600));
+    let source = Arc::new(Source::default());
+    let call = || {
+        let source = source.clone();
+        let cache = cache.clone();
+        let options = options.clone();
+        async move {
+            cache
+                .fetch("f", &options, move || async move { source.load().await })
+                .await
+        }
+    };
+    assert_eq!(call().await, Ok(1));
+    clock.advance(Duration::from_secs(11));
+    assert_eq!(call().await, Ok(1), "served stale");
+    eventually(call, 2).await;
+    source.fail.store(true, SeqCst);
+    clock.advance(Duration::from_secs(100));
+    assert_eq!(call().await, Ok(2), "fail-safe, past the stale window");
+    cache.invalidate_tag("t:f").await.unwrap();
+    assert_eq!(
+        call().await,
+        Err(SourceError::Down),
+        "never an invalidated value"
+    );
+}

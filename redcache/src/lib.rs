@@ -76,7 +76,7 @@ pub mod __private;
 
 pub use breaker::CircuitState;
 pub use builder::{CacheBuilder, ENV_VARS};
-pub use cache::{Cache, Stampede};
+pub use cache::{Cache, EntryOptions, Stampede};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, LoadTimeout, Result};
 pub use global::{global, invalidate_key, invalidate_tag, set_global};

@@ -127,6 +127,8 @@ pub(crate) struct Inner {
     /// calls; a tag in here bypasses the cache.
     pending: Mutex<HashSet<String>>,
     has_pending: AtomicBool,
+    /// A retry of the pending invalidations is under way.
+    retrying: AtomicBool,
 }
 
 /// The settings of a cache, as the builder collected them.
@@ -177,6 +179,7 @@ impl Cache {
             refreshing: RefreshSet::default(),
             pending: Mutex::new(HashSet::new()),
             has_pending: AtomicBool::new(false),
+            retrying: AtomicBool::new(false),
         };
         Cache {
             inner: Arc::new(inner),
@@ -466,4 +469,137 @@ fn prefixed(prefix: &str, name: &str) -> String {
     key.push_str(prefix);
     key.push_str(name);
     key
+}
+
+/// How [`Cache::fetch`] caches a value: its `ttl` and tags, and the
+/// lifecycle options of `#[cached]` (`stale`, `fail_safe`,
+/// `early_refresh`, `jitter`).
+///
+/// ```
+/// use std::time::Duration;
+/// use redcache::EntryOptions;
+///
+/// let options = EntryOptions::new(Duration::from_secs(60))
+///     .tags(["category:7"])
+///     .stale(Duration::from_secs(600))
+///     .fail_safe(Duration::from_secs(3600))
+///     .early_refresh(1.0)
+///     .jitter(0.1);
+/// # let _ = options;
+/// ```
+#[derive(Debug, Clone)]
+pub struct EntryOptions {
+    ttl: Duration,
+    tags: Vec<String>,
+    lifecycle: Lifecycle,
+}
+
+impl EntryOptions {
+    /// Entries that expire after `ttl`, with no tags.
+    pub fn new(ttl: Duration) -> Self {
+        EntryOptions {
+            ttl,
+            tags: Vec::new(),
+            lifecycle: Lifecycle::default(),
+        }
+    }
+
+    /// The tags of the entries (for [`Cache::invalidate_tag`]).
+    pub fn tags<I, S>(mut self, tags: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.tags = tags.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// After the expiry, answer with the expired value for up to `stale`
+    /// while one refresh runs in the background.
+    pub fn stale(mut self, stale: Duration) -> Self {
+        self.lifecycle.stale = stale;
+        self
+    }
+
+    /// When the load fails, answer with a value expired no longer than
+    /// `fail_safe` ago.
+    pub fn fail_safe(mut self, fail_safe: Duration) -> Self {
+        self.lifecycle.fail_safe = fail_safe;
+        self
+    }
+
+    /// Refresh in the background before the expiry (XFetch, with `beta`;
+    /// 1.0 is the paper's choice, larger refreshes earlier).
+    ///
+    /// # Panics
+    ///
+    /// If `beta` is not a finite number above zero.
+    pub fn early_refresh(mut self, beta: f64) -> Self {
+        assert!(
+            beta.is_finite() && beta > 0.0,
+            "early_refresh: beta must be a finite number above zero, not {beta}"
+        );
+        self.lifecycle.early_refresh = Some(beta);
+        self
+    }
+
+    /// Spread each entry's ttl by up to `fraction` (0.1 for 10 %).
+    ///
+    /// # Panics
+    ///
+    /// If `fraction` is not above 0 and below 1.
+    pub fn jitter(mut self, fraction: f64) -> Self {
+        assert!(
+            fraction > 0.0 && fraction < 1.0,
+            "jitter: the fraction must be above 0 and below 1, not {fraction}"
+        );
+        self.lifecycle.jitter = fraction;
+        self
+    }
+}
+
+impl Cache {
+    /// [`get_or_load`](Self::get_or_load) with the lifecycle options of
+    /// `#[cached]`: stale serving, fail-safe, early refresh and jitter.
+    /// The loader may finish in the background after this call returned
+    /// (a refresh), so it must own what it uses (`Send + 'static`).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), std::io::Error> {
+    /// # let cache = redcache::Cache::builder().build().await.unwrap();
+    /// use redcache::EntryOptions;
+    /// let options = EntryOptions::new(Duration::from_secs(60)).stale(Duration::from_secs(600));
+    /// let id = 7;
+    /// let name: String = cache
+    ///     .fetch(&redcache::key!("user:<id>"), &options, move || async move {
+    ///         Ok::<_, std::io::Error>(format!("user {id}"))
+    ///     })
+    ///     .await?;
+    /// assert_eq!(name, "user 7");
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Only the errors of `load` (when no fail-safe value stands in).
+    pub async fn fetch<T, E, F, Fut>(
+        &self,
+        key: &str,
+        options: &EntryOptions,
+        load: F,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        E: Send + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        let call = Call {
+            lifecycle: options.lifecycle,
+            ..Call::programmatic(key, options.ttl, &options.tags)
+        };
+        self.load_through_refreshing(call, |_| true, load()).await
+    }
 }

@@ -65,12 +65,23 @@ impl Cache {
     /// Retries the invalidations that could not reach Redis; returns the
     /// keys still pending. A key leaves the set only once its invalidation
     /// is delivered, so a concurrent call never sees it gone before then.
+    ///
+    /// One retry at a time: calls that arrive meanwhile do not deliver the
+    /// same invalidations again (a second tombstone could wipe a `put` made
+    /// in between); they see what is still pending.
     pub(super) async fn retry_pending_invalidations(&self) -> HashSet<String> {
-        let pending = self.pending().clone();
-        for key in pending {
-            if self.deliver(&key).await.is_ok() {
-                tracing::info!(target: "redcache", key, "pending invalidation delivered");
-                self.pending().remove(&key);
+        let retrying = &self.inner.retrying;
+        if retrying
+            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            let _done = Retrying(retrying);
+            let pending = self.pending().clone();
+            for key in pending {
+                if self.deliver(&key).await.is_ok() {
+                    tracing::info!(target: "redcache", key, "pending invalidation delivered");
+                    self.pending().remove(&key);
+                }
             }
         }
         let pending = self.pending();
@@ -85,5 +96,14 @@ impl Cache {
             .pending
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Ends a retry, also when its future is dropped.
+struct Retrying<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for Retrying<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
     }
 }
