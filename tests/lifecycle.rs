@@ -355,3 +355,61 @@ async fn fetch_takes_the_same_lifecycle_options() {
         "never an invalidated value"
     );
 }
+
+/// Eight OS processes read one hot key (ttl 1 s, a 50 ms load) for four
+/// seconds, with `early_refresh` and `stale`: after the first load no call
+/// waits for a load (a miss), and the processes together load about once
+/// per expiry, not once per process.
+#[test]
+fn eight_processes_on_a_hot_key_load_once_per_expiry_and_never_wait() {
+    use std::process::{Command, Stdio};
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    let server = RedisServer::start();
+    let ns = unique_namespace("hot");
+    let start_at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        + 1_500;
+    let run_ms = 4_000;
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_hot-key-worker"))
+                .args([
+                    server.url(),
+                    ns.clone(),
+                    start_at.to_string(),
+                    run_ms.to_string(),
+                ])
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("start a worker")
+        })
+        .collect();
+    let (mut calls, mut misses, mut loads) = (0u64, 0u64, 0u64);
+    for worker in workers {
+        let out = worker.wait_with_output().expect("a worker ends");
+        assert!(out.status.success(), "a worker failed: {out:?}");
+        let line = String::from_utf8(out.stdout).unwrap();
+        let fields: Vec<u64> = line
+            .split_whitespace()
+            .filter_map(|word| word.parse().ok())
+            .collect();
+        let [c, m, l] = fields[..] else {
+            panic!("unexpected worker output {line:?}");
+        };
+        calls += c;
+        misses += m;
+        loads += l;
+    }
+    println!("calls {calls}, misses {misses}, loads {loads}");
+    assert!(calls > 1_000, "the processes read the key: {calls} calls");
+    // The first load: a miss in each process that started before it was
+    // stored. Never again after.
+    assert!(misses <= 8, "{misses} calls waited for a load");
+    // Four seconds of a 1 s ttl: the first load and about one refresh per
+    // expiry, with a little room for a refresh that landed just as
+    // another process looked.
+    assert!((4..=7).contains(&loads), "{loads} loads in four expiries");
+}
