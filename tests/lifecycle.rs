@@ -168,8 +168,17 @@ async fn early_refresh_refreshes_before_the_expiry(setup: Setup) {
     clock.advance(Duration::from_millis(9_999));
     assert_eq!(early().await, Ok(1), "answered at once");
     assert_eq!(late().await, Ok(1));
-    eventually(early, 2).await;
-    assert_eq!(source.loads(), 2);
+    // The refreshed value lands (a β this large refreshes on nearly every
+    // hit, so more refreshes may follow: at least one happened).
+    let mut refreshed = false;
+    for _ in 0..500 {
+        if early().await.unwrap() >= 2 {
+            refreshed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(refreshed, "the early refresh never landed");
     assert_eq!(plain_source.loads(), 1, "no refresh without early_refresh");
     clock.advance(Duration::from_millis(2));
     assert_eq!(

@@ -141,9 +141,16 @@ impl Cache {
         T: Serialize + DeserializeOwned,
         Fut: Future<Output = Result<T, E>>,
     {
-        self.inner.guarded.counters.count(Event::Refresh(call.name));
         let key = prefixed(&self.inner.value_prefix, call.key);
         let tag_keys = self.tag_keys(call);
+        // The read that started this refresh may have raced with the store
+        // of another one: refresh only if the key still holds what it read.
+        let read = self.inner.guarded.backend.read(&key, &[]);
+        match self.inner.guarded.op_on(Some(&key), read).await {
+            Ok(Read { value, .. }) if entry::head(value.as_deref()) == seen.head => {}
+            _ => return,
+        }
+        self.inner.guarded.counters.count(Event::Refresh(call.name));
         let start = Start {
             epochs: Some(seen.epochs),
             head: seen.head,
