@@ -124,6 +124,19 @@ async fn on_redis(url: String, namespace: &str) -> Cache {
         .unwrap()
 }
 
+/// A cache for a test that stops its server: short timeouts, and a breaker
+/// that does not stay open (so the retry after the restart is prompt).
+async fn outage_ready(url: String, namespace: &str) -> Cache {
+    Cache::builder()
+        .redis(url)
+        .namespace(namespace)
+        .op_timeout(Duration::from_millis(200))
+        .circuit_breaker(1000, Duration::from_millis(10))
+        .build()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn put_and_invalidate_key_win_over_older_loads_in_memory() {
     let cache = on_memory().await;
@@ -173,14 +186,7 @@ async fn put_and_invalidate_key_win_over_older_loads_on_a_cluster() {
 async fn a_put_that_fails_is_told_and_invalidates_the_key_later() {
     let mut server = RedisServer::start();
     let ns = unique_namespace("put-down");
-    let cache = Cache::builder()
-        .redis(server.url())
-        .namespace(ns.as_str())
-        .op_timeout(Duration::from_millis(200))
-        .circuit_breaker(1000, Duration::from_millis(10))
-        .build()
-        .await
-        .unwrap();
+    let cache = outage_ready(server.url(), &ns).await;
     let other = on_redis(server.url(), &ns).await;
     let loads = AtomicUsize::new(0);
     assert_eq!(read(&cache, &[], &loads).await, "fresh");
@@ -391,14 +397,7 @@ async fn the_attributes_write_through_and_invalidate_on_redis() {
 async fn a_failure_after_the_write_is_the_fns_error_where_its_type_allows() {
     let mut server = RedisServer::start();
     let ns = unique_namespace("attr-down");
-    let cache = Cache::builder()
-        .redis(server.url())
-        .namespace(ns.as_str())
-        .op_timeout(Duration::from_millis(200))
-        .circuit_breaker(1000, Duration::from_millis(10))
-        .build()
-        .await
-        .unwrap();
+    let cache = outage_ready(server.url(), &ns).await;
     let shop = Shop {
         cache: cache.clone(),
         loads: AtomicUsize::new(0),

@@ -97,11 +97,8 @@ impl Cache {
         Fut: Future<Output = Result<T, E>>,
     {
         use tracing::Instrument;
-        let span = tracing::info_span!(target: "redcache", "redcache.cached",
-            name = call.name, key = call.key,
-            outcome = tracing::field::Empty, load_time = tracing::field::Empty);
         self.load_through_in_span(call, keep, load, None)
-            .instrument(span)
+            .instrument(call_span(call))
             .await
     }
 
@@ -120,12 +117,9 @@ impl Cache {
         Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
         use tracing::Instrument;
-        let span = tracing::info_span!(target: "redcache", "redcache.cached",
-            name = call.name, key = call.key,
-            outcome = tracing::field::Empty, load_time = tracing::field::Empty);
         let spawn: Spawn<T, Fut> = spawn_refresh::<T, E, Fut>;
         self.load_through_in_span(call, keep, load, Some(spawn))
-            .instrument(span)
+            .instrument(call_span(call))
             .await
     }
 
@@ -652,6 +646,13 @@ impl Cache {
             Err(error) => self.inner.guarded.backend_failed("write", &error),
         }
     }
+}
+
+/// The span of one cached call (see `load_through`).
+fn call_span(call: Call<'_>) -> tracing::Span {
+    tracing::info_span!(target: "redcache", "redcache.cached",
+        name = call.name, key = call.key,
+        outcome = tracing::field::Empty, load_time = tracing::field::Empty)
 }
 
 /// Every key the framework writes expires: a call with a zero `ttl` (an
