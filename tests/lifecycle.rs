@@ -19,11 +19,16 @@ struct Source {
     fail: AtomicBool,
     hang: AtomicBool,
     panic: AtomicBool,
+    /// Each load takes half a second (of real time).
+    slow: AtomicBool,
 }
 
 impl Source {
     async fn load(&self) -> Result<u64, SourceError> {
         self.loads.fetch_add(1, SeqCst);
+        if self.slow.load(SeqCst) {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
         if self.hang.load(SeqCst) {
             std::future::pending::<()>().await;
         }
@@ -74,6 +79,11 @@ async fn plain(cache: Cache, source: Arc<Source>, id: u64) -> Result<u64, Source
 
 #[cached(ttl = 10, fail_safe = "1h", hard_timeout = "200ms", key = "safe:<id>", tag = "t:<id>", cache = cache, ignore = [cache, source])]
 async fn with_fail_safe(cache: Cache, source: Arc<Source>, id: u64) -> Result<u64, SourceError> {
+    source.load().await
+}
+
+#[cached(ttl = 10, timeout = "100ms", fail_safe = "1h", key = "soft:<id>", cache = cache, ignore = [cache, source])]
+async fn with_soft_timeout(cache: Cache, source: Arc<Source>, id: u64) -> Result<u64, SourceError> {
     source.load().await
 }
 
@@ -249,6 +259,46 @@ async fn fail_safe_never_serves_an_invalidated_value(setup: Setup) {
     assert_eq!(call().await, Err(SourceError::Down));
 }
 
+/// A load slower than `timeout` with an expired value at hand: the call is
+/// answered with that value and the load finishes (and is stored) in the
+/// background. A load within the timeout answers with its own value; with
+/// no expired value the caller waits, however slow the load.
+async fn a_soft_timeout_answers_with_the_expired_value(setup: Setup) {
+    let Setup { cache, clock } = setup;
+    let source = Arc::new(Source::default());
+    let call = || with_soft_timeout(cache.clone(), source.clone(), 1);
+    assert_eq!(call().await, Ok(1));
+    clock.advance(Duration::from_secs(11));
+    source.slow.store(true, SeqCst);
+    assert_eq!(
+        call().await,
+        Ok(1),
+        "the expired value, after the soft timeout"
+    );
+    eventually(call, 2).await;
+    assert_eq!(
+        source.loads(),
+        2,
+        "the slow load went on, and was the only one"
+    );
+
+    source.slow.store(false, SeqCst);
+    clock.advance(Duration::from_secs(11));
+    assert_eq!(
+        call().await,
+        Ok(3),
+        "a load within the timeout answers itself"
+    );
+
+    source.slow.store(true, SeqCst);
+    let cold = with_soft_timeout(cache.clone(), source.clone(), 2).await;
+    assert_eq!(
+        cold,
+        Ok(4),
+        "no expired value: the caller waits for the load"
+    );
+}
+
 macro_rules! on_every_backend {
     ($($scenario:ident),* $(,)?) => {
         mod in_memory {
@@ -300,6 +350,7 @@ on_every_backend!(
     early_refresh_refreshes_before_the_expiry,
     fail_safe_serves_the_expired_value_within_its_limit,
     fail_safe_never_serves_an_invalidated_value,
+    a_soft_timeout_answers_with_the_expired_value,
 );
 
 /// `jitter` spreads the expiry of entries written together.

@@ -184,6 +184,8 @@ pub(crate) struct CachedArgs {
     pub(crate) jitter: Slot<Spanned<f64>>,
     /// A load this slow fails with `LoadTimeout`.
     pub(crate) hard_timeout: Slot<SpannedDuration>,
+    /// A load this slow is answered with the expired value, if any.
+    pub(crate) timeout: Slot<SpannedDuration>,
 }
 
 impl CachedArgs {
@@ -194,6 +196,7 @@ impl CachedArgs {
             .get()
             .map(|beta| beta.span)
             .or_else(|| self.stale.get().map(|stale| stale.span))
+            .or_else(|| self.timeout.get().map(|timeout| timeout.span))
     }
 
     pub(crate) fn ignored(&self) -> &[Ident] {
@@ -228,6 +231,10 @@ impl Args for CachedArgs {
                 self.early_refresh.set(name, beta, errors);
             }
             "jitter" => self.jitter.set(name, options::jitter(&value), errors),
+            "timeout" => {
+                let timeout = options::positive_duration(&value, "timeout");
+                self.timeout.set(name, timeout, errors);
+            }
             _ => return self.entry.set(name, value, errors),
         }
         true
@@ -397,6 +404,7 @@ impl Site {
                 "fail_safe",
                 "early_refresh",
                 "jitter",
+                "timeout",
                 "hard_timeout",
             ],
             Site::Inline => &["ttl", "key", "tags", "tag", "cache", "stampede"],
@@ -427,8 +435,8 @@ fn unknown_option(name: &str, site: Site) -> String {
         ("period" | "per" | "interval" | "duration", Site::RateLimit) => {
             " (the length of the window is `window`)"
         }
-        ("timeout" | "load_timeout", Site::Attribute) => {
-            " (a load's time limit is `hard_timeout`; the expiry is `ttl`)"
+        ("load_timeout" | "max_load_time", Site::Attribute) => {
+            " (a load's time limit is `hard_timeout`; `timeout` answers with the expired value)"
         }
         ("stale_while_revalidate" | "swr" | "serve_stale", Site::Attribute) => {
             " (stale-while-revalidate is `stale = \"10m\"`)"

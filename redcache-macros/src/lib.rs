@@ -62,11 +62,13 @@ use proc_macro::TokenStream;
 ///   the expiry (XFetch).
 /// - `fail_safe = "1h"`: when the load fails, answer with a value expired
 ///   no longer than this ago.
+/// - `timeout = "100ms"` (with `fail_safe`): a slower load is answered with
+///   the expired value and finishes in the background.
 /// - `hard_timeout = "2s"`: a slower load fails with `LoadTimeout` (the
 ///   error type needs `From<redcache::LoadTimeout>`).
 /// - `jitter = "10%"`: spread each entry's ttl by up to this fraction.
 ///
-/// With `stale` or `early_refresh` the load may finish after the call
+/// With `stale`, `early_refresh` or `timeout` the load may finish after the call
 /// returned, so the body must own what it uses (`Send + 'static`).
 ///
 /// `Result<T, E>` caches only `Ok`; `Option<T>` caches only `Some` (unless

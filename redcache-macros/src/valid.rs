@@ -11,6 +11,17 @@ use crate::attr::{CachedArgs, RateLimitedArgs};
 use crate::options::{Algorithm, MAX_WINDOW};
 use crate::template::Template;
 
+/// A soft `timeout` answers with the value that expired, which only
+/// `fail_safe` keeps (FusionCache's rule for its soft timeouts).
+pub(crate) fn timeout_has_a_value_to_serve(args: &CachedArgs, errors: &mut Errors) {
+    if let (Some(timeout), false) = (args.timeout.get(), args.fail_safe.written()) {
+        errors.push_new(
+            timeout.span,
+            "`timeout` answers a slow load with the value that expired, and `fail_safe` is what keeps it: add `fail_safe = \"1h\"` (how long an expired value may still answer), or use `hard_timeout` to fail slow loads",
+        );
+    }
+}
+
 /// Every name in `ignore` is a parameter, and not one the key uses.
 pub(crate) fn ignored(args: &CachedArgs, function: &Function<'_>, errors: &mut Errors) {
     for name in args.ignored() {

@@ -38,6 +38,7 @@ pub(super) fn body(args: TokenStream, span: Span, func: &ItemFn) -> syn::Result<
         }
     }
     valid::ignored(&args, &function, &mut errors);
+    valid::timeout_has_a_value_to_serve(&args, &mut errors);
     if let (Some(key), true) = (entry.key.get(), templates_valid) {
         valid::key_names_every_parameter(key, &args, &function, &mut errors);
     }
@@ -103,7 +104,7 @@ pub(super) fn body(args: TokenStream, span: Span, func: &ItemFn) -> syn::Result<
     }))
 }
 
-/// `.stale(..)`, `.fail_safe(..)`, `.early_refresh(..)`, `.jitter(..)` on
+/// `.stale(..)`, `.fail_safe(..)`, `.early_refresh(..)`, `.soft_timeout(..)`, `.jitter(..)` on
 /// the `Call`, for the options given.
 fn lifecycle_tokens(args: &CachedArgs, call: &mut TokenStream) {
     if let Some(stale) = args.stale.get() {
@@ -117,6 +118,10 @@ fn lifecycle_tokens(args: &CachedArgs, call: &mut TokenStream) {
     if let Some(beta) = args.early_refresh.get() {
         let beta = proc_macro2::Literal::f64_unsuffixed(beta.value);
         call.extend(quote!(.early_refresh(#beta)));
+    }
+    if let Some(timeout) = args.timeout.get() {
+        let timeout = timeout.to_tokens();
+        call.extend(quote!(.soft_timeout(#timeout)));
     }
     if let Some(jitter) = args.jitter.get() {
         let jitter = proc_macro2::Literal::f64_unsuffixed(jitter.value);

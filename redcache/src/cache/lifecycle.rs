@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::sync::oneshot;
 
 use super::{prefixed, Cache, Call, Stampede};
 use crate::entry::{Epoch, Times};
@@ -37,6 +38,9 @@ pub(crate) struct Lifecycle {
     pub(crate) jitter: f64,
     /// A load that takes longer fails with `LoadTimeout`.
     pub(crate) hard_timeout: Option<Duration>,
+    /// With an expired value at hand, a load that takes longer is answered
+    /// with that value and finishes in the background.
+    pub(crate) soft_timeout: Option<Duration>,
 }
 
 impl Lifecycle {
@@ -129,10 +133,29 @@ pub(crate) struct Seen {
     pub(crate) head: Vec<u8>,
 }
 
-/// Starts a background refresh: the load of a call whose reader was
-/// answered with the current (or stale) value. Given to the engine only
-/// where the load can outlive the call (`Send + 'static`).
-pub(crate) type Spawn<T, Fut> = fn(&Cache, Call<'_>, Seen, fn(&T) -> bool, Fut);
+/// What the engine can move into a task, given only where the load can
+/// outlive the call (`Send + 'static`).
+pub(crate) struct Spawn<T, E, Fut> {
+    /// A background refresh: the load of a call whose reader was answered
+    /// with the current (or stale) value.
+    pub(crate) refresh: SpawnRefresh<T, Fut>,
+    /// A load whose caller waits for its result for a while (a soft
+    /// timeout); `None` when this process already loads the key.
+    pub(crate) load: SpawnLoad<T, E, Fut>,
+}
+
+type SpawnRefresh<T, Fut> = fn(&Cache, Call<'_>, Seen, fn(&T) -> bool, Fut);
+
+type SpawnLoad<T, E, Fut> =
+    fn(&Cache, Call<'_>, Seen, fn(&T) -> bool, Fut) -> Option<oneshot::Receiver<Result<T, E>>>;
+
+impl<T, E, Fut> Clone for Spawn<T, E, Fut> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T, E, Fut> Copy for Spawn<T, E, Fut> {}
 
 /// The [`Spawn`] of loads that can outlive their call.
 pub(crate) fn spawn_refresh<T, E, Fut>(
@@ -163,6 +186,42 @@ pub(crate) fn spawn_refresh<T, E, Fut>(
             name = owned.name, key = owned.key);
         tracing::Instrument::instrument(cache.refresh(owned.call(), seen, keep, load), span).await;
     });
+}
+
+/// The [`Spawn::load`] of loads that can outlive their call: the load runs
+/// in a task (one per key in this process) and sends its result.
+pub(crate) fn spawn_load<T, E, Fut>(
+    cache: &Cache,
+    call: Call<'_>,
+    seen: Seen,
+    keep: fn(&T) -> bool,
+    load: Fut,
+) -> Option<oneshot::Receiver<Result<T, E>>>
+where
+    T: Serialize + DeserializeOwned + Send + 'static,
+    E: Send + 'static,
+    Fut: Future<Output = Result<T, E>> + Send + 'static,
+{
+    let value_key = prefixed(&cache.inner.value_prefix, call.key);
+    if !cache.inner.refreshing.start(&value_key) {
+        return None;
+    }
+    let (sender, receiver) = oneshot::channel();
+    let cache = cache.clone();
+    let owned = OwnedCall::new(call);
+    tokio::spawn(async move {
+        let _done = Refreshing {
+            set: &cache.inner.refreshing,
+            key: &value_key,
+        };
+        let span = tracing::debug_span!(target: "redcache", "redcache.load",
+            name = owned.name, key = owned.key);
+        let load = cache.load_in_background(owned.call(), seen, keep, load);
+        let result = tracing::Instrument::instrument(load, span).await;
+        // The caller may have stopped waiting: the value is stored anyway.
+        let _ = sender.send(result);
+    });
+    Some(receiver)
 }
 
 /// The keys this process is refreshing in the background.

@@ -13,7 +13,9 @@ use futures_util::FutureExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::lifecycle::{millis, spawn_refresh, xfetch, Seen, Spawn, FAIL_SAFE_THROTTLE};
+use super::lifecycle::{
+    millis, spawn_load, spawn_refresh, xfetch, Seen, Spawn, FAIL_SAFE_THROTTLE,
+};
 use super::lock::{LoadLock, Locking};
 use super::{prefixed, Cache, Call, Stampede};
 use crate::backend::{Read, Replace, Unlock, Write, INVALIDATED_EPOCH_TTL};
@@ -35,7 +37,8 @@ enum Joining<'a, T> {
 
 /// What a load starts from: the tag epochs its read saw (`None` when the
 /// read failed), the head of the entry (see `entry::head`), and an expired
-/// value that may stand in if the load fails (`fail_safe`).
+/// value that may stand in if the load fails (`fail_safe`) or is slow
+/// (`timeout`).
 pub(super) struct Start<T> {
     epochs: Option<Vec<Epoch>>,
     head: Vec<u8>,
@@ -117,10 +120,75 @@ impl Cache {
         Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
         use tracing::Instrument;
-        let spawn: Spawn<T, Fut> = spawn_refresh::<T, E, Fut>;
+        let spawn = Spawn {
+            refresh: spawn_refresh::<T, E, Fut>,
+            load: spawn_load::<T, E, Fut>,
+        };
         self.load_through_in_span(call, keep, load, Some(spawn))
             .instrument(call_span(call))
             .await
+    }
+
+    /// A load with a soft timeout and an expired value at hand: the load
+    /// runs in the background (it stores its value whenever it ends), and
+    /// the call gets its result if it comes within `after`, else the
+    /// expired value. A failed load within `after` falls back as fail-safe
+    /// allows. When this process already loads the key in the background,
+    /// the expired value is the answer at once.
+    async fn soft_timeout<T, E, Fut>(
+        &self,
+        call: Call<'_>,
+        start: Start<T>,
+        after: Duration,
+        spawn: Spawn<T, E, Fut>,
+        keep: fn(&T) -> bool,
+        load: Fut,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let Start {
+            epochs,
+            head,
+            fallback,
+        } = start;
+        let expired = fallback.expect("a soft timeout needs an expired value");
+        let seen = Seen {
+            epochs: epochs.unwrap_or_default(),
+            head,
+        };
+        let counters = &self.inner.guarded.counters;
+        let Some(result) = (spawn.load)(self, call, seen, keep, load) else {
+            counters.count(Event::ServedStale(call.name));
+            tracing::Span::current().record("outcome", "stale");
+            return Ok(expired.value);
+        };
+        match tokio::time::timeout(after, result).await {
+            Ok(Ok(Ok(value))) => Ok(value),
+            Ok(Ok(Err(error))) => {
+                if call
+                    .lifecycle
+                    .fail_safe_allows(expired.times, call.ttl, self.now_ms())
+                {
+                    counters.count(Event::FailSafe(call.name));
+                    tracing::Span::current().record("outcome", "fail_safe");
+                    Ok(expired.value)
+                } else {
+                    Err(error)
+                }
+            }
+            // The load panicked in its task: a panic, as a load in the call
+            // would have been.
+            Ok(Err(_)) => panic!("the load of `{}` panicked", call.key),
+            Err(_) => {
+                counters.count(Event::ServedStale(call.name));
+                tracing::Span::current().record("outcome", "timeout");
+                tracing::debug!(target: "redcache", key = call.key, ?after,
+                    "load slower than its soft timeout; answered with the expired value, the load goes on");
+                Ok(expired.value)
+            }
+        }
     }
 
     /// A background refresh: the load of `call` from what its reader saw,
@@ -136,7 +204,6 @@ impl Cache {
         Fut: Future<Output = Result<T, E>>,
     {
         let key = prefixed(&self.inner.value_prefix, call.key);
-        let tag_keys = self.tag_keys(call);
         // The read that started this refresh may have raced with the store
         // of another one: refresh only if the key still holds what it read.
         let read = self.inner.guarded.backend.read(&key, &[]);
@@ -145,15 +212,39 @@ impl Cache {
             _ => return,
         }
         self.inner.guarded.counters.count(Event::Refresh(call.name));
+        // Its result has no caller: a failure leaves the entry as it is.
+        let _ = self.load_in_background(call, seen, keep, load).await;
+    }
+
+    /// The load of `call` from what its reader saw, stored as any load is
+    /// (lock, head, epochs), with its result.
+    pub(super) async fn load_in_background<T, E, Fut>(
+        &self,
+        call: Call<'_>,
+        seen: Seen,
+        keep: fn(&T) -> bool,
+        load: Fut,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let key = prefixed(&self.inner.value_prefix, call.key);
+        let tag_keys = self.tag_keys(call);
         let start = Start {
             epochs: Some(seen.epochs),
             head: seen.head,
             fallback: None,
         };
-        // Its result has no caller: a failure leaves the entry as it is.
-        let _ = self
+        match self
             .lead(call, &key, &tag_keys, start, None, keep, load)
-            .await;
+            .await
+        {
+            Led::Done(result) => result,
+            // A tag moved on while it waited for the lock: its value cannot
+            // be stored, but it is still this load's answer.
+            Led::Superseded(load) => load.await,
+        }
     }
 
     fn tag_keys(&self, call: Call<'_>) -> Vec<String> {
@@ -206,7 +297,7 @@ impl Cache {
         call: Call<'_>,
         keep: fn(&T) -> bool,
         load: Fut,
-        spawn: Option<Spawn<T, Fut>>,
+        spawn: Option<Spawn<T, E, Fut>>,
     ) -> Result<T, E>
     where
         T: Serialize + DeserializeOwned,
@@ -249,11 +340,25 @@ impl Cache {
                 Joining::Hit(value) => return Ok(value),
                 Joining::Refresh(value, seen) => {
                     if let Some(spawn) = spawn {
-                        spawn(self, call, seen, keep, load);
+                        (spawn.refresh)(self, call, seen, keep, load);
                     }
                     return Ok(value);
                 }
-                Joining::Lead(start, leader) => (start, leader, call),
+                Joining::Lead(start, leader) => {
+                    let soft = spawn.zip(call.lifecycle.soft_timeout);
+                    match (soft, start.fallback.is_some()) {
+                        (Some((spawn, after)), true) => {
+                            // This process's followers read again once the
+                            // leader is gone: they find the new entry, or
+                            // the load running, and the expired value.
+                            drop(leader);
+                            return self
+                                .soft_timeout(call, start, after, spawn, keep, load)
+                                .await;
+                        }
+                        _ => (start, leader, call),
+                    }
+                }
                 // The leader's load failed: one retry of its own, at once,
                 // rather than a queue of followers each leading in turn.
                 Joining::Retry(start) => (
@@ -330,6 +435,8 @@ impl Cache {
                                     return Joining::Refresh(found.value, Seen { epochs, head });
                                 }
                                 outcome = "expired";
+                                // For a failed load, or a slow one (a soft
+                                // timeout serves within `fail_safe` too).
                                 if lifecycle.fail_safe_allows(found.times, call.ttl, now_ms) {
                                     fallback = Some(found);
                                 }

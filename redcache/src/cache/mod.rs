@@ -543,6 +543,16 @@ impl EntryOptions {
         self
     }
 
+    /// With an expired value at hand, answer with it when the load takes
+    /// longer than `after`, and let the load finish in the background
+    /// (its value is stored when it ends). The expired values are those
+    /// [`fail_safe`](Self::fail_safe) keeps: without it there are none,
+    /// and the call waits for its load.
+    pub fn timeout(mut self, after: Duration) -> Self {
+        self.lifecycle.soft_timeout = Some(after);
+        self
+    }
+
     /// Spread each entry's ttl by up to `fraction` (0.1 for 10 %).
     ///
     /// # Panics

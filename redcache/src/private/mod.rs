@@ -149,6 +149,13 @@ impl<'a> Call<'a> {
         self
     }
 
+    /// With an expired value at hand, answer with it when the load takes
+    /// longer than this, and let the load finish in the background.
+    pub fn soft_timeout(mut self, after: Duration) -> Self {
+        self.0.lifecycle.soft_timeout = Some(after);
+        self
+    }
+
     /// Spread each entry's ttl by up to this fraction.
     pub fn jitter(mut self, fraction: f64) -> Self {
         self.0.lifecycle.jitter = fraction;
