@@ -87,6 +87,12 @@ async fn with_soft_timeout(cache: Cache, source: Arc<Source>, id: u64) -> Result
     source.load().await
 }
 
+#[redcache::cache_put(ttl = 10, fail_safe = "1h", key = "safe:<id>", tag = "t:<id>", cache = cache)]
+async fn save(cache: Cache, id: u64, value: u64) -> Result<u64, SourceError> {
+    let _ = id;
+    Ok(value)
+}
+
 const START: Duration = Duration::from_secs(1_000_000);
 
 struct Setup {
@@ -299,6 +305,27 @@ async fn a_soft_timeout_answers_with_the_expired_value(setup: Setup) {
     );
 }
 
+/// A put with the reader's `fail_safe` is kept for it past its expiry: when
+/// the reader's load then fails, the put value stands in.
+async fn a_put_entry_is_kept_for_the_readers_fail_safe(setup: Setup) {
+    let Setup { cache, clock } = setup;
+    let source = Arc::new(Source::default());
+    assert_eq!(save(cache.clone(), 4, 40).await, Ok(40));
+    assert_eq!(
+        with_fail_safe(cache.clone(), source.clone(), 4).await,
+        Ok(40)
+    );
+    assert_eq!(source.loads(), 0, "the put is a hit");
+    source.fail.store(true, SeqCst);
+    clock.advance(Duration::from_secs(11));
+    assert_eq!(
+        with_fail_safe(cache.clone(), source.clone(), 4).await,
+        Ok(40),
+        "the put value, expired, stands in for the failed load"
+    );
+    assert_eq!(source.loads(), 1);
+}
+
 macro_rules! on_every_backend {
     ($($scenario:ident),* $(,)?) => {
         mod in_memory {
@@ -351,6 +378,7 @@ on_every_backend!(
     fail_safe_serves_the_expired_value_within_its_limit,
     fail_safe_never_serves_an_invalidated_value,
     a_soft_timeout_answers_with_the_expired_value,
+    a_put_entry_is_kept_for_the_readers_fail_safe,
 );
 
 /// `jitter` spreads the expiry of entries written together.

@@ -280,13 +280,29 @@ impl Args for GetOrLoadArgs {
 #[derive(Default)]
 pub(crate) struct CachePutArgs {
     pub(crate) entry: EntryArgs,
+    /// The reader's `stale` and `fail_safe`: how long the entry is kept
+    /// past its expiry for them.
+    pub(crate) stale: Slot<SpannedDuration>,
+    pub(crate) fail_safe: Slot<SpannedDuration>,
 }
 
 impl Args for CachePutArgs {
     const SITE: Site = Site::CachePut;
 
     fn set(&mut self, name: &Ident, value: Expr, errors: &mut Errors) -> bool {
-        name != "stampede" && self.entry.set(name, value, errors)
+        match name.to_string().as_str() {
+            "stale" => {
+                let stale = options::positive_duration(&value, "stale");
+                self.stale.set(name, stale, errors);
+            }
+            "fail_safe" => {
+                let fail_safe = options::positive_duration(&value, "fail_safe");
+                self.fail_safe.set(name, fail_safe, errors);
+            }
+            "stampede" => return false,
+            _ => return self.entry.set(name, value, errors),
+        }
+        true
     }
 }
 
@@ -408,7 +424,7 @@ impl Site {
                 "hard_timeout",
             ],
             Site::Inline => &["ttl", "key", "tags", "tag", "cache", "stampede"],
-            Site::CachePut => &["ttl", "key", "tags", "tag", "cache"],
+            Site::CachePut => &["ttl", "key", "tags", "tag", "cache", "stale", "fail_safe"],
             Site::Invalidates => &["tags", "tag", "keys", "key", "cache"],
             Site::RateLimit => &[
                 "limit",

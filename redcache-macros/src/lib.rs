@@ -147,7 +147,8 @@ pub fn rate_limited(args: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// Options: `key` (required: the template of the `#[cached]` fn it
 /// updates, written the same), `ttl` (required), `tags`/`tag` (the same as
-/// the reader's: an entry belongs to its tags), `cache`. Placeholders name
+/// the reader's: an entry belongs to its tags), `stale` and `fail_safe`
+/// (the reader's, to keep the entry for them past its expiry), `cache`. Placeholders name
 /// the fn's parameters, read before the body runs.
 ///
 /// If the value cannot be stored (Redis unreachable, a value too large), the

@@ -61,7 +61,16 @@ pub(super) fn body(args: TokenStream, span: Span, func: &ItemFn) -> syn::Result<
     let key = template.render();
     let name = template.lit.to_token_stream();
     let (cache_let, cache) = cache_let(entry.cache.get());
-    let (tags_let, call) = call_tokens(entry, name);
+    let (tags_let, mut call) = call_tokens(entry, name);
+    // The reader's windows past the expiry, so the entry is kept for them.
+    if let Some(stale) = args.stale.get() {
+        let stale = stale.to_tokens();
+        call.extend(quote!(.stale(#stale)));
+    }
+    if let Some(fail_safe) = args.fail_safe.get() {
+        let fail_safe = fail_safe.to_tokens();
+        call.extend(quote!(.fail_safe(#fail_safe)));
+    }
     let key_var = key_var();
     let return_type = function.return_type.expect("checked by Function::analyze");
     // Spanned at what is stored (the `T` of a written `Result<T, E>`): a

@@ -385,6 +385,26 @@ impl Cache {
             .await
     }
 
+    /// [`put`](Self::put) with [`EntryOptions`]: its ttl and tags, and its
+    /// `stale` and `fail_safe` windows (the reader's), for which the entry
+    /// is kept past its expiry.
+    ///
+    /// # Errors
+    ///
+    /// As [`put`](Self::put).
+    pub async fn put_with<T: Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        options: &EntryOptions,
+    ) -> Result<()> {
+        let call = Call {
+            lifecycle: options.lifecycle,
+            ..Call::programmatic(key, options.ttl, &options.tags)
+        };
+        self.put_call(call, value).await
+    }
+
     /// [`put`](Self::put) for a call of `#[cache_put]`: the entry is
     /// written under the call's template.
     pub(crate) async fn put_call<T: Serialize>(&self, call: Call<'_>, value: &T) -> Result<()> {
@@ -434,7 +454,8 @@ impl Cache {
         let write = Write {
             key: &key,
             bytes: &bytes,
-            ttl: call.ttl,
+            // Kept past its expiry for the reader's `stale` and `fail_safe`.
+            ttl: call.ttl + call.lifecycle.keep_after_expiry(),
             tag_keys: &tag_keys,
             epochs: &epochs,
             replace: Replace::Always,
