@@ -423,3 +423,24 @@ async fn optional_and_list_arguments_key_every_call_apart_on_redis() {
         .unwrap();
     optional_and_list_arguments_key_every_call_apart(cache).await;
 }
+
+/// One literal prefix, placeholders naming different fields: two fns, two
+/// entries (a writer naming `<product.id>` reaches a reader of `<id>`, but
+/// `<user_id>` never reaches `<org_id>`).
+#[cached(ttl = 60, key = "stats:<user_id>")]
+async fn user_stats(user_id: u64) -> String {
+    format!("user {user_id}")
+}
+
+#[cached(ttl = 60, key = "stats:<org_id>")]
+async fn org_stats(org_id: u64) -> String {
+    format!("org {org_id}")
+}
+
+#[tokio::test]
+async fn templates_with_one_prefix_and_other_placeholders_do_not_meet() {
+    for _ in 0..2 {
+        assert_eq!(user_stats(7).await, "user 7");
+        assert_eq!(org_stats(7).await, "org 7");
+    }
+}

@@ -326,6 +326,40 @@ async fn a_put_entry_is_kept_for_the_readers_fail_safe(setup: Setup) {
     assert_eq!(source.loads(), 1);
 }
 
+/// A failing source behind `stale`: the refresh that failed is not tried
+/// again for 30 s (the expired value answers meanwhile), then once.
+async fn a_failed_refresh_is_retried_once_per_throttle_period(setup: Setup) {
+    let Setup { cache, clock } = setup;
+    let source = Arc::new(Source::default());
+    let call = || with_stale(cache.clone(), source.clone(), 5);
+    assert_eq!(call().await, Ok(1));
+    source.fail.store(true, SeqCst);
+    clock.advance(Duration::from_secs(11));
+    assert_eq!(call().await, Ok(1), "served stale");
+    // Wait for the refresh to fail.
+    for _ in 0..500 {
+        if source.loads() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for _ in 0..20 {
+        assert_eq!(call().await, Ok(1));
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(source.loads(), 2, "no retry within the throttle period");
+    clock.advance(Duration::from_secs(31));
+    assert_eq!(call().await, Ok(1));
+    for _ in 0..500 {
+        if source.loads() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(source.loads(), 3, "one retry after it");
+}
+
 macro_rules! on_every_backend {
     ($($scenario:ident),* $(,)?) => {
         mod in_memory {
@@ -379,6 +413,7 @@ on_every_backend!(
     fail_safe_never_serves_an_invalidated_value,
     a_soft_timeout_answers_with_the_expired_value,
     a_put_entry_is_kept_for_the_readers_fail_safe,
+    a_failed_refresh_is_retried_once_per_throttle_period,
 );
 
 /// `jitter` spreads the expiry of entries written together.
@@ -403,7 +438,7 @@ async fn jitter_spreads_the_ttls_of_entries_written_together() {
         ttls.push(reply.trim_start_matches(':').trim().parse::<i64>().unwrap());
     }
     assert!(
-        ttls.iter().all(|ms| (49_000..=150_000).contains(ms)),
+        ttls.iter().all(|ms| (54_000..=155_000).contains(ms)),
         "{ttls:?}"
     );
     let (min, max) = (ttls.iter().min().unwrap(), ttls.iter().max().unwrap());

@@ -426,3 +426,46 @@ async fn a_failure_after_the_write_is_the_fns_error_where_its_type_allows() {
     assert_eq!(reader.product(1, 7).await.unwrap().name, "from the db");
     assert_eq!(reader.loads.load(SeqCst), 1, "reloaded, not the old entry");
 }
+
+/// A load that began before an `invalidate_key` does not store even once
+/// the key has emptied again (a newer entry expired): an empty key is not
+/// what the load began from.
+#[tokio::test]
+async fn an_older_load_does_not_store_into_a_key_that_emptied_since() {
+    let clock = redcache::ManualClock::new(Duration::from_secs(1_000_000));
+    let cache = Cache::builder().clock(clock.clone()).build().await.unwrap();
+    let short = Duration::from_secs(1);
+    cache
+        .get_with("k", short, &[], || async { "first".to_string() })
+        .await;
+    clock.advance(Duration::from_secs(2)); // "first" expired, still kept
+    let release = Arc::new(Notify::new());
+    let (began, began_rx) = oneshot::channel();
+    let slow = {
+        let (cache, release) = (cache.clone(), release.clone());
+        tokio::spawn(async move {
+            cache
+                .get_with("k", TTL, &[], || async move {
+                    let _ = began.send(());
+                    release.notified().await;
+                    "old".to_string()
+                })
+                .await
+        })
+    };
+    began_rx.await.unwrap();
+    cache.invalidate_key("k").await.unwrap();
+    let newer: String = cache
+        .get_with("k", short, &[], || async { "newer".to_string() })
+        .await;
+    assert_eq!(newer, "newer");
+    clock.advance(Duration::from_secs(60)); // "newer" expired and is gone
+    release.notify_one();
+    assert_eq!(slow.await.unwrap(), "old");
+    let loads = AtomicUsize::new(0);
+    assert_eq!(
+        read(&cache, &[], &loads).await,
+        "fresh",
+        "not the older load's value"
+    );
+}

@@ -236,40 +236,56 @@ pub(crate) fn decode_value<T: DeserializeOwned>(bytes: &[u8], name: &str) -> Opt
 }
 
 /// Whether two templates are one shape: the same literal text, and a
-/// placeholder wherever the other has one (whatever it names). Within one
-/// shape, different arguments never render the same key (placeholders are
-/// apart by `:`, which arguments escape), so sharing entries across
-/// templates of one shape shares them only between calls of the same
-/// arguments.
+/// placeholder wherever the other has one, naming the same last field
+/// (`<id>` and `<product.id>` match; `<user_id>` and `<org_id>` do not).
+/// Within one shape, different arguments never render the same key
+/// (placeholders are apart by `:`, which arguments escape), so a writer
+/// (`#[cache_put(key = "product:<product.id>")]`) reaches its reader
+/// (`#[cached(key = "product:<id>")]`) and only for the same arguments.
 pub(crate) fn same_shape(a: &str, b: &str) -> bool {
     a == b || shape(a).eq(shape(b))
 }
 
-/// A template's characters, with each placeholder (`<...>`, nested for a
-/// fn path's generics) as one `None`; `<<` is a literal `<`.
-fn shape(template: &str) -> impl Iterator<Item = Option<char>> + '_ {
-    let mut chars = template.chars().peekable();
+/// A piece of a template: a literal character, or a placeholder by the
+/// last field it names.
+#[derive(PartialEq)]
+enum Piece<'a> {
+    Char(char),
+    Hole(&'a str),
+}
+
+/// A template's pieces; a placeholder (`<...>`, nested for a fn path's
+/// generics) is one piece; `<<` is a literal `<`.
+fn shape(template: &str) -> impl Iterator<Item = Piece<'_>> + '_ {
+    let mut rest = template;
     std::iter::from_fn(move || {
-        let c = chars.next()?;
+        let mut chars = rest.char_indices();
+        let (_, c) = chars.next()?;
         if c != '<' {
-            return Some(Some(c));
+            rest = &rest[c.len_utf8()..];
+            return Some(Piece::Char(c));
         }
-        if chars.peek() == Some(&'<') {
-            chars.next();
-            return Some(Some('<'));
+        if rest[1..].starts_with('<') {
+            rest = &rest[2..];
+            return Some(Piece::Char('<'));
         }
-        let mut depth = 1;
-        for c in chars.by_ref() {
+        let mut depth = 0;
+        let mut end = rest.len();
+        for (i, c) in rest.char_indices() {
             match c {
                 '<' => depth += 1,
                 '>' => depth -= 1,
                 _ => {}
             }
             if depth == 0 {
+                end = i;
                 break;
             }
         }
-        Some(None)
+        let inside = &rest[1..end.max(1)];
+        rest = rest.get(end + 1..).unwrap_or("");
+        let last = inside.rsplit('.').next().unwrap_or(inside);
+        Some(Piece::Hole(last))
     })
 }
 
@@ -355,8 +371,12 @@ mod tests {
     #[test]
     fn templates_of_one_shape_share_entries_and_others_do_not() {
         assert!(same_shape("product:<id>", "product:<product.id>"));
-        assert!(same_shape("p:<a>:<b.c>", "p:<x>:<y>"));
-        assert!(same_shape("a<<b:<id>", "a<<b:<x>"));
+        assert!(same_shape("p:<a>:<b.c>", "p:<x.a>:<c>"));
+        assert!(!same_shape("stats:<user_id>", "stats:<org_id>"));
+        assert!(!same_shape("p:<a>:<b>", "p:<b>:<a>"));
+        assert!(same_shape("<A as T>::f", "<A as T>::f"));
+        assert!(!same_shape("Repo<A>::f", "Repo<B>::f"));
+        assert!(same_shape("a<<b:<id>", "a<<b:<x.id>"));
         assert!(!same_shape("page-<slug>", "page-draft-<slug>"));
         assert!(!same_shape("p:<a>:<b>", "p:<a>"));
         assert!(!same_shape("p:<a>", "p:<a>:"));

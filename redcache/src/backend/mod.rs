@@ -37,10 +37,10 @@ pub(crate) struct Write<'a> {
 /// What a write may replace.
 #[derive(Clone, Copy)]
 pub(crate) enum Replace<'a> {
-    /// Only what its load began from, the entry with this head (see
-    /// `entry::head`), or nothing: the entry the load began from may have
-    /// expired meanwhile. A write that came in between (a put, a
-    /// tombstone) is never replaced.
+    /// Only what its load began from: the entry with this head (see
+    /// `entry::head`), or nothing when the head is empty. A write that came
+    /// in between (a put, a tombstone) is never replaced; nor is a key that
+    /// emptied since (the write that emptied it may have been newer).
     IfHead(&'a [u8]),
     /// Whatever the key holds: a `put`, a tombstone.
     Always,
@@ -50,7 +50,7 @@ impl Replace<'_> {
     /// Whether a key holding `current` (its bytes, if any) may be replaced.
     pub(crate) fn allows(&self, current: Option<&[u8]>) -> bool {
         match self {
-            Replace::IfHead(head) => current.is_none() || crate::entry::head(current) == *head,
+            Replace::IfHead(head) => crate::entry::head(current) == *head,
             Replace::Always => true,
         }
     }

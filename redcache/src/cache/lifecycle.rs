@@ -6,7 +6,7 @@
 //! *invalidated* ones (a tag's epoch moved, `invalidate_key`'s tombstone)
 //! never are, by fail-safe neither: they do not decode as `Expired`.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -22,6 +22,12 @@ use crate::entry::{Epoch, Times};
 /// again: a down database is asked once per period, not on every call
 /// (FusionCache's `FailSafeThrottleDuration`, with its default).
 pub(crate) const FAIL_SAFE_THROTTLE: Duration = Duration::from_secs(30);
+
+/// How long an entry stays in the backend after its expiry at least: a
+/// load that began from the expired entry stores only if the key still
+/// holds it, so the entry must outlive such a load (or the load's value is
+/// not stored, and the next call loads again).
+pub(crate) const EXPIRED_MARGIN: Duration = Duration::from_secs(5);
 
 /// The lifecycle options of a call (all off by default).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -44,9 +50,10 @@ pub(crate) struct Lifecycle {
 }
 
 impl Lifecycle {
-    /// How long the backend keeps an entry past its logical expiry.
+    /// How long the backend keeps an entry past its logical expiry: for
+    /// `stale` and `fail_safe`, and at least [`EXPIRED_MARGIN`].
     pub(crate) fn keep_after_expiry(&self) -> Duration {
-        self.stale.max(self.fail_safe)
+        self.stale.max(self.fail_safe).max(EXPIRED_MARGIN)
     }
 
     /// The logical ttl of one entry: `ttl`, spread by the jitter.
@@ -56,7 +63,9 @@ impl Lifecycle {
         }
         let spread = (rand::random::<f64>() * 2.0 - 1.0) * self.jitter;
         // Never below a millisecond: a key always expires, but not at once.
-        ttl.mul_f64(1.0 + spread).max(Duration::from_millis(1))
+        Duration::try_from_secs_f64(ttl.as_secs_f64() * (1.0 + spread))
+            .unwrap_or(ttl)
+            .max(Duration::from_millis(1))
     }
 
     /// Whether an expired value (expired `expired_for` ago) is served
@@ -68,13 +77,14 @@ impl Lifecycle {
     /// Whether a value loaded at `at_ms` may stand in for a failed load at
     /// `now_ms`: no older than its `ttl` and `fail_safe` together.
     pub(crate) fn fail_safe_allows(&self, times: Times, ttl: Duration, now_ms: u64) -> bool {
-        !self.fail_safe.is_zero()
-            && now_ms <= times.at_ms.saturating_add(millis(ttl + self.fail_safe))
+        !self.fail_safe.is_zero() && now_ms <= self.fail_safe_until(times, ttl)
     }
 
     /// The fail-safe deadline of a value loaded at `at_ms`, in ms.
     pub(crate) fn fail_safe_until(&self, times: Times, ttl: Duration) -> u64 {
-        times.at_ms.saturating_add(millis(ttl + self.fail_safe))
+        times
+            .at_ms
+            .saturating_add(millis(ttl.saturating_add(self.fail_safe)))
     }
 }
 
@@ -172,19 +182,21 @@ pub(crate) fn spawn_refresh<T, E, Fut>(
     let value_key = prefixed(&cache.inner.value_prefix, call.key);
     // One refresh per key at a time in this process; across processes the
     // load lock decides.
-    if !cache.inner.refreshing.start(&value_key) {
+    if !cache.inner.refreshing.start(&value_key, cache.now_ms()) {
         return;
     }
     let cache = cache.clone();
     let owned = OwnedCall::new(call);
     tokio::spawn(async move {
-        let _done = Refreshing {
-            set: &cache.inner.refreshing,
+        let mut done = Refreshing {
+            cache: &cache,
             key: &value_key,
+            succeeded: false,
         };
         let span = tracing::debug_span!(target: "redcache", "redcache.refresh",
             name = owned.name, key = owned.key);
-        tracing::Instrument::instrument(cache.refresh(owned.call(), seen, keep, load), span).await;
+        let refresh = cache.refresh(owned.call(), seen, keep, load);
+        done.succeeded = tracing::Instrument::instrument(refresh, span).await;
     });
 }
 
@@ -203,54 +215,78 @@ where
     Fut: Future<Output = Result<T, E>> + Send + 'static,
 {
     let value_key = prefixed(&cache.inner.value_prefix, call.key);
-    if !cache.inner.refreshing.start(&value_key) {
+    if !cache.inner.refreshing.start(&value_key, cache.now_ms()) {
         return None;
     }
     let (sender, receiver) = oneshot::channel();
     let cache = cache.clone();
     let owned = OwnedCall::new(call);
     tokio::spawn(async move {
-        let _done = Refreshing {
-            set: &cache.inner.refreshing,
+        let mut done = Refreshing {
+            cache: &cache,
             key: &value_key,
+            succeeded: false,
         };
         let span = tracing::debug_span!(target: "redcache", "redcache.load",
             name = owned.name, key = owned.key);
         let load = cache.load_in_background(owned.call(), seen, keep, load);
         let result = tracing::Instrument::instrument(load, span).await;
+        done.succeeded = matches!(&result, Ok(value) if keep(value));
         // The caller may have stopped waiting: the value is stored anyway.
         let _ = sender.send(result);
     });
     Some(receiver)
 }
 
-/// The keys this process is refreshing in the background.
+/// The keys this process loads in the background, and those whose last
+/// background load failed (and when, in ms on the cache's clock): a failing
+/// source is asked again only after [`FAIL_SAFE_THROTTLE`], while the
+/// expired value answers (`stale`, `timeout`).
 #[derive(Default)]
-pub(crate) struct RefreshSet(Mutex<HashSet<String>>);
+pub(crate) struct RefreshSet(Mutex<HashMap<String, Option<u64>>>);
 
 impl RefreshSet {
-    /// True when `key` was not being refreshed and now is.
-    fn start(&self, key: &str) -> bool {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(key.to_owned())
+    /// True when `key` was not being loaded, nor failed within the
+    /// throttle period, and now is being loaded.
+    fn start(&self, key: &str, now_ms: u64) -> bool {
+        let mut keys = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match keys.get(key) {
+            Some(None) => false,
+            Some(Some(failed_at))
+                if now_ms.saturating_sub(*failed_at) < millis(FAIL_SAFE_THROTTLE) =>
+            {
+                false
+            }
+            _ => {
+                keys.insert(key.to_owned(), None);
+                true
+            }
+        }
     }
 }
 
-/// Ends a refresh, also when its task panics or is aborted.
+/// Ends a background load, also when its task panics or is aborted (both
+/// count as failures).
 struct Refreshing<'a> {
-    set: &'a RefreshSet,
+    cache: &'a Cache,
     key: &'a str,
+    succeeded: bool,
 }
 
 impl Drop for Refreshing<'_> {
     fn drop(&mut self) {
-        self.set
+        let mut keys = self
+            .cache
+            .inner
+            .refreshing
             .0
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(self.key);
+            .unwrap_or_else(PoisonError::into_inner);
+        if self.succeeded {
+            keys.remove(self.key);
+        } else {
+            keys.insert(self.key.to_owned(), Some(self.cache.now_ms()));
+        }
     }
 }
 

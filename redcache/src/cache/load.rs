@@ -132,8 +132,10 @@ impl Cache {
     /// A load with a soft timeout and an expired value at hand: the load
     /// runs in the background (it stores its value whenever it ends), and
     /// the call gets its result if it comes within `after`, else the
-    /// expired value. A failed load within `after` falls back as fail-safe
-    /// allows. When this process already loads the key in the background,
+    /// expired value. A load that fails within `after` (an error, a value
+    /// not to keep, a panic in its task) is answered with the expired value
+    /// as fail-safe allows. When this process already loads the key in the
+    /// background, or its last background load failed less than 30 s ago,
     /// the expired value is the answer at once.
     async fn soft_timeout<T, E, Fut>(
         &self,
@@ -165,22 +167,16 @@ impl Cache {
             return Ok(expired.value);
         };
         match tokio::time::timeout(after, result).await {
-            Ok(Ok(Ok(value))) => Ok(value),
-            Ok(Ok(Err(error))) => {
-                if call
-                    .lifecycle
-                    .fail_safe_allows(expired.times, call.ttl, self.now_ms())
-                {
-                    counters.count(Event::FailSafe(call.name));
-                    tracing::Span::current().record("outcome", "fail_safe");
-                    Ok(expired.value)
-                } else {
-                    Err(error)
-                }
+            Ok(Ok(Ok(value))) if keep(&value) || !self.fail_safe_holds(call, &expired) => Ok(value),
+            // A failure in time (an error, a value not to keep, a panic in
+            // the task): the expired value stands in, as fail-safe has it;
+            // the task stored nothing.
+            Ok(Ok(Err(error))) if !self.fail_safe_holds(call, &expired) => Err(error),
+            Ok(_) => {
+                counters.count(Event::FailSafe(call.name));
+                tracing::Span::current().record("outcome", "fail_safe");
+                Ok(expired.value)
             }
-            // The load panicked in its task: a panic, as a load in the call
-            // would have been.
-            Ok(Err(_)) => panic!("the load of `{}` panicked", call.key),
             Err(_) => {
                 counters.count(Event::ServedStale(call.name));
                 tracing::Span::current().record("outcome", "timeout");
@@ -191,15 +187,23 @@ impl Cache {
         }
     }
 
+    /// Whether an expired value may still stand in for a failed load.
+    fn fail_safe_holds<T>(&self, call: Call<'_>, expired: &Found<T>) -> bool {
+        call.lifecycle
+            .fail_safe_allows(expired.times, call.ttl, self.now_ms())
+    }
+
     /// A background refresh: the load of `call` from what its reader saw,
-    /// stored as any load is (lock, head, epochs).
+    /// stored as any load is (lock, head, epochs). False when the load
+    /// failed (an error, or a value not to keep).
     pub(super) async fn refresh<T, E, Fut>(
         &self,
         call: Call<'_>,
         seen: Seen,
         keep: fn(&T) -> bool,
         load: Fut,
-    ) where
+    ) -> bool
+    where
         T: Serialize + DeserializeOwned,
         Fut: Future<Output = Result<T, E>>,
     {
@@ -209,11 +213,12 @@ impl Cache {
         let read = self.inner.guarded.backend.read(&key, &[]);
         match self.inner.guarded.op_on(Some(&key), read).await {
             Ok(Read { value, .. }) if entry::head(value.as_deref()) == seen.head => {}
-            _ => return,
+            _ => return true,
         }
         self.inner.guarded.counters.count(Event::Refresh(call.name));
         // Its result has no caller: a failure leaves the entry as it is.
-        let _ = self.load_in_background(call, seen, keep, load).await;
+        let result = self.load_in_background(call, seen, keep, load).await;
+        matches!(&result, Ok(value) if keep(value))
     }
 
     /// The load of `call` from what its reader saw, stored as any load is
@@ -622,7 +627,7 @@ impl Cache {
                             bytes: &bytes,
                             // Kept past its expiry for stale and fail-safe
                             // serving.
-                            ttl: ttl + lifecycle.keep_after_expiry(),
+                            ttl: ttl.saturating_add(lifecycle.keep_after_expiry()),
                             tag_keys,
                             epochs: recorded,
                             replace: Replace::IfHead(&head),

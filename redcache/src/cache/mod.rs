@@ -13,9 +13,9 @@ mod load;
 mod lock;
 mod pending;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -125,7 +125,9 @@ pub(crate) struct Inner {
     refreshing: RefreshSet,
     /// Tag invalidations that could not reach Redis, retried before cached
     /// calls; a tag in here bypasses the cache.
-    pending: Mutex<HashSet<String>>,
+    /// Each with the generation it was recorded as (see `keep_pending`).
+    pending: Mutex<HashMap<String, u64>>,
+    pending_generations: AtomicU64,
     has_pending: AtomicBool,
     /// A retry of the pending invalidations is under way.
     retrying: AtomicBool,
@@ -177,7 +179,8 @@ impl Cache {
             max_entry_size: settings.max_entry_size,
             flights: Flights::default(),
             refreshing: RefreshSet::default(),
-            pending: Mutex::new(HashSet::new()),
+            pending: Mutex::new(HashMap::new()),
+            pending_generations: AtomicU64::new(0),
             has_pending: AtomicBool::new(false),
             retrying: AtomicBool::new(false),
         };
@@ -455,17 +458,19 @@ impl Cache {
             key: &key,
             bytes: &bytes,
             // Kept past its expiry for the reader's `stale` and `fail_safe`.
-            ttl: call.ttl + call.lifecycle.keep_after_expiry(),
+            ttl: call.ttl.saturating_add(call.lifecycle.keep_after_expiry()),
             tag_keys: &tag_keys,
             epochs: &epochs,
             replace: Replace::Always,
             unlock: None,
         };
+        let before = self.pending_generation(&key);
         match guarded.op(guarded.backend.write(write)).await {
             // Not stored only when a tag moved on between the two round
             // trips: every entry under it, the old one too, is then stale.
             Ok(_) => {
                 tracing::debug!(target: "redcache", key = call.key, "put");
+                self.settle(&key, before);
                 Ok(())
             }
             Err(error) => {

@@ -3,7 +3,7 @@
 //! calls, and until delivered the tag or key bypasses the cache in this
 //! process.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::PoisonError;
 
@@ -18,8 +18,14 @@ impl Cache {
     /// key, prefixed); if Redis cannot be reached, keeps it for a retry and
     /// returns the error.
     pub(super) async fn deliver_or_keep(&self, key: String) -> Result<()> {
+        let before = self.pending_generation(&key);
         match self.deliver(&key).await {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                // Newer than what was pending for this key: that retry would
+                // only repeat it (or wipe a put made since).
+                self.settle(&key, before);
+                Ok(())
+            }
             Err(error) => {
                 // Not lost: retried before the next cached call, and until
                 // it succeeds this process serves nothing cached under it.
@@ -56,10 +62,33 @@ impl Cache {
         Ok(())
     }
 
-    /// Keeps an invalidation that could not be delivered.
+    /// Keeps an invalidation that could not be delivered, as a new
+    /// generation of the key's pending entry: a retry already under way
+    /// for an older one will not remove it.
     pub(super) fn keep_pending(&self, key: String) {
-        self.pending().insert(key);
+        let generation = self
+            .inner
+            .pending_generations
+            .fetch_add(1, Ordering::SeqCst);
+        self.pending().insert(key, generation);
         self.inner.has_pending.store(true, Ordering::SeqCst);
+    }
+
+    /// The generation of `key`'s pending invalidation, if any.
+    pub(super) fn pending_generation(&self, key: &str) -> Option<u64> {
+        self.pending().get(key).copied()
+    }
+
+    /// A write or invalidation of `key` reached Redis: the pending one of
+    /// generation `before` (seen when it began) is done with. One recorded
+    /// since stays.
+    pub(super) fn settle(&self, key: &str, before: Option<u64>) {
+        if let Some(generation) = before {
+            let mut pending = self.pending();
+            if pending.get(key) == Some(&generation) {
+                pending.remove(key);
+            }
+        }
     }
 
     /// Retries the invalidations that could not reach Redis; returns the
@@ -76,11 +105,15 @@ impl Cache {
             .is_ok()
         {
             let _done = Retrying(retrying);
-            let pending = self.pending().clone();
-            for key in pending {
+            let pending: Vec<(String, u64)> = self
+                .pending()
+                .iter()
+                .map(|(k, g)| (k.clone(), *g))
+                .collect();
+            for (key, generation) in pending {
                 if self.deliver(&key).await.is_ok() {
                     tracing::info!(target: "redcache", key, "pending invalidation delivered");
-                    self.pending().remove(&key);
+                    self.settle(&key, Some(generation));
                 }
             }
         }
@@ -88,10 +121,10 @@ impl Cache {
         self.inner
             .has_pending
             .store(!pending.is_empty(), Ordering::SeqCst);
-        pending.clone()
+        pending.keys().cloned().collect()
     }
 
-    pub(super) fn pending(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    pub(super) fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
         self.inner
             .pending
             .lock()

@@ -1,8 +1,8 @@
--- Stores an entry if its key still holds what the load began from (or
--- nothing: the entry expired meanwhile), and releases the load lock if one
--- is given and still held: one round trip. A `put` or an `invalidate_key`
--- that came in during the load changed the key's head (a tombstone outlives
--- any load that is stored), so an older load never overwrites it.
+-- Stores an entry if its key still holds what the load began from, and
+-- releases the load lock if one is given and still held: one round trip.
+-- A `put` or an `invalidate_key` that came in during the load changed the
+-- key's head, so an older load never overwrites it. (An entry is kept a
+-- little past its expiry, so a load that began from it finds it still.)
 --
 -- KEYS[1]  the entry key
 -- KEYS[2]  the lock key (absent on a cluster, where it lives in another
@@ -16,8 +16,7 @@
 --
 -- Returns 1 when stored, 0 when the key moved on.
 local stored = 0
-local head = redis.call('GETRANGE', KEYS[1], 0, tonumber(ARGV[4]) - 1)
-if head == ARGV[3] or head == '' then
+if redis.call('GETRANGE', KEYS[1], 0, tonumber(ARGV[4]) - 1) == ARGV[3] then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
   stored = 1
 end
