@@ -21,6 +21,9 @@ struct Source {
     panic: AtomicBool,
     /// Each load takes half a second (of real time).
     slow: AtomicBool,
+    /// Each load waits for `gate` to be notified.
+    gated: AtomicBool,
+    gate: tokio::sync::Notify,
 }
 
 impl Source {
@@ -28,6 +31,9 @@ impl Source {
         self.loads.fetch_add(1, SeqCst);
         if self.slow.load(SeqCst) {
             tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        if self.gated.load(SeqCst) {
+            self.gate.notified().await;
         }
         if self.hang.load(SeqCst) {
             std::future::pending::<()>().await;
@@ -360,6 +366,31 @@ async fn a_failed_refresh_is_retried_once_per_throttle_period(setup: Setup) {
     assert_eq!(source.loads(), 3, "one retry after it");
 }
 
+/// An invalidation that lands while the failing load runs: the value that
+/// was read before it is not served by fail-safe.
+async fn fail_safe_does_not_serve_a_value_invalidated_during_the_load(setup: Setup) {
+    let Setup { cache, clock } = setup;
+    let source = Arc::new(Source::default());
+    assert_eq!(
+        with_fail_safe(cache.clone(), source.clone(), 6).await,
+        Ok(1)
+    );
+    source.fail.store(true, SeqCst);
+    source.gated.store(true, SeqCst);
+    clock.advance(Duration::from_secs(11));
+    let call = tokio::spawn(with_fail_safe(cache.clone(), source.clone(), 6));
+    for _ in 0..500 {
+        if source.loads() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(source.loads(), 2, "the load began");
+    cache.invalidate_tag("t:6").await.unwrap();
+    source.gate.notify_one();
+    assert_eq!(call.await.unwrap(), Err(SourceError::Down));
+}
+
 macro_rules! on_every_backend {
     ($($scenario:ident),* $(,)?) => {
         mod in_memory {
@@ -414,6 +445,7 @@ on_every_backend!(
     a_soft_timeout_answers_with_the_expired_value,
     a_put_entry_is_kept_for_the_readers_fail_safe,
     a_failed_refresh_is_retried_once_per_throttle_period,
+    fail_safe_does_not_serve_a_value_invalidated_during_the_load,
 );
 
 /// `jitter` spreads the expiry of entries written together.

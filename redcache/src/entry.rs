@@ -60,7 +60,7 @@ pub(crate) fn tombstone() -> Vec<u8> {
 
 const TOMBSTONE_TAIL: &[u8] = br#","gone":1}"#;
 
-fn is_tombstone(bytes: &[u8]) -> bool {
+pub(crate) fn is_tombstone(bytes: &[u8]) -> bool {
     bytes.len() == HEAD_LEN + TOMBSTONE_TAIL.len() && bytes.ends_with(TOMBSTONE_TAIL)
 }
 

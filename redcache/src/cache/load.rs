@@ -576,7 +576,16 @@ impl Cache {
             _ => true,
         };
         tracing::debug!(target: "redcache", key = call.key, ?elapsed, failed, "load");
-        if let (true, Some(found)) = (failed, fallback) {
+        // The stand-in was valid when read; an invalidation may have landed
+        // during the load (and an invalidated value is never served).
+        let fallback = match fallback {
+            Some(found) if failed => self
+                .still_valid(key, tag_keys, epochs.as_deref())
+                .await
+                .then_some(found),
+            _ => None,
+        };
+        if let Some(found) = fallback {
             let stand_in = FailSafe {
                 found,
                 epochs: epochs.as_deref(),
@@ -722,6 +731,20 @@ impl Cache {
             lock.release().await;
         }
         found.value
+    }
+
+    /// Whether what a call read is still valid: no tag epoch moved and no
+    /// tombstone came since. When the backend cannot tell, it is taken as
+    /// valid (an invalidation cannot land either then).
+    async fn still_valid(&self, key: &str, tag_keys: &[String], epochs: Option<&[Epoch]>) -> bool {
+        let read = self.inner.guarded.backend.read(key, tag_keys);
+        match self.inner.guarded.op_on(Some(key), read).await {
+            Ok(Read { value, epochs: now }) => {
+                epochs.is_none_or(|read| read == now.as_slice())
+                    && !value.as_deref().is_some_and(entry::is_tombstone)
+            }
+            Err(_) => true,
+        }
     }
 
     /// Milliseconds since the Unix epoch on the cache's clock.
