@@ -391,6 +391,29 @@ async fn fail_safe_does_not_serve_a_value_invalidated_during_the_load(setup: Set
     assert_eq!(call.await.unwrap(), Err(SourceError::Down));
 }
 
+/// A soft timeout does not answer with a value invalidated while the call
+/// waited: the call waits for its load instead.
+async fn a_soft_timeout_does_not_serve_a_value_invalidated_meanwhile(setup: Setup) {
+    let Setup { cache, clock } = setup;
+    let source = Arc::new(Source::default());
+    assert_eq!(with_soft_timeout(cache.clone(), source.clone(), 7).await, Ok(1));
+    clock.advance(Duration::from_secs(11));
+    source.gated.store(true, SeqCst);
+    let call = tokio::spawn(with_soft_timeout(cache.clone(), source.clone(), 7));
+    for _ in 0..500 {
+        if source.loads() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cache.invalidate_key("soft:7").await.unwrap();
+    // Past the soft timeout, then the load ends.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    source.gated.store(false, SeqCst);
+    source.gate.notify_one();
+    assert_eq!(call.await.unwrap(), Ok(2), "the new value, not the invalidated one");
+}
+
 macro_rules! on_every_backend {
     ($($scenario:ident),* $(,)?) => {
         mod in_memory {
@@ -446,6 +469,7 @@ on_every_backend!(
     a_put_entry_is_kept_for_the_readers_fail_safe,
     a_failed_refresh_is_retried_once_per_throttle_period,
     fail_safe_does_not_serve_a_value_invalidated_during_the_load,
+    a_soft_timeout_does_not_serve_a_value_invalidated_meanwhile,
 );
 
 /// `jitter` spreads the expiry of entries written together.

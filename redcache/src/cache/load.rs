@@ -156,28 +156,50 @@ impl Cache {
             fallback,
         } = start;
         let expired = fallback.expect("a soft timeout needs an expired value");
+        let read_epochs = epochs.clone();
         let seen = Seen {
             epochs: epochs.unwrap_or_default(),
             head,
         };
         let counters = &self.inner.guarded.counters;
-        let Some(result) = (spawn.load)(self, call, seen, keep, load) else {
+        let Some(mut result) = (spawn.load)(self, call, seen, keep, load) else {
             counters.count(Event::ServedStale(call.name));
             tracing::Span::current().record("outcome", "stale");
             return Ok(expired.value);
         };
-        match tokio::time::timeout(after, result).await {
+        let in_time = tokio::time::timeout(after, &mut result).await;
+        // The expired value was valid when read; before it answers, check
+        // that no invalidation landed since.
+        let key = prefixed(&self.inner.value_prefix, call.key);
+        let tag_keys = self.tag_keys(call);
+        let still_valid = || self.still_valid(&key, &tag_keys, read_epochs.as_deref());
+        let died =
+            |call: Call<'_>| -> ! { panic!("the load of `{}` failed in its task", call.key) };
+        match in_time {
             Ok(Ok(Ok(value))) if keep(&value) || !self.fail_safe_holds(call, &expired) => Ok(value),
+            Ok(Ok(Err(error))) if !self.fail_safe_holds(call, &expired) => Err(error),
             // A failure in time (an error, a value not to keep, a panic in
             // the task): the expired value stands in, as fail-safe has it;
             // the task stored nothing.
-            Ok(Ok(Err(error))) if !self.fail_safe_holds(call, &expired) => Err(error),
-            Ok(_) => {
-                counters.count(Event::FailSafe(call.name));
-                tracing::Span::current().record("outcome", "fail_safe");
-                Ok(expired.value)
+            Ok(failed) => {
+                if still_valid().await {
+                    counters.count(Event::FailSafe(call.name));
+                    tracing::Span::current().record("outcome", "fail_safe");
+                    return Ok(expired.value);
+                }
+                match failed {
+                    Ok(result) => result,
+                    Err(_) => died(call),
+                }
             }
             Err(_) => {
+                if !still_valid().await {
+                    // Invalidated meanwhile: this call waits for its load.
+                    return match result.await {
+                        Ok(result) => result,
+                        Err(_) => died(call),
+                    };
+                }
                 counters.count(Event::ServedStale(call.name));
                 tracing::Span::current().record("outcome", "timeout");
                 tracing::debug!(target: "redcache", key = call.key, ?after,
