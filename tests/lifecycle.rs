@@ -396,7 +396,10 @@ async fn fail_safe_does_not_serve_a_value_invalidated_during_the_load(setup: Set
 async fn a_soft_timeout_does_not_serve_a_value_invalidated_meanwhile(setup: Setup) {
     let Setup { cache, clock } = setup;
     let source = Arc::new(Source::default());
-    assert_eq!(with_soft_timeout(cache.clone(), source.clone(), 7).await, Ok(1));
+    assert_eq!(
+        with_soft_timeout(cache.clone(), source.clone(), 7).await,
+        Ok(1)
+    );
     clock.advance(Duration::from_secs(11));
     source.gated.store(true, SeqCst);
     let call = tokio::spawn(with_soft_timeout(cache.clone(), source.clone(), 7));
@@ -411,7 +414,11 @@ async fn a_soft_timeout_does_not_serve_a_value_invalidated_meanwhile(setup: Setu
     tokio::time::sleep(Duration::from_millis(300)).await;
     source.gated.store(false, SeqCst);
     source.gate.notify_one();
-    assert_eq!(call.await.unwrap(), Ok(2), "the new value, not the invalidated one");
+    assert_eq!(
+        call.await.unwrap(),
+        Ok(2),
+        "the new value, not the invalidated one"
+    );
 }
 
 macro_rules! on_every_backend {
