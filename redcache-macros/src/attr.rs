@@ -117,6 +117,19 @@ pub(crate) fn parse<A: Args>(
     Ok((args, future))
 }
 
+/// The arguments of an attribute; a syntax error is collected in `errors`
+/// and leaves the defaults, so the other checks still report.
+pub(crate) fn parse_attribute<A: Args>(args: proc_macro2::TokenStream, errors: &mut Errors) -> A {
+    let parsed = syn::parse::Parser::parse2(|input: ParseStream| parse(input, errors), args);
+    match parsed {
+        Ok((args, _)) => args,
+        Err(error) => {
+            errors.push(error);
+            A::default()
+        }
+    }
+}
+
 /// True when the next token is the last of the input (a bare flag).
 fn peek_last(input: ParseStream) -> bool {
     let fork = input.fork();

@@ -22,6 +22,27 @@ pub(crate) fn timeout_has_a_value_to_serve(args: &CachedArgs, errors: &mut Error
     }
 }
 
+/// Every template names only the fn's parameters, with `<..>`; false if
+/// one does not (its error is in `errors`).
+pub(crate) fn templates_name_parameters<'t>(
+    templates: impl IntoIterator<Item = &'t Template>,
+    function: &Function<'_>,
+    errors: &mut Errors,
+) -> bool {
+    let names = function.names();
+    let mut valid = true;
+    for template in templates {
+        if let Err(error) = template
+            .check_roots(&names, "fn")
+            .and_then(|()| template.check_braces(&names))
+        {
+            valid = false;
+            errors.push(error);
+        }
+    }
+    valid
+}
+
 /// Every name in `ignore` is a parameter, and not one the key uses.
 pub(crate) fn ignored(args: &CachedArgs, function: &Function<'_>, errors: &mut Errors) {
     for name in args.ignored() {

@@ -18,7 +18,6 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned, ToTokens};
-use syn::parse::{ParseStream, Parser};
 use syn::spanned::Spanned;
 use syn::ItemFn;
 
@@ -26,17 +25,11 @@ use crate::ast::Function;
 use crate::attr::{self, CachePutArgs};
 use crate::emit::{cache_let, call_tokens, key_var};
 use crate::errors::Errors;
+use crate::valid;
 
 pub(super) fn body(args: TokenStream, span: Span, func: &ItemFn) -> syn::Result<syn::Block> {
     let mut errors = Errors::default();
-    let parsed = (|input: ParseStream| attr::parse(input, &mut errors)).parse2(args);
-    let args: CachePutArgs = match parsed {
-        Ok((args, _)) => args,
-        Err(error) => {
-            errors.push(error);
-            CachePutArgs::default()
-        }
-    };
+    let args: CachePutArgs = attr::parse_attribute(args, &mut errors);
     let entry = &args.entry;
     entry.require_ttl(span, &mut errors);
     if !entry.key.written() {
@@ -46,15 +39,8 @@ pub(super) fn body(args: TokenStream, span: Span, func: &ItemFn) -> syn::Result<
         );
     }
     let function = Function::analyze(&func.sig, "#[cache_put]", &mut errors);
-    let names = function.names();
-    for template in entry.key.get().into_iter().chain(entry.tags()) {
-        if let Err(error) = template
-            .check_roots(&names, "fn")
-            .and_then(|()| template.check_braces(&names))
-        {
-            errors.push(error);
-        }
-    }
+    let templates = entry.key.get().into_iter().chain(entry.tags());
+    valid::templates_name_parameters(templates, &function, &mut errors);
     errors.finish()?;
 
     let template = entry.key.get().expect("checked above");

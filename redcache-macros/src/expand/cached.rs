@@ -3,7 +3,6 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
-use syn::parse::{ParseStream, Parser};
 use syn::spanned::Spanned;
 use syn::{Ident, ItemFn};
 
@@ -15,28 +14,12 @@ use crate::valid;
 
 pub(super) fn body(args: TokenStream, span: Span, func: &ItemFn) -> syn::Result<syn::Block> {
     let mut errors = Errors::default();
-    let parsed = (|input: ParseStream| attr::parse(input, &mut errors)).parse2(args);
-    let args: CachedArgs = match parsed {
-        Ok((args, _)) => args,
-        Err(error) => {
-            errors.push(error);
-            CachedArgs::default()
-        }
-    };
+    let args: CachedArgs = attr::parse_attribute(args, &mut errors);
     let entry = &args.entry;
     entry.require_ttl(span, &mut errors);
     let function = Function::analyze(&func.sig, "#[cached]", &mut errors);
-    let names = function.names();
-    let mut templates_valid = true;
-    for template in entry.key.get().into_iter().chain(entry.tags()) {
-        if let Err(error) = template
-            .check_roots(&names, "fn")
-            .and_then(|()| template.check_braces(&names))
-        {
-            templates_valid = false;
-            errors.push(error);
-        }
-    }
+    let templates = entry.key.get().into_iter().chain(entry.tags());
+    let templates_valid = valid::templates_name_parameters(templates, &function, &mut errors);
     valid::ignored(&args, &function, &mut errors);
     valid::timeout_has_a_value_to_serve(&args, &mut errors);
     if let (Some(key), true) = (entry.key.get(), templates_valid) {

@@ -18,7 +18,6 @@
 
 use proc_macro2::{Literal, Span, TokenStream};
 use quote::{format_ident, quote};
-use syn::parse::{ParseStream, Parser};
 use syn::ItemFn;
 
 use crate::ast::Function;
@@ -26,17 +25,11 @@ use crate::attr::{self, InvalidatesArgs};
 use crate::emit::cache_let;
 use crate::errors::Errors;
 use crate::template::Template;
+use crate::valid;
 
 pub(super) fn body(args: TokenStream, span: Span, func: &ItemFn) -> syn::Result<syn::Block> {
     let mut errors = Errors::default();
-    let parsed = (|input: ParseStream| attr::parse(input, &mut errors)).parse2(args);
-    let args: InvalidatesArgs = match parsed {
-        Ok((args, _)) => args,
-        Err(error) => {
-            errors.push(error);
-            InvalidatesArgs::default()
-        }
-    };
+    let args: InvalidatesArgs = attr::parse_attribute(args, &mut errors);
     if !args.tags.written() && !args.keys.written() {
         errors.push_new(
             span,
@@ -44,15 +37,8 @@ pub(super) fn body(args: TokenStream, span: Span, func: &ItemFn) -> syn::Result<
         );
     }
     let function = Function::analyze(&func.sig, "#[invalidates]", &mut errors);
-    let names = function.names();
-    for template in args.tags().iter().chain(args.keys()) {
-        if let Err(error) = template
-            .check_roots(&names, "fn")
-            .and_then(|()| template.check_braces(&names))
-        {
-            errors.push(error);
-        }
-    }
+    let templates = args.tags().iter().chain(args.keys());
+    valid::templates_name_parameters(templates, &function, &mut errors);
     errors.finish()?;
 
     let (cache_let, cache) = cache_let(args.cache.get());

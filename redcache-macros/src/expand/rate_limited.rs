@@ -54,11 +54,8 @@ pub(super) fn expand(stack: Vec<(TokenStream, Span)>, mut func: ItemFn) -> syn::
         policies.push(options);
     }
     let function = Function::analyze(&func.sig, "#[rate_limited]", &mut errors);
-    if let Some((_, key)) = &shared.key {
-        if let Err(error) = key.check_roots(&function.names(), "fn") {
-            errors.push(error);
-        }
-    }
+    let key = shared.key.iter().map(|(_, key)| key);
+    valid::templates_name_parameters(key, &function, &mut errors);
     // The refusal is returned as the fn's error: point at `E` when the
     // return type is written `Result<T, E>`, else at the whole type (an
     // alias is checked on its real type by `Refusable`).

@@ -167,7 +167,7 @@ impl<T, E, Fut> Clone for Spawn<T, E, Fut> {
 
 impl<T, E, Fut> Copy for Spawn<T, E, Fut> {}
 
-/// The [`Spawn`] of loads that can outlive their call.
+/// The [`Spawn::refresh`] of loads that can outlive their call.
 pub(crate) fn spawn_refresh<T, E, Fut>(
     cache: &Cache,
     call: Call<'_>,
@@ -179,24 +179,8 @@ pub(crate) fn spawn_refresh<T, E, Fut>(
     E: Send + 'static,
     Fut: Future<Output = Result<T, E>> + Send + 'static,
 {
-    let value_key = prefixed(&cache.inner.value_prefix, call.key);
-    // One refresh per key at a time in this process; across processes the
-    // load lock decides.
-    if !cache.inner.refreshing.start(&value_key, cache.now_ms()) {
-        return;
-    }
-    let cache = cache.clone();
-    let owned = OwnedCall::new(call);
-    tokio::spawn(async move {
-        let mut done = Refreshing {
-            cache: &cache,
-            key: &value_key,
-            succeeded: false,
-        };
-        let span = tracing::debug_span!(target: "redcache", "redcache.refresh",
-            name = owned.name, key = owned.key);
-        let refresh = cache.refresh(owned.call(), seen, keep, load);
-        done.succeeded = tracing::Instrument::instrument(refresh, span).await;
+    spawn_background(cache, call, "refresh", move |cache, call| async move {
+        cache.refresh(call.call(), seen, keep, load).await
     });
 }
 
@@ -214,28 +198,46 @@ where
     E: Send + 'static,
     Fut: Future<Output = Result<T, E>> + Send + 'static,
 {
+    let (sender, receiver) = oneshot::channel();
+    let started = spawn_background(cache, call, "load", move |cache, call| async move {
+        let result = cache
+            .load_in_background(call.call(), seen, keep, load)
+            .await;
+        let succeeded = matches!(&result, Ok(value) if keep(value));
+        // The caller may have stopped waiting: the value is stored anyway.
+        let _ = sender.send(result);
+        succeeded
+    });
+    started.then_some(receiver)
+}
+
+/// Runs `work` in a task, unless this process already loads the key in the
+/// background (or its last background load failed within the throttle
+/// period): one per key; across processes the load lock decides. `work`
+/// says whether it succeeded. False when nothing was started.
+fn spawn_background<W, Fut>(cache: &Cache, call: Call<'_>, task: &'static str, work: W) -> bool
+where
+    W: FnOnce(Cache, OwnedCall) -> Fut + Send + 'static,
+    Fut: Future<Output = bool> + Send,
+{
     let value_key = prefixed(&cache.inner.value_prefix, call.key);
     if !cache.inner.refreshing.start(&value_key, cache.now_ms()) {
-        return None;
+        return false;
     }
-    let (sender, receiver) = oneshot::channel();
     let cache = cache.clone();
     let owned = OwnedCall::new(call);
     tokio::spawn(async move {
+        let span = tracing::debug_span!(target: "redcache", "redcache.background",
+            task, name = owned.name, key = owned.key);
         let mut done = Refreshing {
             cache: &cache,
             key: &value_key,
             succeeded: false,
         };
-        let span = tracing::debug_span!(target: "redcache", "redcache.load",
-            name = owned.name, key = owned.key);
-        let load = cache.load_in_background(owned.call(), seen, keep, load);
-        let result = tracing::Instrument::instrument(load, span).await;
-        done.succeeded = matches!(&result, Ok(value) if keep(value));
-        // The caller may have stopped waiting: the value is stored anyway.
-        let _ = sender.send(result);
+        let work = work(cache.clone(), owned);
+        done.succeeded = tracing::Instrument::instrument(work, span).await;
     });
-    Some(receiver)
+    true
 }
 
 /// The keys this process loads in the background, and those whose last

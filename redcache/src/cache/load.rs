@@ -209,6 +209,17 @@ impl Cache {
         }
     }
 
+    /// Whether the key still holds the entry with `head` (false when the
+    /// backend cannot tell: then the caller reads again, or refreshes
+    /// nothing).
+    async fn still_holds(&self, key: &str, head: &[u8]) -> bool {
+        let read = self.inner.guarded.backend.read(key, &[]);
+        match self.inner.guarded.op_on(Some(key), read).await {
+            Ok(Read { value, .. }) => entry::head(value.as_deref()) == head,
+            Err(_) => false,
+        }
+    }
+
     /// Whether an expired value may still stand in for a failed load.
     fn fail_safe_holds<T>(&self, call: Call<'_>, expired: &Found<T>) -> bool {
         call.lifecycle
@@ -232,10 +243,8 @@ impl Cache {
         let key = prefixed(&self.inner.value_prefix, call.key);
         // The read that started this refresh may have raced with the store
         // of another one: refresh only if the key still holds what it read.
-        let read = self.inner.guarded.backend.read(&key, &[]);
-        match self.inner.guarded.op_on(Some(&key), read).await {
-            Ok(Read { value, .. }) if entry::head(value.as_deref()) == seen.head => {}
-            _ => return true,
+        if !self.still_holds(&key, &seen.head).await {
+            return true;
         }
         self.inner.guarded.counters.count(Event::Refresh(call.name));
         // Its result has no caller: a failure leaves the entry as it is.
@@ -379,6 +388,11 @@ impl Cache {
                             // leader is gone: they find the new entry, or
                             // the load running, and the expired value.
                             drop(leader);
+                            // The read may have raced with the store of the
+                            // last background load: read again, then.
+                            if !self.still_holds(&key, &start.head).await {
+                                continue;
+                            }
                             return self
                                 .soft_timeout(call, start, after, spawn, keep, load)
                                 .await;
@@ -429,7 +443,8 @@ impl Cache {
             let epochs = match self.inner.guarded.op_on(Some(key), read).await {
                 Ok(Read { value, epochs }) => {
                     if let Some(bytes) = value {
-                        head = entry::head(Some(&bytes)).to_vec();
+                        // Copied only off the hit path: a hit needs no head.
+                        let head_of = || entry::head(Some(&bytes)).to_vec();
                         let now_ms = self.now_ms();
                         match entry::decode::<T>(&bytes, call.name, call.tags, &epochs, now_ms) {
                             Decoded::Fresh(found) => {
@@ -447,6 +462,7 @@ impl Cache {
                                 });
                                 if early {
                                     tracing::debug!(target: "redcache", key = call.key, "early refresh");
+                                    let head = head_of();
                                     return Joining::Refresh(found.value, Seen { epochs, head });
                                 }
                                 return Joining::Hit(found.value);
@@ -459,6 +475,7 @@ impl Cache {
                                     counters.count(Event::ServedStale(call.name));
                                     tracing::Span::current().record("outcome", "stale");
                                     tracing::debug!(target: "redcache", key = call.key, ?expired_for, "served stale; refreshing");
+                                    let head = head_of();
                                     return Joining::Refresh(found.value, Seen { epochs, head });
                                 }
                                 outcome = "expired";
@@ -495,6 +512,7 @@ impl Cache {
                                     "the entry was written by another key template that renders the same key; treating it as a miss (give the two templates distinct literal prefixes)");
                             }
                         }
+                        head = head_of();
                     }
                     Some(epochs)
                 }
