@@ -120,6 +120,14 @@ impl<'a> Function<'a> {
     pub(crate) fn return_span(&self) -> Span {
         self.return_type.map_or_else(Span::call_site, Spanned::span)
     }
+
+    /// Where to report a problem with the value that is cached: the `T` of
+    /// a written `Result<T, E>`, else the whole return type.
+    pub(crate) fn value_span(&self) -> Span {
+        self.written_result
+            .as_ref()
+            .map_or_else(|| self.return_span(), |result| result.value.span())
+    }
 }
 
 /// The names a pattern binds; `_` and literals bind none.

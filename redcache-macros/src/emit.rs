@@ -7,6 +7,7 @@ use syn::spanned::Spanned;
 use syn::{Expr, Ident};
 
 use crate::attr::EntryArgs;
+use crate::duration::SpannedDuration;
 use crate::options::Stampede;
 use crate::template::Template;
 
@@ -33,6 +34,23 @@ pub(crate) fn call_tokens(entry: &EntryArgs, name: TokenStream) -> (TokenStream,
         call.extend(quote!(.stampede(#stampede)));
     }
     (tags_let, call)
+}
+
+/// `.stale(..)` and `.fail_safe(..)` on a `Call`: how long its entry is kept
+/// past its expiry (a reader's windows, or a writer's for its reader).
+pub(crate) fn keep_windows(
+    stale: Option<&SpannedDuration>,
+    fail_safe: Option<&SpannedDuration>,
+    call: &mut TokenStream,
+) {
+    if let Some(stale) = stale {
+        let stale = stale.to_tokens();
+        call.extend(quote!(.stale(#stale)));
+    }
+    if let Some(fail_safe) = fail_safe {
+        let fail_safe = fail_safe.to_tokens();
+        call.extend(quote!(.fail_safe(#fail_safe)));
+    }
 }
 
 /// `let __redcache_cache = ...;`: the cache as an owned handle, evaluated

@@ -18,12 +18,11 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned, ToTokens};
-use syn::spanned::Spanned;
 use syn::ItemFn;
 
 use crate::ast::Function;
 use crate::attr::{self, CachePutArgs};
-use crate::emit::{cache_let, call_tokens, key_var};
+use crate::emit::{cache_let, call_tokens, keep_windows, key_var};
 use crate::errors::Errors;
 use crate::valid;
 
@@ -49,22 +48,12 @@ pub(super) fn body(args: TokenStream, span: Span, func: &ItemFn) -> syn::Result<
     let (cache_let, cache) = cache_let(entry.cache.get());
     let (tags_let, mut call) = call_tokens(entry, name);
     // The reader's windows past the expiry, so the entry is kept for them.
-    if let Some(stale) = args.stale.get() {
-        let stale = stale.to_tokens();
-        call.extend(quote!(.stale(#stale)));
-    }
-    if let Some(fail_safe) = args.fail_safe.get() {
-        let fail_safe = fail_safe.to_tokens();
-        call.extend(quote!(.fail_safe(#fail_safe)));
-    }
+    keep_windows(args.stale.get(), args.fail_safe.get(), &mut call);
     let key_var = key_var();
     let return_type = function.return_type.expect("checked by Function::analyze");
     // Spanned at what is stored (the `T` of a written `Result<T, E>`): a
     // value type without `Serialize` is reported there.
-    let value_span = function
-        .written_result
-        .as_ref()
-        .map_or_else(|| function.return_span(), |result| result.value.span());
+    let value_span = function.value_span();
     let block = &func.block;
     let put = quote_spanned!(value_span=>
         ::redcache::__private::writes!(#return_type).put(#cache, #call, async move #block).await

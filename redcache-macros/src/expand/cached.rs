@@ -3,12 +3,11 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
-use syn::spanned::Spanned;
 use syn::{Ident, ItemFn};
 
 use crate::ast::{Function, Generic};
 use crate::attr::{self, CachedArgs};
-use crate::emit::{cache_let, call_tokens, key_var};
+use crate::emit::{cache_let, call_tokens, keep_windows, key_var};
 use crate::errors::Errors;
 use crate::valid;
 
@@ -62,10 +61,7 @@ pub(super) fn body(args: TokenStream, span: Span, func: &ItemFn) -> syn::Result<
     // The call carries the span of the return type (its value type for a
     // written `Result`), so a value type that cannot be cached is reported
     // there, and `cache_none` on a fn without an `Option` at the flag.
-    let value_span = function
-        .written_result
-        .as_ref()
-        .map_or_else(|| function.return_span(), |result| result.value.span());
+    let value_span = function.value_span();
     let mut kind = quote_spanned!(value_span=> ::redcache::__private::returns!(#return_type));
     if let Some(flag) = args.cache_none.get() {
         let value = flag.value;
@@ -90,14 +86,7 @@ pub(super) fn body(args: TokenStream, span: Span, func: &ItemFn) -> syn::Result<
 /// `.stale(..)`, `.fail_safe(..)`, `.early_refresh(..)`, `.soft_timeout(..)`, `.jitter(..)` on
 /// the `Call`, for the options given.
 fn lifecycle_tokens(args: &CachedArgs, call: &mut TokenStream) {
-    if let Some(stale) = args.stale.get() {
-        let stale = stale.to_tokens();
-        call.extend(quote!(.stale(#stale)));
-    }
-    if let Some(fail_safe) = args.fail_safe.get() {
-        let fail_safe = fail_safe.to_tokens();
-        call.extend(quote!(.fail_safe(#fail_safe)));
-    }
+    keep_windows(args.stale.get(), args.fail_safe.get(), call);
     if let Some(beta) = args.early_refresh.get() {
         let beta = proc_macro2::Literal::f64_unsuffixed(beta.value);
         call.extend(quote!(.early_refresh(#beta)));
