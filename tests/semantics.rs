@@ -97,7 +97,7 @@ async fn get<T>(
     value: T,
 ) -> T
 where
-    T: serde::Serialize + serde::de::DeserializeOwned,
+    T: redcache::Cacheable,
 {
     match cache
         .get_or_load(key, ttl, tags, || counted(loads, value))

@@ -10,6 +10,7 @@ use crate::backend::Backend;
 use crate::cache::{Cache, Settings};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
+use crate::near::{self, NearCache, Nodes};
 
 /// The environment variables [`Cache::from_env`] reads, first match wins.
 pub const ENV_VARS: [&str; 2] = ["REDCACHE_URL", "REDIS_URL"];
@@ -90,6 +91,7 @@ impl Default for CacheBuilder {
                 clock: Arc::new(SystemClock),
                 breaker_threshold: 5,
                 breaker_cool_down: Duration::from_millis(250),
+                near: None,
             },
         }
     }
@@ -205,9 +207,21 @@ impl CacheBuilder {
         let url = ENV_VARS
             .iter()
             .find_map(|var| std::env::var(var).ok().filter(|v| !v.trim().is_empty()));
-        match url {
+        let builder = match url {
             Some(url) => self.url(&url),
             None => self.memory(),
+        };
+        // And the near cache (see `NearCache::from_env`).
+        match NearCache::from_env() {
+            Ok(Some(near)) => builder.near_cache(near),
+            Ok(None) => builder,
+            Err(error) => CacheBuilder {
+                target: Target::Invalid {
+                    url: "(near cache settings)".into(),
+                    hint: error.to_string(),
+                },
+                ..builder
+            },
         }
     }
 
@@ -275,6 +289,18 @@ impl CacheBuilder {
         self
     }
 
+    /// A near cache (L1): decoded values in this process in front of
+    /// Redis, so a hit of a hot key costs no round trip. Redis keeps it
+    /// coherent: any change of a key or of a tag's epoch, by any process
+    /// or by `redis-cli`, drops the copies (`CLIENT TRACKING`, see
+    /// [`NearCache`] and README's "Near cache"). Off by default on Redis;
+    /// the embedded backend always keeps its values decoded (sized by
+    /// [`max_entries`](Self::max_entries), or by this).
+    pub fn near_cache(mut self, near: NearCache) -> Self {
+        self.settings.near = Some(near);
+        self
+    }
+
     /// The clock of the rules the cache keeps itself (default: the system
     /// clock): entry and tag-epoch expiry and rate limits on the embedded
     /// backend, the circuit breaker's cool-down, the in-process memory of
@@ -320,23 +346,29 @@ impl CacheBuilder {
                 "op_timeout and lock_ttl must be greater than zero",
             ));
         }
-        let backend = match &self.target {
+        let (backend, nodes) = match &self.target {
             Target::Invalid { url, hint } => {
                 return Err(Error::BadUrl {
                     url: url.clone(),
                     hint: hint.clone(),
                 })
             }
-            Target::Memory => Backend::Memory(MemoryBackend::new(
-                self.settings.max_entries,
-                Arc::clone(&self.settings.clock),
-            )),
-            Target::Redis(url) => Backend::Redis(RedisBackend::new(
-                Connection::single(url, self.connect_timeout)?,
-                Connection::single(url, self.connect_timeout)?,
-                vec![url.clone()],
-                self.connect_timeout,
-            )),
+            Target::Memory => (
+                Backend::Memory(MemoryBackend::new(
+                    self.settings.max_entries,
+                    Arc::clone(&self.settings.clock),
+                )),
+                None,
+            ),
+            Target::Redis(url) => (
+                Backend::Redis(RedisBackend::new(
+                    Connection::single(url, self.connect_timeout)?,
+                    Connection::single(url, self.connect_timeout)?,
+                    vec![url.clone()],
+                    self.connect_timeout,
+                )),
+                Some(Nodes::Single(url.clone())),
+            ),
             Target::Cluster(nodes) => {
                 if nodes.is_empty() {
                     return Err(Error::Config(
@@ -349,12 +381,15 @@ impl CacheBuilder {
                 let response_timeout = self.settings.op_timeout.mul_f32(0.8);
                 let conn = Connection::cluster(nodes, self.connect_timeout, response_timeout)?;
                 let side = Connection::cluster(nodes, self.connect_timeout, response_timeout)?;
-                Backend::Redis(RedisBackend::new(
-                    conn,
-                    side,
-                    nodes.clone(),
-                    self.connect_timeout,
-                ))
+                (
+                    Backend::Redis(RedisBackend::new(
+                        conn,
+                        side,
+                        nodes.clone(),
+                        self.connect_timeout,
+                    )),
+                    Some(Nodes::Cluster(nodes.clone())),
+                )
             }
             Target::Sentinel { sentinels, service } => {
                 if sentinels.is_empty() {
@@ -365,15 +400,25 @@ impl CacheBuilder {
                 let conn = Connection::sentinel(sentinels, service, self.connect_timeout)?;
                 // The master's connection serves the checks too: a second
                 // one would watch the sentinels twice.
-                Backend::Redis(RedisBackend::new(
-                    conn.clone(),
-                    conn,
-                    sentinels.clone(),
-                    self.connect_timeout,
-                ))
+                (
+                    Backend::Redis(RedisBackend::new(
+                        conn.clone(),
+                        conn,
+                        sentinels.clone(),
+                        self.connect_timeout,
+                    )),
+                    Some(Nodes::Sentinel {
+                        sentinels: sentinels.clone(),
+                        service: service.clone(),
+                    }),
+                )
             }
         };
-        Ok(Cache::new(backend, &self.namespace, &self.settings))
+        let cache = Cache::new(backend, &self.namespace, &self.settings);
+        if let (Some(near), Some(nodes)) = (&cache.inner.near, nodes) {
+            near::spawn_tracking(near, nodes, &self.namespace, self.connect_timeout);
+        }
+        Ok(cache)
     }
 
     /// The builder [`Cache::from_env`] uses.

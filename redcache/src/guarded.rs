@@ -22,7 +22,7 @@ pub(crate) struct Guarded {
     pub(crate) backend: Backend,
     breaker: Breaker,
     op_timeout: Duration,
-    pub(crate) counters: Counters,
+    pub(crate) counters: Arc<Counters>,
     /// An outage of Redis was reported and has not ended yet.
     reported_down: AtomicBool,
     /// A check of the server after a timed-out operation is running.
@@ -37,7 +37,7 @@ impl Guarded {
         backend: Backend,
         op_timeout: Duration,
         breaker: Breaker,
-        counters: Counters,
+        counters: Arc<Counters>,
     ) -> Self {
         Guarded {
             backend,

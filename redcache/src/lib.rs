@@ -65,6 +65,7 @@ mod key;
 #[cfg(feature = "axum")]
 mod layer;
 mod limiter;
+mod near;
 mod rate_checks;
 mod ratelimit;
 mod report;
@@ -76,7 +77,7 @@ pub mod __private;
 
 pub use breaker::CircuitState;
 pub use builder::{CacheBuilder, ENV_VARS};
-pub use cache::{Cache, EntryOptions, Stampede};
+pub use cache::{Cache, Cacheable, EntryOptions, Stampede};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, LoadTimeout, Result};
 pub use global::{global, invalidate_key, invalidate_tag, set_global};
@@ -84,6 +85,7 @@ pub use key::{Key, KeyArg, KeyList};
 #[cfg(feature = "axum")]
 pub use layer::{RateLimit, RateLimitLayer};
 pub use limiter::{rate_status, RateLimiter};
+pub use near::{NearCache, NearStatus, NEAR_CACHE_ENV_VARS};
 pub use ratelimit::{Algorithm, OnError, Policy, RateLimited, RateStatus};
 pub use stats::Stats;
 

@@ -11,8 +11,6 @@ use std::future::Future;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use tokio::sync::oneshot;
 
 use super::{prefixed, Cache, Call, Stampede};
@@ -175,7 +173,7 @@ pub(crate) fn spawn_refresh<T, E, Fut>(
     keep: fn(&T) -> bool,
     load: Fut,
 ) where
-    T: Serialize + DeserializeOwned + Send + 'static,
+    T: super::Cacheable,
     E: Send + 'static,
     Fut: Future<Output = Result<T, E>> + Send + 'static,
 {
@@ -194,7 +192,7 @@ pub(crate) fn spawn_load<T, E, Fut>(
     load: Fut,
 ) -> Option<oneshot::Receiver<Result<T, E>>>
 where
-    T: Serialize + DeserializeOwned + Send + 'static,
+    T: super::Cacheable,
     E: Send + 'static,
     Fut: Future<Output = Result<T, E>> + Send + 'static,
 {

@@ -10,17 +10,17 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 
-use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::lifecycle::{
     millis, spawn_load, spawn_refresh, xfetch, Seen, Spawn, FAIL_SAFE_THROTTLE,
 };
 use super::lock::{LoadLock, Locking};
-use super::{prefixed, Cache, Call, Stampede};
+use super::{prefixed, Cache, Cacheable, Call, Stampede};
 use crate::backend::{Read, Replace, Unlock, Write, INVALIDATED_EPOCH_TTL};
 use crate::entry::{self, Decoded, Epoch, Found, Times};
 use crate::flight::{Joined, Leader, Outcome};
+use crate::near::Fill;
 use crate::stats::Event;
 
 /// Where a call stands after its read, in this process's flight of its key.
@@ -96,7 +96,7 @@ impl Cache {
         load: Fut,
     ) -> Result<T, E>
     where
-        T: Serialize + DeserializeOwned,
+        T: Cacheable,
         Fut: Future<Output = Result<T, E>>,
     {
         use tracing::Instrument;
@@ -115,7 +115,7 @@ impl Cache {
         load: Fut,
     ) -> Result<T, E>
     where
-        T: Serialize + DeserializeOwned + Send + 'static,
+        T: Cacheable,
         E: Send + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
@@ -147,7 +147,7 @@ impl Cache {
         load: Fut,
     ) -> Result<T, E>
     where
-        T: Serialize + DeserializeOwned,
+        T: Cacheable,
         Fut: Future<Output = Result<T, E>>,
     {
         let Start {
@@ -237,7 +237,7 @@ impl Cache {
         load: Fut,
     ) -> bool
     where
-        T: Serialize + DeserializeOwned,
+        T: Cacheable,
         Fut: Future<Output = Result<T, E>>,
     {
         let key = prefixed(&self.inner.value_prefix, call.key);
@@ -262,7 +262,7 @@ impl Cache {
         load: Fut,
     ) -> Result<T, E>
     where
-        T: Serialize + DeserializeOwned,
+        T: Cacheable,
         Fut: Future<Output = Result<T, E>>,
     {
         let key = prefixed(&self.inner.value_prefix, call.key);
@@ -299,7 +299,7 @@ impl Cache {
         load: Fut,
     ) -> T
     where
-        T: Serialize + DeserializeOwned,
+        T: Cacheable,
         Fut: Future<Output = T>,
     {
         let load = async { Ok::<T, std::convert::Infallible>(load.await) };
@@ -318,7 +318,7 @@ impl Cache {
         load: Fut,
     ) -> T
     where
-        T: Serialize + DeserializeOwned + Send + 'static,
+        T: Cacheable,
         Fut: Future<Output = T> + Send + 'static,
     {
         let load = async { Ok::<T, std::convert::Infallible>(load.await) };
@@ -336,7 +336,7 @@ impl Cache {
         spawn: Option<Spawn<T, E, Fut>>,
     ) -> Result<T, E>
     where
-        T: Serialize + DeserializeOwned,
+        T: Cacheable,
         Fut: Future<Output = Result<T, E>>,
     {
         let counters = &self.inner.guarded.counters;
@@ -345,6 +345,19 @@ impl Cache {
             crate::report::once(call.name, &format!("{}: {reason}", call.name));
             counters.count(Event::Miss(call.name));
             return load.await;
+        }
+        // The near cache first: a hit there needs no key or tag list.
+        if !self.inner.has_pending.load(Ordering::SeqCst) {
+            match self.near_hit(call, spawn.is_some()) {
+                Some(Joining::Hit(value)) => return Ok(value),
+                Some(Joining::Refresh(value, seen)) => {
+                    if let Some(spawn) = spawn {
+                        (spawn.refresh)(self, call, seen, keep, load);
+                    }
+                    return Ok(value);
+                }
+                _ => {}
+            }
         }
         let key = prefixed(&self.inner.value_prefix, call.key);
         if self.inner.guarded.is_slow(&key) {
@@ -426,7 +439,7 @@ impl Cache {
     /// The read of a call, then its place in this process's flight of the
     /// key: a hit (perhaps with a refresh to start, when `can_refresh`),
     /// the leader, or a follower whose leader failed.
-    async fn read_or_join<T: DeserializeOwned>(
+    async fn read_or_join<T: Cacheable>(
         &self,
         call: Call<'_>,
         key: &str,
@@ -435,7 +448,14 @@ impl Cache {
     ) -> Joining<'_, T> {
         let counters = &self.inner.guarded.counters;
         let lifecycle = call.lifecycle;
+        let near = self.inner.near.as_deref();
         loop {
+            if let Some(hit) = self.near_hit(call, can_refresh) {
+                return hit;
+            }
+            // Taken before the read: a change that lands while it is under
+            // way keeps its value out of L1.
+            let mut ticket = near.and_then(|near| near.ticket(key, tag_keys));
             let mut outcome = "miss";
             let mut head = Vec::new();
             let mut fallback = None;
@@ -451,17 +471,20 @@ impl Cache {
                                 counters.count(Event::Hit(call.name));
                                 tracing::Span::current().record("outcome", "hit");
                                 tracing::trace!(target: "redcache", key = call.key, "hit");
-                                let early = lifecycle.early_refresh.is_some_and(|beta| {
-                                    can_refresh
-                                        && xfetch(
-                                            now_ms,
-                                            found.times,
-                                            beta,
-                                            1.0 - rand::random::<f64>(),
-                                        )
-                                });
-                                if early {
-                                    tracing::debug!(target: "redcache", key = call.key, "early refresh");
+                                if let (Some(near), Some(ticket)) = (near, ticket.take()) {
+                                    let fill = Fill {
+                                        key: call.key,
+                                        name: call.name,
+                                        tags: call.tags,
+                                        value: &found.value,
+                                        times: found.times,
+                                        epochs: &epochs,
+                                        head: entry::head(Some(&bytes)),
+                                        size: bytes.len(),
+                                    };
+                                    near.fill(ticket, fill, now_ms);
+                                }
+                                if can_refresh && self.refreshes_early(call, found.times) {
                                     let head = head_of();
                                     return Joining::Refresh(found.value, Seen { epochs, head });
                                 }
@@ -570,7 +593,7 @@ impl Cache {
         load: Fut,
     ) -> Led<T, E, Fut>
     where
-        T: Serialize + DeserializeOwned,
+        T: Cacheable,
         Fut: Future<Output = Result<T, E>>,
     {
         let Start {
@@ -773,6 +796,36 @@ impl Cache {
         found.value
     }
 
+    /// The call's value from the near cache, if it holds it (and a refresh
+    /// to start, as for a hit from the backend).
+    fn near_hit<T: Cacheable>(&self, call: Call<'_>, can_refresh: bool) -> Option<Joining<'_, T>> {
+        let near = self.inner.near.as_deref()?;
+        let hit = near.get::<T>(call.key, call.name, call.tags, self.now_ms())?;
+        self.inner.guarded.counters.count(Event::NearHit(call.name));
+        tracing::Span::current().record("outcome", "hit_l1");
+        if can_refresh && self.refreshes_early(call, hit.times) {
+            let seen = Seen {
+                epochs: hit.epochs,
+                head: hit.head,
+            };
+            return Some(Joining::Refresh(hit.value, seen));
+        }
+        Some(Joining::Hit(hit.value))
+    }
+
+    /// Whether a fresh value is refreshed now, in the background (XFetch,
+    /// when the call has `early_refresh`).
+    fn refreshes_early(&self, call: Call<'_>, times: Times) -> bool {
+        let early = call
+            .lifecycle
+            .early_refresh
+            .is_some_and(|beta| xfetch(self.now_ms(), times, beta, 1.0 - rand::random::<f64>()));
+        if early {
+            tracing::debug!(target: "redcache", key = call.key, "early refresh");
+        }
+        early
+    }
+
     /// Whether what a call read is still valid: no tag epoch moved and no
     /// tombstone came since. When the backend cannot tell, it is taken as
     /// valid (an invalidation cannot land either then).
@@ -802,12 +855,14 @@ impl Cache {
             }),
             ..write
         };
-        match self
+        let key = write.key;
+        let written = self
             .inner
             .guarded
             .op(self.inner.guarded.backend.write(write))
-            .await
-        {
+            .await;
+        self.changed(key);
+        match written {
             Ok(written) => {
                 if let (true, Some(lock)) = (written.unlocked, lock) {
                     lock.released = true;

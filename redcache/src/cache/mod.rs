@@ -32,8 +32,26 @@ use crate::entry::{self, Times};
 use crate::error::{Error, Result};
 use crate::flight::Flights;
 use crate::guarded::Guarded;
+use crate::near::{Near, NearCache, NearStatus};
 use crate::rate_checks::RateChecks;
 use crate::stats::{Counters, Event, Stats};
+
+/// What a cached value must be: stored encoded in the backend
+/// (`Serialize`, `DeserializeOwned`) and held decoded in the near cache,
+/// which hands each hit a clone (`Clone + Send + Sync + 'static`).
+/// Implemented for every such type.
+///
+/// A value that is costly to clone, or not `Clone`, can be cached as an
+/// `Arc<T>`: a hit is then a reference count, and the backend stores the
+/// `T` (serde's `rc` impls, which redcache turns on).
+#[diagnostic::on_unimplemented(
+    message = "the cached value type `{Self}` must implement `Serialize`, `DeserializeOwned` and `Clone`, and be `Send + Sync + 'static`",
+    label = "this value is stored in the cache",
+    note = "add `#[derive(Clone, serde::Serialize, serde::Deserialize)]` to the type; for a value that is costly to clone or cannot be `Clone`, cache an `Arc<T>`"
+)]
+pub trait Cacheable: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
+
+impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Cacheable for T {}
 
 /// How concurrent misses of one key are coordinated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -131,6 +149,8 @@ pub(crate) struct Inner {
     has_pending: AtomicBool,
     /// A retry of the pending invalidations is under way.
     retrying: AtomicBool,
+    /// The near cache (L1), if any: always on the embedded backend.
+    pub(crate) near: Option<Arc<Near>>,
 }
 
 /// The settings of a cache, as the builder collected them.
@@ -144,6 +164,7 @@ pub(crate) struct Settings {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) breaker_threshold: u32,
     pub(crate) breaker_cool_down: Duration,
+    pub(crate) near: Option<NearCache>,
 }
 
 impl Cache {
@@ -154,11 +175,27 @@ impl Cache {
             settings.breaker_cool_down,
             Arc::clone(&settings.clock),
         );
+        let counters = Arc::new(Counters::new(namespace));
+        // On the embedded backend every change is made in this process, so
+        // an L1 of decoded values is always coherent: a hit decodes nothing.
+        let near = match (&backend, &settings.near) {
+            (Backend::Memory(_), near) => {
+                let near = near
+                    .clone()
+                    .unwrap_or_else(|| NearCache::new().max_entries(settings.max_entries));
+                Some((near, NearStatus::InProcess))
+            }
+            (Backend::Redis(_), Some(near)) => Some((near.clone(), NearStatus::Bypassed)),
+            (Backend::Redis(_), None) => None,
+        };
+        let near = near.map(|(near, status)| {
+            Arc::new(Near::new(near, namespace, Arc::clone(&counters), status))
+        });
         let guarded = Arc::new(Guarded::new(
             backend,
             settings.op_timeout,
             breaker,
-            Counters::new(namespace),
+            counters,
         ));
         // Entries, tag epochs, locks and rate limits live under distinct
         // prefixes, so no rendered key can ever name a key of another kind.
@@ -183,6 +220,7 @@ impl Cache {
             pending_generations: AtomicU64::new(0),
             has_pending: AtomicBool::new(false),
             retrying: AtomicBool::new(false),
+            near,
         };
         Cache {
             inner: Arc::new(inner),
@@ -243,7 +281,7 @@ impl Cache {
         load: F,
     ) -> Result<T, E>
     where
-        T: Serialize + DeserializeOwned,
+        T: Cacheable,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
@@ -266,7 +304,7 @@ impl Cache {
     /// ```
     pub async fn get_with<T, F, Fut>(&self, key: &str, ttl: Duration, tags: &[&str], load: F) -> T
     where
-        T: Serialize + DeserializeOwned,
+        T: Cacheable,
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {
@@ -298,7 +336,7 @@ impl Cache {
         load: F,
     ) -> Option<T>
     where
-        T: Serialize + DeserializeOwned,
+        Option<T>: Cacheable,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Option<T>>,
     {
@@ -465,7 +503,9 @@ impl Cache {
             unlock: None,
         };
         let before = self.pending_generation(&key);
-        match guarded.op(guarded.backend.write(write)).await {
+        let written = guarded.op(guarded.backend.write(write)).await;
+        self.changed(&key);
+        match written {
             // Not stored only when a tag moved on between the two round
             // trips: every entry under it, the old one too, is then stale.
             Ok(_) => {
@@ -484,7 +524,19 @@ impl Cache {
     /// The counters of this cache (shared by its clones), and the state of
     /// its circuit breaker.
     pub fn stats(&self) -> Stats {
-        self.inner.guarded.stats()
+        let mut stats = self.inner.guarded.stats();
+        if let Some(near) = &self.inner.near {
+            stats.near = near.status();
+        }
+        stats
+    }
+
+    /// This process changed `key` (an entry's or a tag's epoch, prefixed):
+    /// its near-cache copies are dropped before the change is reported.
+    pub(super) fn changed(&self, key: &str) {
+        if let Some(near) = &self.inner.near {
+            near.changed(key);
+        }
     }
 }
 
@@ -627,7 +679,7 @@ impl Cache {
         load: F,
     ) -> Result<T, E>
     where
-        T: Serialize + DeserializeOwned + Send + 'static,
+        T: Cacheable,
         E: Send + 'static,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>> + Send + 'static,

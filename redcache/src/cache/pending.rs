@@ -19,7 +19,10 @@ impl Cache {
     /// returns the error.
     pub(super) async fn deliver_or_keep(&self, key: String) -> Result<()> {
         let before = self.pending_generation(&key);
-        match self.deliver(&key).await {
+        let delivered = self.deliver(&key).await;
+        // Also when it failed: the key bypasses the cache until delivered.
+        self.changed(&key);
+        match delivered {
             Ok(()) => {
                 // Newer than what was pending for this key: that retry would
                 // only repeat it (or wipe a put made since).
@@ -112,6 +115,7 @@ impl Cache {
                 .collect();
             for (key, generation) in pending {
                 if self.deliver(&key).await.is_ok() {
+                    self.changed(&key);
                     tracing::info!(target: "redcache", key, "pending invalidation delivered");
                     self.settle(&key, Some(generation));
                 }

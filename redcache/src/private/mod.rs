@@ -4,9 +4,6 @@
 
 use std::future::Future;
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
-
 pub use crate::cache::Stampede;
 pub use crate::global::global;
 pub use crate::identity::{FnId, FnPath};
@@ -80,15 +77,7 @@ pub fn handle<C: CacheHandle + ?Sized>(cache: &C) -> Cache {
     cache.cache().clone()
 }
 
-/// The bound on a cached value, with an error message that says what to do.
-#[diagnostic::on_unimplemented(
-    message = "the cached value type `{Self}` must implement `Serialize` and `DeserializeOwned`",
-    label = "this value is stored in the cache",
-    note = "add `#[derive(serde::Serialize, serde::Deserialize)]` to the type"
-)]
-pub trait Cacheable: Serialize + DeserializeOwned {}
-
-impl<T: Serialize + DeserializeOwned> Cacheable for T {}
+pub use crate::cache::Cacheable;
 
 /// One call of a cached function.
 #[derive(Debug, Clone, Copy)]
@@ -321,7 +310,7 @@ impl ResultKind {
     ) -> Result<T, E>
     where
         C: AsRef<Cache>,
-        T: Cacheable + Send + 'static,
+        T: Cacheable,
         E: Send + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
@@ -400,7 +389,7 @@ impl ValueKind {
     pub async fn cached_refreshing<C, T, Fut>(self, cache: C, call: Call<'_>, load: Fut) -> T
     where
         C: AsRef<Cache>,
-        T: Cacheable + Send + 'static,
+        T: Cacheable,
         Fut: Future<Output = T> + Send + 'static,
     {
         cache

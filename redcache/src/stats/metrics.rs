@@ -4,7 +4,7 @@
 //!
 //! | metric | kind | labels |
 //! |---|---|---|
-//! | `redcache_calls_total` | counter | `namespace`, `name`, `outcome` = `hit` \| `miss` |
+//! | `redcache_calls_total` | counter | `namespace`, `name`, `outcome` = `hit` \| `hit_l1` \| `miss` \| `stale` \| `fail_safe` |
 //! | `redcache_stale_total` | counter | `namespace`, `name` |
 //! | `redcache_undecodable_total` | counter | `namespace`, `name` |
 //! | `redcache_loads_total` | counter | `namespace`, `name` |
@@ -13,6 +13,8 @@
 //! | `redcache_lock_waits_total` | counter | `namespace`, `name` |
 //! | `redcache_backend_errors_total` | counter | `namespace`, `op` = `read` \| `write` \| `lock` \| `unlock` \| `rate_limit` \| `encode` \| `too_large` |
 //! | `redcache_invalidations_total` | counter | `namespace` |
+//! | `redcache_near_invalidations_total` | counter | `namespace` |
+//! | `redcache_near_flushes_total` | counter | `namespace` |
 //! | `redcache_rate_limit_checks_total` | counter | `namespace`, `limiter`, `result` = `allowed` \| `denied` \| `denied_locally` |
 //!
 //! `name` is the key template of a `#[cached]` fn as written
@@ -36,6 +38,14 @@ pub(crate) fn count(namespace: &Arc<str>, event: Event<'_>) {
             counter!("redcache_calls_total", "namespace" => ns, "name" => name, "outcome" => "hit")
                 .increment(1)
         }
+        Event::NearHit(name) => {
+            counter!("redcache_calls_total", "namespace" => ns, "name" => name, "outcome" => "hit_l1")
+                .increment(1)
+        }
+        Event::NearInvalidation => {
+            counter!("redcache_near_invalidations_total", "namespace" => ns).increment(1)
+        }
+        Event::NearFlush => counter!("redcache_near_flushes_total", "namespace" => ns).increment(1),
         Event::Miss(name) => {
             counter!("redcache_calls_total", "namespace" => ns, "name" => name, "outcome" => "miss")
                 .increment(1)

@@ -6,6 +6,7 @@ mod metrics;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::breaker::CircuitState;
+use crate::near::NearStatus;
 
 /// Each counter is written once, here: it becomes a field of [`Stats`], an
 /// atomic of `Counters`, and a line of `Counters::snapshot`. (An `Event`
@@ -28,6 +29,8 @@ macro_rules! counters {
             $($(#[doc = $doc])* pub $field: u64,)*
             /// The circuit breaker's state when the snapshot was taken.
             pub circuit: CircuitState,
+            /// Where the near cache stood when the snapshot was taken.
+            pub near: NearStatus,
         }
 
         pub(crate) struct Counters {
@@ -49,6 +52,7 @@ macro_rules! counters {
                 Stats {
                     $($field: self.$field.load(Relaxed),)*
                     circuit,
+                    near: NearStatus::Off,
                 }
             }
         }
@@ -56,8 +60,18 @@ macro_rules! counters {
 }
 
 counters! {
-    /// Calls answered from the cache.
+    /// Calls answered from the cache (the near cache's hits included).
     hits,
+    /// Of the `hits`, those answered from the near cache (L1), without a
+    /// round trip.
+    near_hits,
+    /// Invalidations of near-cache entries received from Redis (or the
+    /// pub/sub fallback).
+    near_invalidations,
+    /// Times the near cache was emptied at once: its invalidations stopped
+    /// (a disconnect, a failed check, a failover or slot move) or the
+    /// server was flushed.
+    near_flushes,
     /// Calls that found no usable entry (absent, stale or undecodable).
     misses,
     /// Entries found but invalidated by a tag since they were loaded, or
@@ -104,6 +118,10 @@ counters! {
 #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
 pub(crate) enum Event<'a> {
     Hit(&'static str),
+    /// A hit of the near cache (also counted as a hit).
+    NearHit(&'static str),
+    NearInvalidation,
+    NearFlush,
     Miss(&'static str),
     Stale(&'static str),
     Undecodable(&'static str),
@@ -125,6 +143,12 @@ impl Counters {
     pub(crate) fn count(&self, event: Event<'_>) {
         let counter = match event {
             Event::Hit(_) => &self.hits,
+            Event::NearHit(_) => {
+                self.hits.fetch_add(1, Relaxed);
+                &self.near_hits
+            }
+            Event::NearInvalidation => &self.near_invalidations,
+            Event::NearFlush => &self.near_flushes,
             Event::Miss(_) => &self.misses,
             Event::Stale(_) => &self.stale,
             Event::Undecodable(_) => &self.undecodable,
