@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redcache::Cache;
+use redcache::{Cache, NearCache, NearStatus};
 use redcache_suite::{unique_namespace, RedisServer};
 
 /// Waits until `check` holds, for at most `limit`.
@@ -77,6 +77,38 @@ async fn after_a_forced_failover_writes_go_to_the_new_master() {
         "written on the first master"
     );
 
+    // A second process with a near cache holds `k` in its L1.
+    let near = Cache::builder()
+        .url(&format!(
+            "redis+sentinel://127.0.0.1:{}/mymaster",
+            sentinel.port()
+        ))
+        .namespace(&ns)
+        .op_timeout(Duration::from_millis(500))
+        .near_cache(NearCache::new().check_interval(Duration::from_millis(200)))
+        .build()
+        .await
+        .unwrap();
+    eventually("near cache tracking", Duration::from_secs(10), || {
+        near.stats().near == NearStatus::Tracking
+    })
+    .await;
+    let near_read = || {
+        near.get_or_load("k", Duration::from_secs(60), &["t"], || async {
+            Ok::<_, String>(0)
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let hits = near.stats().near_hits;
+        assert_eq!(near_read().await, Ok(1));
+        if near.stats().near_hits > hits {
+            break;
+        }
+        assert!(Instant::now() < deadline, "k never reached L1");
+    }
+    let flushes = near.stats().near_flushes;
+
     // Load while the failover happens: every call returns the right value.
     let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let load = {
@@ -120,6 +152,19 @@ async fn after_a_forced_failover_writes_go_to_the_new_master() {
     })
     .await;
 
+    // The failover flushed L1 (the sentinel killed its connection, or its
+    // check found the old master demoted), and tracking moved on.
+    eventually("the near cache flushed", Duration::from_secs(5), || {
+        near.stats().near_flushes > flushes
+    })
+    .await;
+    eventually(
+        "the near cache tracking the new master",
+        Duration::from_secs(15),
+        || near.stats().near == NearStatus::Tracking,
+    )
+    .await;
+
     // Writes continue on the new master, found by asking the sentinel again.
     let deadline = Instant::now() + Duration::from_secs(20);
     let moved = Instant::now();
@@ -151,5 +196,14 @@ async fn after_a_forced_failover_writes_go_to_the_new_master() {
         })
         .await;
     assert_eq!(value, Ok(2), "the invalidated entry was reloaded");
+    // The near cache's process sees it too: tracking follows the new master.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while near_read().await != Ok(2) {
+        assert!(
+            Instant::now() < deadline,
+            "the near cache kept the old value"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     println!("{calls} cached calls under load during the failover, all correct");
 }

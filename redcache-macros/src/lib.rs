@@ -30,7 +30,7 @@ use proc_macro::TokenStream;
 ///
 /// ```
 /// # use serde::{Deserialize, Serialize};
-/// # #[derive(Serialize, Deserialize)] struct Product { id: u64 }
+/// # #[derive(Clone, Serialize, Deserialize)] struct Product { id: u64 }
 /// # #[derive(Debug)] struct DbError;
 /// #[redcache::cached(ttl = 300, key = "product:<id>", tags = ["category:<category_id>"])]
 /// async fn get_product(id: u64, category_id: u64) -> Result<Product, DbError> {

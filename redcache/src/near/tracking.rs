@@ -88,6 +88,7 @@ pub(crate) fn spawn(near: &Arc<Near>, nodes: Nodes, namespace: &str, connect_tim
         check_interval: near.settings().check_interval,
         session: Arc::new(AtomicU64::new(0)),
         went_live: false,
+        sentinel: None,
         told_fallback: false,
     };
     runtime.spawn(tracker.run());
@@ -104,6 +105,8 @@ struct Tracker {
     session: Arc<AtomicU64>,
     /// The last session went live (the backoff starts over).
     went_live: bool,
+    /// Asked for the master on Sentinel, at each session and check.
+    sentinel: Option<tokio::sync::Mutex<redis::sentinel::SentinelClient>>,
     told_fallback: bool,
 }
 
@@ -123,11 +126,13 @@ struct Tracked {
     check: Check,
 }
 
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, PartialEq)]
 enum Check {
     Ping,
-    /// The node must still be a master (Sentinel).
-    Master,
+    /// The node must still be a master, and the one the sentinels name
+    /// (after a failover they name the new one at once; the old one may go
+    /// on as a master for a while).
+    Master(redis::ConnectionAddr),
 }
 
 impl Tracker {
@@ -179,7 +184,7 @@ impl Tracker {
             };
             tracked.push(Tracked {
                 conn,
-                check: *check,
+                check: check.clone(),
             });
         }
         let Some(near) = self.near.upgrade() else {
@@ -278,7 +283,7 @@ impl Tracker {
     }
 
     async fn check(&self, node: &mut Tracked) -> Result<(), String> {
-        match node.check {
+        match &node.check {
             Check::Ping => {
                 let ping = redis::cmd("PING");
                 self.within(ping.query_async::<Value>(&mut node.conn))
@@ -286,24 +291,41 @@ impl Tracker {
                     .map(drop)
                     .map_err(|e| describe("PING", e))
             }
-            Check::Master => {
+            Check::Master(addr) => {
                 let role = redis::cmd("ROLE");
                 match self
                     .within(role.query_async::<Vec<Value>>(&mut node.conn))
                     .await
                 {
-                    Ok(role) if matches!(role.first(), Some(Value::BulkString(r)) if r == b"master") => {
-                        Ok(())
-                    }
-                    Ok(_) => Err("the Sentinel master is no longer a master".into()),
-                    Err(e) => Err(describe("ROLE", e)),
+                    Ok(role) if matches!(role.first(), Some(Value::BulkString(r)) if r == b"master") =>
+                        {}
+                    Ok(_) => return Err("the Sentinel master is no longer a master".into()),
+                    Err(e) => return Err(describe("ROLE", e)),
+                }
+                match self.sentinel_master().await {
+                    Ok(master) if master.get_connection_info().addr() == addr => Ok(()),
+                    Ok(_) => Err("the sentinels name another master".into()),
+                    Err(Ended::Lost(why) | Ended::Unsupported(why)) => Err(why),
+                    Err(Ended::Dropped) => Ok(()),
                 }
             }
         }
     }
 
+    /// The master the sentinels name now.
+    async fn sentinel_master(&self) -> Result<Client, Ended> {
+        let Some(sentinel) = &self.sentinel else {
+            return Err(Ended::Unsupported("no sentinels".into()));
+        };
+        let mut sentinel = sentinel.lock().await;
+        tokio::time::timeout(self.connect_timeout, sentinel.async_get_client())
+            .await
+            .map_err(|_| Ended::Lost("the sentinels did not answer in time".into()))?
+            .map_err(|e| Ended::Lost(format!("no master from the sentinels: {e}")))
+    }
+
     /// The RESP3 clients of the nodes to track.
-    async fn clients(&self) -> Result<Vec<(Client, Check)>, Ended> {
+    async fn clients(&mut self) -> Result<Vec<(Client, Check)>, Ended> {
         let open = |url: &str| {
             Client::open(url)
                 .map(resp3)
@@ -312,19 +334,21 @@ impl Tracker {
         match &self.nodes {
             Nodes::Single(url) => Ok(vec![(open(url)?, Check::Ping)]),
             Nodes::Sentinel { sentinels, service } => {
-                let mut sentinel = redis::sentinel::SentinelClient::build(
-                    sentinels.clone(),
-                    service.clone(),
-                    None,
-                    redis::sentinel::SentinelServerType::Master,
-                )
-                .map_err(|e| Ended::Unsupported(format!("the sentinels cannot be used: {e}")))?;
-                let master =
-                    tokio::time::timeout(self.connect_timeout, sentinel.async_get_client())
-                        .await
-                        .map_err(|_| Ended::Lost("the sentinels did not answer in time".into()))?
-                        .map_err(|e| Ended::Lost(format!("no master from the sentinels: {e}")))?;
-                Ok(vec![(resp3(master), Check::Master)])
+                if self.sentinel.is_none() {
+                    let sentinel = redis::sentinel::SentinelClient::build(
+                        sentinels.clone(),
+                        service.clone(),
+                        None,
+                        redis::sentinel::SentinelServerType::Master,
+                    )
+                    .map_err(|e| {
+                        Ended::Unsupported(format!("the sentinels cannot be used: {e}"))
+                    })?;
+                    self.sentinel = Some(tokio::sync::Mutex::new(sentinel));
+                }
+                let master = self.sentinel_master().await?;
+                let addr = master.get_connection_info().addr().clone();
+                Ok(vec![(resp3(master), Check::Master(addr))])
             }
             Nodes::Cluster(seeds) => {
                 for seed in seeds {
