@@ -14,11 +14,12 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use redcache::{Algorithm, Policy, RateLimiter};
 use redcache_benches::contenders::{
-    cached_crate_product, rate_limit_script, raw_get_and_decode, raw_rate_limit_check,
-    redcache_product, redcache_tagged, warm, PRODUCT_ENTRY, TAGGED_KEYS,
+    cached_crate_product, memory_product, near_product, near_tagged, rate_limit_script,
+    raw_get_and_decode, raw_rate_limit_check, redcache_product, redcache_tagged, warm,
+    PRODUCT_ENTRY, TAGGED_KEYS,
 };
 use redcache_benches::{
-    bench, calls, in_tasks, runtime, write_result, StopServerOnExit, CONCURRENCY,
+    bench, calls, in_tasks, product, runtime, write_result, Product, StopServerOnExit, CONCURRENCY,
 };
 
 /// One contender: a call, made `tasks` at a time by `in_tasks`.
@@ -101,7 +102,54 @@ fn main() {
         cached_crate_product(1).await.unwrap();
     });
 
+    let near = call(|| async {
+        near_product(1).await.unwrap();
+    });
+    let near_tagged = call(|| async {
+        near_tagged(1).await.unwrap();
+    });
+    let memory = call(|| async {
+        memory_product(1).await.unwrap();
+    });
+    // A bare moka `get` of the same value under its key: the floor of any
+    // in-process hit.
+    let moka: Arc<moka::sync::Cache<String, Product>> = Arc::new(moka::sync::Cache::new(1000));
+    moka.insert("product:1".to_string(), product(1));
+    let moka_get = call(move || {
+        let value = moka.get("product:1").expect("inserted");
+        async move {
+            std::hint::black_box(value);
+        }
+    });
+
     let mut pairs: Vec<(String, String, Call, Call, usize)> = Vec::new();
+    for tasks in CONCURRENCY {
+        pairs.push((
+            format!("hit/redcache_near/{tasks}"),
+            format!("hit/raw_get/{tasks}"),
+            Arc::clone(&near),
+            Arc::clone(&raw_get),
+            tasks,
+        ));
+    }
+    for tasks in [1, 64] {
+        pairs.push((
+            format!("hit/redcache_near_tagged/{tasks}"),
+            format!("hit/redcache_near/{tasks}"),
+            Arc::clone(&near_tagged),
+            Arc::clone(&near),
+            tasks,
+        ));
+    }
+    for (name, contender) in [("redcache_near", &near), ("redcache_memory", &memory)] {
+        pairs.push((
+            format!("hit/{name}/1"),
+            "hit/moka_get/1".to_string(),
+            Arc::clone(contender),
+            Arc::clone(&moka_get),
+            1,
+        ));
+    }
     for tasks in CONCURRENCY {
         for (name, contender, reference, reference_name) in [
             ("redcache", &redcache, &raw_get, "raw_get"),

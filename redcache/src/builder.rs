@@ -92,6 +92,7 @@ impl Default for CacheBuilder {
                 breaker_threshold: 5,
                 breaker_cool_down: Duration::from_millis(250),
                 near: None,
+                custom_clock: false,
             },
         }
     }
@@ -309,6 +310,7 @@ impl CacheBuilder {
     /// sleeping.
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.settings.clock = Arc::new(clock);
+        self.settings.custom_clock = true;
         self
     }
 

@@ -223,6 +223,19 @@ impl KeyPart for ArgPart<'_> {
     }
 }
 
+/// An integer argument, written with `itoa` rather than `Display`
+/// (the same text: digits and `-` need no escaping), since most keys are
+/// ids and the formatting machinery would be most of their rendering.
+#[doc(hidden)]
+pub struct IntPart<T>(pub T);
+
+impl<T: itoa::Integer> KeyPart for IntPart<T> {
+    fn append_to(self, mut key: Key) -> Key {
+        key.buf.push_str(itoa::Buffer::new().format(self.0));
+        key
+    }
+}
+
 /// A list appended with [`Key::list`].
 #[doc(hidden)]
 pub struct ListPart<'a, T: ?Sized>(pub &'a T);
@@ -338,6 +351,48 @@ mod tests {
         assert_eq!(list(&Arc::<[u32]>::from(vec![3, 1, 2])), expected);
         assert_eq!(list(&&vec![3, 1, 2]), expected);
         assert_eq!(list(&BTreeSet::from([3, 1, 2])), "1,2,3");
+    }
+
+    #[test]
+    fn integers_render_as_display_renders_them() {
+        macro_rules! same {
+            ($($value:expr),*) => {$(
+                let fast = Key::new().part(crate::__redcache_key_part!($value)).finish();
+                assert_eq!(fast, Key::new().arg(&$value).finish());
+                assert_eq!(fast, $value.to_string());
+            )*};
+        }
+        same!(
+            0u8,
+            255u8,
+            -128i8,
+            u64::MAX,
+            i64::MIN,
+            -1i32,
+            u128::MAX,
+            i128::MIN,
+            42usize,
+            -7isize
+        );
+        // A reference to an integer, a string and a list take their own paths.
+        let id = 7u64;
+        let by_ref = &id;
+        assert_eq!(
+            Key::new()
+                .part(crate::__redcache_key_part!(by_ref))
+                .finish(),
+            "7"
+        );
+        assert_eq!(
+            Key::new().part(crate::__redcache_key_part!("a:b")).finish(),
+            "a%3Ab"
+        );
+        assert_eq!(
+            Key::new()
+                .part(crate::__redcache_key_part!(vec![1, 2]))
+                .finish(),
+            "1,2"
+        );
     }
 
     #[test]

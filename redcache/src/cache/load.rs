@@ -100,9 +100,33 @@ impl Cache {
         Fut: Future<Output = Result<T, E>>,
     {
         use tracing::Instrument;
-        self.load_through_in_span(call, keep, load, None)
-            .instrument(call_span(call))
-            .await
+        if let Some(value) = self.near_fast(call) {
+            return Ok(value);
+        }
+        // Boxed: the rest of a call is a large future, which an L1 hit
+        // should neither build nor move.
+        Box::pin(
+            self.load_through_in_span(call, keep, load, None)
+                .instrument(call_span(call)),
+        )
+        .await
+    }
+
+    /// An L1 hit, answered before anything else of the call is set up.
+    /// Calls that may refresh early, and calls while an invalidation is
+    /// pending, take the full path.
+    fn near_fast<T: Cacheable>(&self, call: Call<'_>) -> Option<T> {
+        let near = self.inner.near.as_deref()?;
+        let full_path = call.lifecycle.early_refresh.is_some()
+            || call.uncacheable.is_some()
+            || self.inner.has_pending.load(Ordering::SeqCst);
+        if full_path {
+            return None;
+        }
+        let hit = near.get::<T>(call.key, call.name, call.tags)?;
+        self.inner.guarded.counters.count(Event::NearHit(call.name));
+        call_span(call).record("outcome", "hit_l1");
+        Some(hit.value)
     }
 
     /// [`load_through`](Self::load_through) for a load that can outlive
@@ -120,13 +144,18 @@ impl Cache {
         Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
         use tracing::Instrument;
+        if let Some(value) = self.near_fast(call) {
+            return Ok(value);
+        }
         let spawn = Spawn {
             refresh: spawn_refresh::<T, E, Fut>,
             load: spawn_load::<T, E, Fut>,
         };
-        self.load_through_in_span(call, keep, load, Some(spawn))
-            .instrument(call_span(call))
-            .await
+        Box::pin(
+            self.load_through_in_span(call, keep, load, Some(spawn))
+                .instrument(call_span(call)),
+        )
+        .await
     }
 
     /// A load with a soft timeout and an expired value at hand: the load
@@ -345,19 +374,6 @@ impl Cache {
             crate::report::once(call.name, &format!("{}: {reason}", call.name));
             counters.count(Event::Miss(call.name));
             return load.await;
-        }
-        // The near cache first: a hit there needs no key or tag list.
-        if !self.inner.has_pending.load(Ordering::SeqCst) {
-            match self.near_hit(call, spawn.is_some()) {
-                Some(Joining::Hit(value)) => return Ok(value),
-                Some(Joining::Refresh(value, seen)) => {
-                    if let Some(spawn) = spawn {
-                        (spawn.refresh)(self, call, seen, keep, load);
-                    }
-                    return Ok(value);
-                }
-                _ => {}
-            }
         }
         let key = prefixed(&self.inner.value_prefix, call.key);
         if self.inner.guarded.is_slow(&key) {
@@ -800,15 +816,12 @@ impl Cache {
     /// to start, as for a hit from the backend).
     fn near_hit<T: Cacheable>(&self, call: Call<'_>, can_refresh: bool) -> Option<Joining<'_, T>> {
         let near = self.inner.near.as_deref()?;
-        let hit = near.get::<T>(call.key, call.name, call.tags, self.now_ms())?;
+        let hit = near.get::<T>(call.key, call.name, call.tags)?;
         self.inner.guarded.counters.count(Event::NearHit(call.name));
         tracing::Span::current().record("outcome", "hit_l1");
-        if can_refresh && self.refreshes_early(call, hit.times) {
-            let seen = Seen {
-                epochs: hit.epochs,
-                head: hit.head,
-            };
-            return Some(Joining::Refresh(hit.value, seen));
+        if can_refresh && self.refreshes_early(call, hit.times()) {
+            let (epochs, head) = hit.seen();
+            return Some(Joining::Refresh(hit.value, Seen { epochs, head }));
         }
         Some(Joining::Hit(hit.value))
     }

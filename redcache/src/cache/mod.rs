@@ -165,6 +165,8 @@ pub(crate) struct Settings {
     pub(crate) breaker_threshold: u32,
     pub(crate) breaker_cool_down: Duration,
     pub(crate) near: Option<NearCache>,
+    /// `clock` is not the system clock (see `CacheBuilder::clock`).
+    pub(crate) custom_clock: bool,
 }
 
 impl Cache {
@@ -189,7 +191,14 @@ impl Cache {
             (Backend::Redis(_), None) => None,
         };
         let near = near.map(|(near, status)| {
-            Arc::new(Near::new(near, namespace, Arc::clone(&counters), status))
+            let clock = settings.custom_clock.then(|| Arc::clone(&settings.clock));
+            Arc::new(Near::new(
+                near,
+                namespace,
+                Arc::clone(&counters),
+                status,
+                clock,
+            ))
         });
         let guarded = Arc::new(Guarded::new(
             backend,

@@ -26,6 +26,7 @@ use moka::sync::Cache as Moka;
 pub(crate) use self::tracking::{spawn as spawn_tracking, Nodes};
 use self::watch::{Watch, Watches};
 use crate::backend::memory::{AtDeadline, Expiring};
+use crate::clock::Clock;
 use crate::entry::{Epoch, Times};
 use crate::stats::{Counters, Event};
 
@@ -242,12 +243,22 @@ struct Held {
     weight: u32,
 }
 
-/// An L1 hit.
+/// An L1 hit: the value, and the entry it came from.
 pub(crate) struct NearHit<T> {
     pub(crate) value: T,
-    pub(crate) times: Times,
-    pub(crate) epochs: Vec<Epoch>,
-    pub(crate) head: Vec<u8>,
+    held: Arc<Held>,
+}
+
+impl<T> NearHit<T> {
+    pub(crate) fn times(&self) -> Times {
+        self.held.times
+    }
+
+    /// The tag epochs and the head its read saw, for a refresh (copied
+    /// only then: a plain hit allocates nothing but its value).
+    pub(crate) fn seen(&self) -> (Vec<Epoch>, Vec<u8>) {
+        (self.held.epochs.to_vec(), self.held.head.to_vec())
+    }
 }
 
 /// Taken before a read of L2, given back to fill L1 with what it read.
@@ -286,6 +297,10 @@ pub(crate) struct Near {
     bytes_per_unit: Option<u64>,
     settings: NearCache,
     counters: Arc<Counters>,
+    /// The cache's clock when it is not the system's (a test's
+    /// `ManualClock`): expiry is then checked on it at each hit. On the
+    /// system clock the L1 deadline already holds the entry's expiry.
+    clock: Option<Arc<dyn Clock>>,
     /// Wakes the tracking task (a disconnect was pushed).
     pub(crate) wake: tokio::sync::Notify,
     /// Where the pub/sub fallback publishes this process's changes.
@@ -298,6 +313,7 @@ impl Near {
         namespace: &str,
         counters: Arc<Counters>,
         status: NearStatus,
+        clock: Option<Arc<dyn Clock>>,
     ) -> Self {
         let max_entries = settings.max_entries.max(1);
         // One unit per entry, and one per `bytes_per_unit` bytes: a sum of
@@ -319,6 +335,7 @@ impl Near {
             bytes_per_unit,
             settings,
             counters,
+            clock,
             wake: tokio::sync::Notify::new(),
             publisher: std::sync::Mutex::new(None),
         }
@@ -332,14 +349,13 @@ impl Near {
         self.status().is_live()
     }
 
-    /// The value of `key` in L1, if it is there, still valid, fresh at
-    /// `now_ms`, stored by the template `name` with `tags`, and a `T`.
+    /// The value of `key` in L1, if it is there, still valid, fresh,
+    /// stored by the template `name` with `tags`, and a `T`.
     pub(crate) fn get<T: Clone + 'static>(
         &self,
         key: &str,
         name: &'static str,
         tags: &[String],
-        now_ms: u64,
     ) -> Option<NearHit<T>> {
         if !self.is_live() {
             return None;
@@ -351,17 +367,15 @@ impl Near {
             return None;
         }
         // Past its expiry L2 decides (stale serving, fail-safe).
-        let same_call = held.name == name && *held.tags == *tags;
-        if held.times.expires_ms <= now_ms || !same_call {
+        let expired = self
+            .clock
+            .as_ref()
+            .is_some_and(|clock| held.times.expires_ms <= clock.now_micros() / 1_000);
+        if expired || held.name != name || *held.tags != *tags {
             return None;
         }
         let value = held.value.downcast_ref::<T>()?.clone();
-        Some(NearHit {
-            value,
-            times: held.times,
-            epochs: held.epochs.to_vec(),
-            head: held.head.to_vec(),
-        })
+        Some(NearHit { value, held })
     }
 
     /// Taken before a read of L2 whose value may fill L1; `None` while L1
@@ -529,12 +543,24 @@ fn millis(d: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ManualClock;
 
     const NOW: u64 = 1_000_000;
 
     fn near() -> Near {
         let counters = Arc::new(Counters::new("t"));
-        Near::new(NearCache::new(), "t", counters, NearStatus::InProcess)
+        Near::new(
+            NearCache::new(),
+            "t",
+            counters,
+            NearStatus::InProcess,
+            Some(Arc::new(clock())),
+        )
+    }
+
+    /// A clock at `NOW` (ms): L1 checks expiry on it.
+    fn clock() -> ManualClock {
+        ManualClock::new(Duration::from_millis(NOW))
     }
 
     fn times() -> Times {
@@ -565,33 +591,40 @@ mod tests {
     }
 
     fn get(near: &Near, key: &str, tags: &[String]) -> Option<u32> {
-        near.get::<u32>(key, "k:<id>", tags, NOW)
-            .map(|hit| hit.value)
+        near.get::<u32>(key, "k:<id>", tags).map(|hit| hit.value)
     }
 
     #[test]
     fn a_fill_is_served_to_the_same_call_only() {
-        let near = near();
+        let clock = clock();
+        let counters = Arc::new(Counters::new("t"));
+        let shared: Arc<dyn Clock> = Arc::new(clock.clone());
+        let near = Near::new(
+            NearCache::new(),
+            "t",
+            counters,
+            NearStatus::InProcess,
+            Some(shared),
+        );
         let tags = vec!["a".to_string()];
         fill(&near, "k:1", &tags, 7);
         assert_eq!(get(&near, "k:1", &tags), Some(7));
         assert_eq!(get(&near, "k:1", &[]), None, "other tags");
-        assert_eq!(
-            near.get::<u32>("k:1", "k2:<id>", &tags, NOW)
-                .map(|h| h.value),
-            None,
+        assert!(
+            near.get::<u32>("k:1", "k2:<id>", &tags).is_none(),
             "other template"
         );
         assert!(
-            near.get::<String>("k:1", "k:<id>", &tags, NOW).is_none(),
+            near.get::<String>("k:1", "k:<id>", &tags).is_none(),
             "other type"
         );
-        assert!(
-            near.get::<u32>("k:1", "k:<id>", &tags, NOW + 60_000)
-                .is_none(),
-            "expired"
-        );
         assert_eq!(get(&near, "k:2", &tags), None);
+        clock.advance(Duration::from_secs(60));
+        assert_eq!(
+            get(&near, "k:1", &tags),
+            None,
+            "expired on the cache's clock"
+        );
     }
 
     #[test]
@@ -643,7 +676,7 @@ mod tests {
     fn max_bytes_bounds_the_total_size() {
         let counters = Arc::new(Counters::new("t"));
         let settings = NearCache::new().max_entries(1_000).max_bytes(10_000);
-        let near = Near::new(settings, "t", counters, NearStatus::InProcess);
+        let near = Near::new(settings, "t", counters, NearStatus::InProcess, None);
         for i in 0..100 {
             let key = format!("k:{i}");
             let ticket = near.ticket(&format!("t:v:{key}"), &[]).unwrap();

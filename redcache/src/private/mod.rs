@@ -7,7 +7,7 @@ use std::future::Future;
 pub use crate::cache::Stampede;
 pub use crate::global::global;
 pub use crate::identity::{FnId, FnPath};
-pub use crate::key::{ArgPart, Key, KeyArg, ListPart};
+pub use crate::key::{ArgPart, IntPart, Key, KeyArg, ListPart};
 pub use crate::ratelimit::{Algorithm, OnError, Policy};
 mod writes;
 
@@ -170,7 +170,8 @@ macro_rules! __redcache_fn_path {
 }
 
 /// A key argument as [`Key::part`] takes it, chosen on its concrete type:
-/// a [`ListPart`] for an `Option`, a `Vec` or a slice (any
+/// an [`IntPart`] for an integer (the text `Display` gives, written by
+/// `itoa`), a [`ListPart`] for an `Option`, a `Vec` or a slice (any
 /// [`KeyList`](crate::KeyList)), else an [`ArgPart`], which must be a
 /// [`KeyArg`] (`Display`).
 #[doc(hidden)]
@@ -178,21 +179,33 @@ macro_rules! __redcache_fn_path {
 macro_rules! __redcache_key_part {
     ($arg:expr) => {{
         #[allow(unused_imports)]
-        use $crate::__private::parts::{ViaArg as _, ViaList as _};
-        (&&$crate::__private::parts::Arg(&$arg)).part()
+        use $crate::__private::parts::{ViaArg as _, ViaInt as _, ViaList as _};
+        (&&&$crate::__private::parts::Arg(&$arg)).part()
     }};
 }
 
-/// The dispatch behind [`key_part!`]: the impl on `&Arg<L>` for a list is
-/// tried before the one on any `Arg<T>` (autoref specialization). The
+/// The dispatch behind [`key_part!`]: the impl on `&&Arg<I>` for an
+/// integer is tried first, then the one on `&Arg<L>` for a list, then the
+/// one on any `Arg<T>` (autoref specialization). The
 /// fallback has no bound, so a type that is neither is reported as "not
 /// `KeyArg`", with its note, not as a missing method.
 pub mod parts {
-    use super::{ArgPart, ListPart};
+    use super::{ArgPart, IntPart, ListPart};
     use crate::{KeyArg, KeyList};
 
     /// A key argument, by reference.
     pub struct Arg<'a, T: ?Sized>(pub &'a T);
+
+    /// An integer, tried first: rendered as `Display` would, without it.
+    pub trait ViaInt<T> {
+        fn part(&self) -> IntPart<T>;
+    }
+
+    impl<T: itoa::Integer + Copy> ViaInt<T> for &&Arg<'_, T> {
+        fn part(&self) -> IntPart<T> {
+            IntPart(*self.0)
+        }
+    }
 
     pub trait ViaList<'a, T: ?Sized> {
         fn part(&self) -> ListPart<'a, T>;
