@@ -356,11 +356,12 @@ fn a_key_called_with_other_tags_is_told_once() {
 }
 
 /// What a `tracing-subscriber` user sees: a `redcache.cached` span per call
-/// with the key and its outcome.
+/// with the key and its outcome (`hit_l1` for a hit of the near cache).
 #[test]
 fn each_cached_call_is_a_span_with_its_key_and_outcome() {
     let output = traced(async {
         let repo = memory_repo().await;
+        repo.product(9, 1).await.unwrap();
         repo.product(9, 1).await.unwrap();
         repo.product(9, 1).await.unwrap();
     });
@@ -368,7 +369,13 @@ fn each_cached_call_is_a_span_with_its_key_and_outcome() {
         .lines()
         .filter(|l| l.contains("redcache.cached"))
         .collect();
-    assert_eq!(spans.len(), 2, "{output}");
+    assert_eq!(spans.len(), 3, "{output}");
+    // The third comes from the near cache, which the second filled.
+    assert!(
+        spans[2].contains("outcome=\"hit_l1\"") && spans[2].contains("key=\"product:9\""),
+        "{}",
+        spans[2]
+    );
     assert!(
         spans[0].contains("key=\"product:9\"") && spans[0].contains("outcome=\"miss\""),
         "{}",

@@ -79,9 +79,11 @@ async fn cached_calls_invalidations_and_rate_limits_are_exported() {
     let outcome = |o| [call[0], call[1], ("outcome", o)];
 
     product(1).await.unwrap(); // miss, load
-    product(1).await.unwrap(); // hit
+    product(1).await.unwrap(); // hit, which fills the near cache (L1)
+    product(1).await.unwrap(); // hit from L1
     assert_eq!(total("redcache_calls_total", &outcome("miss")), 1);
     assert_eq!(total("redcache_calls_total", &outcome("hit")), 1);
+    assert_eq!(total("redcache_calls_total", &outcome("hit_l1")), 1);
     assert_eq!(total("redcache_loads_total", &call), 1);
     assert_eq!(total("redcache_load_duration_seconds", &call), 1);
 
@@ -126,11 +128,18 @@ async fn cached_calls_invalidations_and_rate_limits_are_exported() {
         1
     );
 
-    // The exported counters agree with `stats()`.
+    // The exported counters agree with `stats()` (whose hits count the
+    // near cache's too).
     let stats = cache.stats();
     assert_eq!(
-        (stats.hits, stats.misses, stats.loads, stats.stale),
-        (1, 2, 2, 1)
+        (
+            stats.hits,
+            stats.near_hits,
+            stats.misses,
+            stats.loads,
+            stats.stale
+        ),
+        (2, 1, 2, 2, 1)
     );
 }
 
