@@ -132,6 +132,26 @@ for tasks in (1, 64):
     row(f"hit, {n}: `cached` crate vs raw GET", f"`cached` {fmt_ops(ops(peer))}",
         f"{ops(peer) / ops(raw):.2f}×", paired(peer, raw))
 
+# The near cache (L1), paired only: the figures that decide its targets.
+for tasks in CONCURRENCY:
+    near, raw = f"hit/redcache_near/{tasks}", f"hit/raw_get/{tasks}"
+    target = {1: 20.0, 64: 5.0}.get(tasks)
+    if (near, raw) in PAIRED:
+        n = f"{tasks} task{'s' if tasks > 1 else ''}"
+        row(f"near-cache (L1) hit, {n}: vs raw GET", "", "", paired(near, raw),
+            f"≥ {target:g}×" if target else "", paired_verdict(near, raw, target) if target else "")
+for tasks in (1, 64):
+    tagged, near = f"hit/redcache_near_tagged/{tasks}", f"hit/redcache_near/{tasks}"
+    if (tagged, near) in PAIRED:
+        n = f"{tasks} task{'s' if tasks > 1 else ''}"
+        row(f"tagged L1 hit vs untagged L1 hit, {n}", "", "", paired(tagged, near),
+            "≥ 0.90× (no per-hit epoch read)", paired_verdict(tagged, near, 0.90))
+for name, what in (("redcache_near", "L1 hit"), ("redcache_memory", "embedded hit")):
+    ours, moka = f"hit/{name}/1", "hit/moka_get/1"
+    if (ours, moka) in PAIRED:
+        row(f"{what} vs bare moka `get` (key rendering included)", "", "", paired(ours, moka),
+            "≥ 0.5× (≤ 2× the time)", paired_verdict(ours, moka, 0.5))
+
 if "memory_hit/moka_get" in R:
     r = ns("memory_hit/moka_get") / ns("memory_hit/redcache_memory")
     row("embedded hit vs bare moka `get`",
