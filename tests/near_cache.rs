@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use redcache::{Cache, NearCache, NearStatus};
-use redcache_suite::{unique_namespace, RedisServer};
+use redcache_suite::{eventually, unique_namespace, RedisServer};
 
 const TTL: Duration = Duration::from_secs(60);
 
@@ -24,22 +24,6 @@ async fn cache_with(url: &str, ns: &str, near: NearCache) -> Cache {
         .build()
         .await
         .unwrap()
-}
-
-/// Waits until `check` holds, for at most `limit`.
-async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not happen within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 async fn live(cache: &Cache, status: NearStatus) {
@@ -335,4 +319,45 @@ async fn without_client_tracking_l1_falls_back_to_pub_sub_and_a_short_lifetime()
     )
     .await;
     assert!(deleted.elapsed() <= Duration::from_millis(1500));
+}
+
+/// A cache built on one runtime and used on another (a global cache built
+/// in the first test's runtime): when the first shuts down, the tracking
+/// task dies with it, and L1 must not go on serving without invalidations.
+#[test]
+fn a_cache_whose_tracking_runtime_ended_bypasses_l1() {
+    let server = RedisServer::start();
+    let ns = unique_namespace("near");
+    let first = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let cache = first.block_on(async {
+        let cache = cache_with(&server.url(), &ns, near()).await;
+        live(&cache, NearStatus::Tracking).await;
+        cache
+    });
+    drop(first);
+    let second = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    second.block_on(async {
+        assert_eq!(cache.stats().near, NearStatus::Unsupported);
+        let loads = AtomicU32::new(0);
+        read(&cache, "k", &[], &loads, 1).await;
+        read(&cache, "k", &[], &loads, 1).await;
+        assert_eq!(
+            cache.stats().near_hits,
+            0,
+            "no L1 without its invalidations"
+        );
+        server.command(&format!("DEL {ns}:v:k"));
+        assert_eq!(
+            read(&cache, "k", &[], &loads, 2).await,
+            2,
+            "the change is seen at once"
+        );
+    });
 }

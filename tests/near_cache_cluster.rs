@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use redcache::{Cache, NearCache, NearStatus};
-use redcache_suite::{key_slot, unique_namespace, RedisCluster, RedisServer};
+use redcache_suite::{eventually, key_slot, unique_namespace, RedisCluster, RedisServer};
 
 const TTL: Duration = Duration::from_secs(60);
 
@@ -27,21 +27,6 @@ async fn near_cache(cluster: &RedisCluster, ns: &str) -> Cache {
     )
     .await;
     cache
-}
-
-async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not happen within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 async fn read(cache: &Cache, key: &str, loads: &AtomicU32, value: u64) -> u64 {

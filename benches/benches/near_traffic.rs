@@ -83,6 +83,17 @@ async fn traffic(server: &RedisServer, holders: usize) -> (f64, f64) {
     (bytes as f64 / WRITES as f64, msgs as f64 / WRITES as f64)
 }
 
+/// `GET`s every key of the memory test on `conn`, in pipelines.
+async fn read_all(conn: &mut redis::aio::MultiplexedConnection) {
+    for chunk in (0..TRACKED_KEYS).collect::<Vec<_>>().chunks(10_000) {
+        let mut pipe = redis::pipe();
+        for i in chunk {
+            pipe.cmd("GET").arg(format!("mem:v:{i}")).ignore();
+        }
+        pipe.query_async::<()>(conn).await.unwrap();
+    }
+}
+
 /// used_memory added by one default-mode tracking client that read
 /// `TRACKED_KEYS` keys, and by one BCAST client, in bytes.
 async fn tracking_memory(server: &RedisServer) -> (u64, u64, u64) {
@@ -114,13 +125,7 @@ async fn tracking_memory(server: &RedisServer) -> (u64, u64, u64) {
         .query_async::<()>(&mut tracked)
         .await
         .unwrap();
-    for chunk in (0..TRACKED_KEYS).collect::<Vec<_>>().chunks(10_000) {
-        let mut pipe = redis::pipe();
-        for i in chunk {
-            pipe.cmd("GET").arg(format!("mem:v:{i}")).ignore();
-        }
-        pipe.query_async::<()>(&mut tracked).await.unwrap();
-    }
+    read_all(&mut tracked).await;
     let default_mode = info_field(server, "memory", "used_memory").saturating_sub(base);
     let keys = info_field(server, "stats", "tracking_total_keys");
     drop(tracked);
@@ -140,13 +145,7 @@ async fn tracking_memory(server: &RedisServer) -> (u64, u64, u64) {
         .query_async::<()>(&mut bcast)
         .await
         .unwrap();
-    for chunk in (0..TRACKED_KEYS).collect::<Vec<_>>().chunks(10_000) {
-        let mut pipe = redis::pipe();
-        for i in chunk {
-            pipe.cmd("GET").arg(format!("mem:v:{i}")).ignore();
-        }
-        pipe.query_async::<()>(&mut bcast).await.unwrap();
-    }
+    read_all(&mut bcast).await;
     let bcast_mode = info_field(server, "memory", "used_memory").saturating_sub(base);
     (default_mode, keys, bcast_mode)
 }

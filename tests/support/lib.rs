@@ -266,6 +266,26 @@ fn unique_dir() -> PathBuf {
     dir
 }
 
+/// Waits until `check` holds, polling every 10 ms, for at most `limit`.
+///
+/// # Panics
+///
+/// If it does not hold by then, saying `what` did not happen.
+pub async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// A namespace no other test uses, so tests can share a server safely.
 pub fn unique_namespace(prefix: &str) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);

@@ -472,11 +472,16 @@ impl Near {
 
     /// Drops every entry: any of them may be stale now.
     pub(crate) fn flush(&self, why: &str) {
+        self.clear();
+        self.counters.count(Event::NearFlush);
+        tracing::debug!(target: "redcache", why, "near cache flushed");
+    }
+
+    /// Drops every entry, and every fill under way.
+    fn clear(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.watches.fire_all();
         self.l1.invalidate_all();
-        self.counters.count(Event::NearFlush);
-        tracing::debug!(target: "redcache", why, "near cache flushed");
     }
 
     /// The invalidations stopped (or may have): flush, and bypass L1 until
@@ -488,8 +493,11 @@ impl Near {
         );
         if was.is_live() {
             tracing::warn!(target: "redcache", why, "near cache bypassed until its invalidations flow again");
+            self.flush(why);
+        } else {
+            // Bypassed already (a reconnect that failed again).
+            self.clear();
         }
-        self.flush(why);
     }
 
     /// The invalidations flow (again), by `status`: L1 may be filled.
@@ -502,8 +510,9 @@ impl Near {
             _ => self.settings.max_lifetime,
         };
         self.lifetime_ms.store(millis(lifetime), Ordering::Relaxed);
-        // Whatever was read before is from before the invalidations flowed.
-        self.flush("invalidations flow again");
+        // Whatever was read before is from before the invalidations flowed
+        // (and was never served: L1 was bypassed).
+        self.clear();
         self.status.store(status as u8, Ordering::Release);
     }
 

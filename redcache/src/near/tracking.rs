@@ -88,6 +88,7 @@ pub(crate) fn spawn(near: &Arc<Near>, nodes: Nodes, namespace: &str, connect_tim
         check_interval: near.settings().check_interval,
         session: Arc::new(AtomicU64::new(0)),
         went_live: false,
+        slots: None,
         sentinel: None,
         told_fallback: false,
     };
@@ -105,6 +106,8 @@ struct Tracker {
     session: Arc<AtomicU64>,
     /// The last session went live (the backoff starts over).
     went_live: bool,
+    /// On a cluster, the slot map the session's connections were made from.
+    slots: Option<SlotMap>,
     /// Asked for the master on Sentinel, at each session and check.
     sentinel: Option<tokio::sync::Mutex<redis::sentinel::SentinelClient>>,
     told_fallback: bool,
@@ -137,6 +140,10 @@ enum Check {
 
 impl Tracker {
     async fn run(mut self) {
+        // If the task is dropped unfinished (its runtime shut down; the
+        // connections' tasks die with it), nothing would drop stale
+        // entries any more: L1 is bypassed for good.
+        let _stopped = StopsTracking(self.near.clone());
         let mut backoff = Duration::from_millis(50);
         loop {
             match self.session().await {
@@ -241,10 +248,9 @@ impl Tracker {
         tracing::debug!(target: "redcache", ?status, nodes = tracked.len(), "near cache: invalidations flow");
         drop(near);
         self.went_live = true;
-        let slots = match &self.nodes {
-            Nodes::Cluster(_) => Some(slot_map(&mut tracked[0].conn, self).await),
-            _ => None,
-        };
+        // Compared with the map the connections were made from: a change
+        // since then, too, ends the session.
+        let slots = self.slots.take();
         loop {
             let Some(near) = self.near.upgrade() else {
                 return Ended::Dropped;
@@ -262,7 +268,7 @@ impl Tracker {
             }
             if let Some(slots) = &slots {
                 let now = slot_map(&mut tracked[0].conn, self).await;
-                if now.is_err() || now != *slots {
+                if now.as_ref() != Ok(slots) {
                     return Ended::Lost("the cluster's slot map changed".into());
                 }
             }
@@ -363,6 +369,7 @@ impl Tracker {
                         slots.iter().map(|s| (s.2.clone(), s.3)).collect();
                     primaries.sort();
                     primaries.dedup();
+                    self.slots = Some(slots);
                     let info = client.get_connection_info().clone();
                     return primaries
                         .into_iter()
@@ -413,6 +420,21 @@ impl Tracker {
             ),
             Ok(Err(error)) => Err(lost("connect", Some(error))),
             Err(_) => Err(lost("connect", None)),
+        }
+    }
+}
+
+/// Marks the near cache unsupported when the tracking task ends, by any
+/// way but its cache being dropped.
+struct StopsTracking(Weak<Near>);
+
+impl Drop for StopsTracking {
+    fn drop(&mut self) {
+        if let Some(near) = self.0.upgrade() {
+            if near.status() != NearStatus::Unsupported {
+                tracing::warn!(target: "redcache", "near cache: its tracking task stopped (the tokio runtime it ran on shut down); L1 is bypassed from now on");
+                near.unsupported("the tracking task stopped");
+            }
         }
     }
 }
