@@ -71,9 +71,19 @@ async fn every_key_the_framework_writes_has_a_ttl() {
         })
     };
     locked_rx.await.unwrap();
+    // A distributed lock, held, and its fencing token.
+    let mutex = cache.lock("job").try_acquire().await.unwrap();
 
     let keys = keys_under(&mut conn, &ns).await;
-    for expected in ["v:a", "tag:t1", "tag:t2", "tag:never-used", "lock:b"] {
+    for expected in [
+        "v:a",
+        "tag:t1",
+        "tag:t2",
+        "tag:never-used",
+        "lock:b",
+        "mutex:{#job}",
+        "fence:{#job}",
+    ] {
         assert!(
             keys.contains(&format!("{ns}:{expected}")),
             "{expected} missing from {keys:?}"
@@ -84,6 +94,7 @@ async fn every_key_the_framework_writes_has_a_ttl() {
         assert!(pttl > 0, "{key} has no expiry (PTTL {pttl})");
     }
     release_tx.send(()).unwrap();
+    mutex.release().await.unwrap();
     holder.await.unwrap().unwrap();
     for key in keys_under(&mut conn, &ns).await {
         let pttl: i64 = conn.pttl(&key).await.unwrap();

@@ -50,6 +50,10 @@ pub enum Error {
     /// entry was invalidated instead.
     #[error("the value could not be cached: {0}")]
     Unstorable(String),
+    /// A [`LockGuard`](crate::LockGuard) no longer holds its lock: it
+    /// expired, and another holder may have taken it.
+    #[error("the lock `{0}` is no longer held: it expired")]
+    LockLost(String),
 }
 
 impl Error {

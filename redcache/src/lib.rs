@@ -65,6 +65,7 @@ mod key;
 #[cfg(feature = "axum")]
 mod layer;
 mod limiter;
+mod lock;
 mod near;
 mod rate_checks;
 mod ratelimit;
@@ -85,6 +86,7 @@ pub use key::{Key, KeyArg, KeyList};
 #[cfg(feature = "axum")]
 pub use layer::{RateLimit, RateLimitLayer};
 pub use limiter::{rate_status, RateLimiter};
+pub use lock::{LockGuard, LockOptions, Locked};
 pub use near::{NearCache, NearStatus, NEAR_CACHE_ENV_VARS};
 pub use ratelimit::{Algorithm, OnError, Policy, RateLimited, RateStatus};
 pub use stats::Stats;

@@ -49,6 +49,10 @@ impl<K, V> Expiry<K, Expiring<V>> for AtDeadline {
 pub(crate) struct MemoryBackend {
     values: Moka<String, Expiring<Timed<Arc<[u8]>>>>,
     epochs: Moka<String, Expiring<Timed<Epoch>>>,
+    /// Distributed locks (`Cache::lock`): the holder's token, and each
+    /// resource's last fencing token. Never evicted, bounded by their TTL.
+    mutexes: Moka<String, Expiring<Timed<Arc<str>>>>,
+    fences: Moka<String, Expiring<Timed<u64>>>,
     pub(crate) rates: RateStore,
     clock: Arc<dyn Clock>,
 }
@@ -71,6 +75,8 @@ impl MemoryBackend {
             // Epochs must not be evicted before their entries: an evicted
             // epoch would read as 0 again. They are bounded by their TTL.
             epochs: Moka::builder().expire_after(AtDeadline).build(),
+            mutexes: Moka::builder().expire_after(AtDeadline).build(),
+            fences: Moka::builder().expire_after(AtDeadline).build(),
             rates: RateStore::default(),
         }
     }
@@ -156,6 +162,97 @@ impl MemoryBackend {
 
     pub(crate) async fn delete(&self, key: &str) {
         self.values.invalidate(key);
+    }
+
+    /// As `scripts/mutex_acquire.lua`: the lock for `token` and the next
+    /// fencing token (the larger of the last plus one and the time in µs),
+    /// or `None` while another token holds it.
+    pub(crate) fn mutex_acquire(
+        &self,
+        key: &str,
+        fence_key: &str,
+        token: &str,
+        ttl: Duration,
+        fence_ttl: Duration,
+    ) -> Option<u64> {
+        let now_us = self.clock.now_micros();
+        let taken = self
+            .mutexes
+            .entry(key.to_string())
+            .and_compute_with(|current| {
+                let held = current.is_some_and(|e| e.value().value.until_us > now_us);
+                if held {
+                    return Op::Nop;
+                }
+                Op::Put(Expiring {
+                    value: Timed {
+                        value: Arc::from(token),
+                        until_us: now_us.saturating_add(micros(ttl)),
+                    },
+                    deadline: Instant::now() + ttl,
+                })
+            });
+        if !matches!(taken, CompResult::Inserted(_) | CompResult::ReplacedWith(_)) {
+            return None;
+        }
+        let fence = self
+            .fences
+            .entry(fence_key.to_string())
+            .and_upsert_with(|last| {
+                let last = last
+                    .map(|e| e.into_value())
+                    .filter(|e| e.value.until_us > now_us)
+                    .map_or(0, |e| e.value.value);
+                Expiring {
+                    value: Timed {
+                        value: (last + 1).max(now_us),
+                        until_us: now_us.saturating_add(micros(fence_ttl)),
+                    },
+                    deadline: Instant::now() + fence_ttl,
+                }
+            });
+        Some(fence.into_value().value.value)
+    }
+
+    /// Runs `step` on the lock at `key` if `token` holds it; true if it did.
+    fn mutex_if_held(
+        &self,
+        key: &str,
+        token: &str,
+        step: impl FnOnce() -> Op<Expiring<Timed<Arc<str>>>>,
+    ) -> bool {
+        let now_us = self.clock.now_micros();
+        let mut held = false;
+        self.mutexes
+            .entry(key.to_string())
+            .and_compute_with(|current| {
+                held = current.is_some_and(|e| {
+                    e.value().value.until_us > now_us && &*e.value().value.value == token
+                });
+                if held {
+                    step()
+                } else {
+                    Op::Nop
+                }
+            });
+        held
+    }
+
+    pub(crate) fn mutex_extend(&self, key: &str, token: &str, ttl: Duration) -> bool {
+        let now_us = self.clock.now_micros();
+        self.mutex_if_held(key, token, || {
+            Op::Put(Expiring {
+                value: Timed {
+                    value: Arc::from(token),
+                    until_us: now_us.saturating_add(micros(ttl)),
+                },
+                deadline: Instant::now() + ttl,
+            })
+        })
+    }
+
+    pub(crate) fn mutex_release(&self, key: &str, token: &str) -> bool {
+        self.mutex_if_held(key, token, || Op::Remove)
     }
 
     /// Atomically applies `step` to a tag's epoch (absent = 0) and makes it

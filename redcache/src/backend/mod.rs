@@ -226,6 +226,39 @@ impl Backend {
         }
     }
 
+    /// Takes the distributed lock at `key` for `token`, with the next
+    /// fencing token of the resource (kept at `fence_key` for `fence_ttl`);
+    /// `None` while another token holds it.
+    pub(crate) async fn mutex_acquire(
+        &self,
+        key: &str,
+        fence_key: &str,
+        token: &str,
+        ttl: Duration,
+        fence_ttl: Duration,
+    ) -> Result<Option<u64>> {
+        match self {
+            Backend::Memory(b) => Ok(b.mutex_acquire(key, fence_key, token, ttl, fence_ttl)),
+            Backend::Redis(b) => b.mutex_acquire(key, fence_key, token, ttl, fence_ttl).await,
+        }
+    }
+
+    /// Gives the lock at `key` a new `ttl` if `token` still holds it.
+    pub(crate) async fn mutex_extend(&self, key: &str, token: &str, ttl: Duration) -> Result<bool> {
+        match self {
+            Backend::Memory(b) => Ok(b.mutex_extend(key, token, ttl)),
+            Backend::Redis(b) => b.mutex_extend(key, token, ttl).await,
+        }
+    }
+
+    /// Frees the lock at `key` if `token` still holds it; true if it did.
+    pub(crate) async fn mutex_release(&self, key: &str, token: &str) -> Result<bool> {
+        match self {
+            Backend::Memory(b) => Ok(b.mutex_release(key, token)),
+            Backend::Redis(b) => b.mutex_release(key, token).await,
+        }
+    }
+
     pub(crate) fn name(&self) -> &'static str {
         match self {
             Backend::Memory(_) => "memory",

@@ -18,6 +18,8 @@ static BUMP_EPOCH: &str = include_str!("../scripts/bump_epoch.lua");
 static UNLOCK: &str = include_str!("../scripts/unlock.lua");
 static STORE: &str = include_str!("../scripts/store.lua");
 static RATE_LIMIT: &str = include_str!("../scripts/rate_limit.lua");
+static MUTEX_ACQUIRE: &str = include_str!("../scripts/mutex_acquire.lua");
+static MUTEX_EXTEND: &str = include_str!("../scripts/mutex_extend.lua");
 
 /// Values as `GET`/`MGET` answer them.
 type Raw = Vec<Option<Vec<u8>>>;
@@ -36,6 +38,8 @@ pub(crate) struct RedisBackend {
     unlock: Script,
     store: Script,
     rate_limit: Script,
+    mutex_acquire: Script,
+    mutex_extend: Script,
 }
 
 impl RedisBackend {
@@ -58,6 +62,8 @@ impl RedisBackend {
             unlock: Script::new(UNLOCK),
             store: Script::new(STORE),
             rate_limit: Script::new(RATE_LIMIT),
+            mutex_acquire: Script::new(MUTEX_ACQUIRE),
+            mutex_extend: Script::new(MUTEX_EXTEND),
         }
     }
 
@@ -221,6 +227,53 @@ impl RedisBackend {
             .invoke_async::<i64>(&mut conn)
             .await?;
         Ok(())
+    }
+
+    /// Takes the lock at `key` for `token` and issues the next fencing
+    /// token from `fence_key` (one script, one slot); `None` when held.
+    pub(crate) async fn mutex_acquire(
+        &self,
+        key: &str,
+        fence_key: &str,
+        token: &str,
+        ttl: Duration,
+        fence_ttl: Duration,
+    ) -> Result<Option<u64>> {
+        let mut conn = self.conn.clone();
+        Ok(self
+            .mutex_acquire
+            .key(key)
+            .key(fence_key)
+            .arg(token)
+            .arg(millis(ttl).max(1))
+            .arg(millis(fence_ttl).max(1))
+            .invoke_async(&mut conn)
+            .await?)
+    }
+
+    /// Extends the lock at `key` if `token` still holds it.
+    pub(crate) async fn mutex_extend(&self, key: &str, token: &str, ttl: Duration) -> Result<bool> {
+        let mut conn = self.conn.clone();
+        let extended: i64 = self
+            .mutex_extend
+            .key(key)
+            .arg(token)
+            .arg(millis(ttl).max(1))
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(extended == 1)
+    }
+
+    /// Deletes the lock at `key` if `token` still holds it; true if it did.
+    pub(crate) async fn mutex_release(&self, key: &str, token: &str) -> Result<bool> {
+        let mut conn = self.conn.clone();
+        let deleted: i64 = self
+            .unlock
+            .key(key)
+            .arg(token)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(deleted == 1)
     }
 
     /// One EVALSHA of `scripts/rate_limit.lua` for every policy of the

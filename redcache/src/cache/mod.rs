@@ -130,6 +130,8 @@ pub struct Cache {
 pub(crate) struct Inner {
     /// The backend behind its breaker and timeout, with the counters.
     pub(crate) guarded: Arc<Guarded>,
+    /// The first segment of every key (distributed locks build theirs).
+    pub(crate) namespace: String,
     value_prefix: String,
     tag_prefix: String,
     lock_prefix: String,
@@ -215,6 +217,7 @@ impl Cache {
             Arc::clone(&settings.clock),
         ));
         let inner = Inner {
+            namespace: namespace.to_string(),
             value_prefix: format!("{namespace}:v:"),
             tag_prefix: format!("{namespace}:tag:"),
             lock_prefix: format!("{namespace}:lock:"),
