@@ -334,3 +334,110 @@ async fn resources_never_share_a_lock_and_stay_in_one_slot_on_a_cluster() {
         guard.release().await.unwrap();
     }
 }
+
+#[derive(Debug)]
+enum JobError {
+    NotLocked(redcache::Locked),
+}
+
+impl From<redcache::Locked> for JobError {
+    fn from(locked: redcache::Locked) -> Self {
+        JobError::NotLocked(locked)
+    }
+}
+
+/// Runs until `finish` is notified, counting its runs.
+#[redcache::locked(key = "job:<name>", ttl = "10s", cache = cache)]
+async fn job(
+    cache: &Cache,
+    name: &str,
+    runs: &AtomicU64,
+    finish: Arc<tokio::sync::Notify>,
+) -> Result<u64, JobError> {
+    runs.fetch_add(1, SeqCst);
+    finish.notified().await;
+    Ok(runs.load(SeqCst))
+}
+
+/// The same job, waiting up to 5 s for the lock.
+#[redcache::locked(key = "job:<name>", wait = "5s", cache = cache)]
+async fn patient_job(cache: &Cache, name: &str) -> Result<&'static str, JobError> {
+    Ok("ran")
+}
+
+async fn locked_fns_run_one_at_a_time_per_key(cache: Cache) {
+    let runs = Arc::new(AtomicU64::new(0));
+    let finish = Arc::new(tokio::sync::Notify::new());
+    let first = {
+        let (cache, runs, finish) = (cache.clone(), runs.clone(), finish.clone());
+        tokio::spawn(async move { job(&cache, "nightly", &runs, finish).await.unwrap() })
+    };
+    eventually(
+        "the first run holding the lock",
+        Duration::from_secs(2),
+        || async { runs.load(SeqCst) == 1 },
+    )
+    .await;
+
+    // Same key, no wait: refused, the body does not run.
+    let refused = job(&cache, "nightly", &runs, finish.clone())
+        .await
+        .unwrap_err();
+    let JobError::NotLocked(locked) = refused;
+    assert!(
+        !locked.is_unreachable() && locked.resource() == "job:nightly",
+        "{locked}"
+    );
+    assert_eq!(runs.load(SeqCst), 1);
+    // Another key runs alongside.
+    let other = tokio::spawn({
+        let (cache, runs, finish) = (cache.clone(), runs.clone(), finish.clone());
+        async move { job(&cache, "weekly", &runs, finish).await.unwrap() }
+    });
+    eventually("the other key's run", Duration::from_secs(2), || async {
+        runs.load(SeqCst) == 2
+    })
+    .await;
+    // A waiting caller runs once the first is done.
+    let waiting = tokio::spawn({
+        let cache = cache.clone();
+        async move { patient_job(&cache, "nightly").await.unwrap() }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!waiting.is_finished(), "waits for the holder");
+    finish.notify_waiters();
+    first.await.unwrap();
+    other.await.unwrap();
+    assert_eq!(waiting.await.unwrap(), "ran");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locked_fns_run_one_at_a_time_per_key_in_memory() {
+    locked_fns_run_one_at_a_time_per_key(memory_cache().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locked_fns_run_one_at_a_time_per_key_on_redis() {
+    let server = RedisServer::start();
+    locked_fns_run_one_at_a_time_per_key(redis_cache(&server, &unique_namespace("locks")).await)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_fn_does_not_run_when_redis_is_down() {
+    let mut server = RedisServer::start();
+    let cache = redis_cache(&server, &unique_namespace("locks")).await;
+    server.stop();
+    let runs = AtomicU64::new(0);
+    let refused = job(
+        &cache,
+        "nightly",
+        &runs,
+        Arc::new(tokio::sync::Notify::new()),
+    )
+    .await
+    .unwrap_err();
+    let JobError::NotLocked(locked) = refused;
+    assert!(locked.is_unreachable(), "{locked}");
+    assert_eq!(runs.load(SeqCst), 0, "never run unlocked");
+}

@@ -402,6 +402,37 @@ impl Args for RateLimitedArgs {
     }
 }
 
+/// The options of `#[locked]`.
+#[derive(Default)]
+pub(crate) struct LockedArgs {
+    pub(crate) key: Slot<Template>,
+    pub(crate) ttl: Slot<SpannedDuration>,
+    pub(crate) wait: Slot<SpannedDuration>,
+    pub(crate) auto_extend: Slot<LitBool>,
+    pub(crate) cache: Slot<Expr>,
+}
+
+impl Args for LockedArgs {
+    const SITE: Site = Site::Locked;
+
+    fn set(&mut self, name: &Ident, value: Expr, errors: &mut Errors) -> bool {
+        match name.to_string().as_str() {
+            "key" => self.key.set(name, options::template(&value, "key"), errors),
+            "ttl" => self.ttl.set(name, options::lock_ttl(&value), errors),
+            "wait" => self
+                .wait
+                .set(name, SpannedDuration::parse(&value, "wait"), errors),
+            "auto_extend" => {
+                self.auto_extend
+                    .set(name, options::flag(&value, "auto_extend"), errors)
+            }
+            "cache" => self.cache.set(name, Ok(value), errors),
+            _ => return false,
+        }
+        true
+    }
+}
+
 /// Which macro the options are for: each takes its own subset.
 #[derive(Clone, Copy, PartialEq)]
 pub(crate) enum Site {
@@ -415,6 +446,8 @@ pub(crate) enum Site {
     CachePut,
     /// `#[invalidates(...)]`
     Invalidates,
+    /// `#[locked(...)]`
+    Locked,
 }
 
 impl Site {
@@ -439,6 +472,7 @@ impl Site {
             Site::Inline => &["ttl", "key", "tags", "tag", "cache", "stampede"],
             Site::CachePut => &["ttl", "key", "tags", "tag", "cache", "stale", "fail_safe"],
             Site::Invalidates => &["tags", "tag", "keys", "key", "cache"],
+            Site::Locked => &["key", "ttl", "wait", "auto_extend", "cache"],
             Site::RateLimit => &[
                 "limit",
                 "window",

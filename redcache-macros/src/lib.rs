@@ -182,6 +182,32 @@ pub fn invalidates(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::attribute(expand::Attr::Invalidates, args.into(), item.into()).into()
 }
 
+/// Runs the body of an async fn under a distributed lock
+/// ([`Cache::lock`](https://docs.rs/redcache/latest/redcache/struct.Cache.html#method.lock)).
+///
+/// ```
+/// # #[derive(Debug)] enum JobError { Busy(redcache::Locked) }
+/// # impl From<redcache::Locked> for JobError { fn from(l: redcache::Locked) -> Self { JobError::Busy(l) } }
+/// #[redcache::locked(key = "job:<name>", ttl = "30s", wait = "5s")]
+/// async fn nightly_report(name: String) -> Result<(), JobError> {
+///     // only one process runs this for a given `name` at a time
+///     Ok(())
+/// }
+/// ```
+///
+/// Options: `key` (a template over the parameters, as for `#[cached]`;
+/// default: one lock for the whole fn), `ttl` (default 30 s), `wait`
+/// (how long to wait for another holder; default: one attempt),
+/// `auto_extend = true` (a watchdog extends the lock while the body runs),
+/// `cache`. When the lock cannot be had (held by another after the wait,
+/// or Redis unreachable: locks fail closed), the body does not run and
+/// the fn returns `Err(E::from(redcache::Locked))`: it must return
+/// `Result<T, E>` with `E: From<redcache::Locked>`.
+#[proc_macro_attribute]
+pub fn locked(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::attribute(expand::Attr::Locked, args.into(), item.into()).into()
+}
+
 /// Cache-aside for a block that is not a whole fn: a future of the cached
 /// `Result`, with the options of `#[cached]` (`key` required, no
 /// `cache_none`). Placeholders in templates name variables in scope.

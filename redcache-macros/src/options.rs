@@ -151,6 +151,19 @@ pub(crate) fn positive_duration(value: &Expr, option: &str) -> syn::Result<Spann
     Ok(duration)
 }
 
+/// The `ttl` of `#[locked]`: more than zero (a lock that expires at once
+/// protects nothing).
+pub(crate) fn lock_ttl(value: &Expr) -> syn::Result<SpannedDuration> {
+    let duration = SpannedDuration::parse(value, "ttl")?;
+    if duration.value.is_zero() {
+        return Err(syn::Error::new(
+            duration.span,
+            "a lock's `ttl` must be greater than zero (leave it out for the default, 30 s)",
+        ));
+    }
+    Ok(duration)
+}
+
 /// `early_refresh = true` (β = 1) or `early_refresh = <β>`, a positive
 /// number: larger refreshes earlier.
 pub(crate) fn early_refresh(value: &Expr) -> syn::Result<Spanned<f64>> {

@@ -92,7 +92,7 @@ pub use ratelimit::{Algorithm, OnError, Policy, RateLimited, RateStatus};
 pub use stats::Stats;
 
 #[doc(inline)]
-pub use redcache_macros::{cache_put, cached, get_or_load, invalidates, key, rate_limited};
+pub use redcache_macros::{cache_put, cached, get_or_load, invalidates, key, locked, rate_limited};
 
 /// The README's examples, compiled and run as doctests so they stay true.
 #[cfg(doctest)]

@@ -8,6 +8,7 @@ mod cached;
 pub(crate) mod get_or_load;
 mod invalidates;
 pub(crate) mod key;
+mod locked;
 mod rate_limited;
 
 use proc_macro2::{Span, TokenStream};
@@ -25,11 +26,12 @@ pub(crate) enum Attr {
     RateLimited,
     CachePut,
     Invalidates,
+    Locked,
 }
 
 impl Attr {
-    /// Recognises `cached`, `rate_limited`, `cache_put`, `invalidates`, and
-    /// the same under `redcache::`.
+    /// Recognises `cached`, `rate_limited`, `cache_put`, `invalidates`,
+    /// `locked`, and the same under `redcache::`.
     pub(crate) fn of(attribute: &Attribute) -> Option<Attr> {
         let segments = &attribute.path().segments;
         let last = segments.last()?.ident.to_string();
@@ -39,6 +41,7 @@ impl Attr {
             "rate_limited" if ours => Some(Attr::RateLimited),
             "cache_put" if ours => Some(Attr::CachePut),
             "invalidates" if ours => Some(Attr::Invalidates),
+            "locked" if ours => Some(Attr::Locked),
             _ => None,
         }
     }
@@ -83,10 +86,11 @@ pub(crate) fn attribute(attr: Attr, args: TokenStream, item: TokenStream) -> Tok
 /// attributes below it. Errors of all of them are reported together.
 fn apply(attr: Attr, args: TokenStream, span: Span, mut func: ItemFn) -> syn::Result<ItemFn> {
     match attr {
-        Attr::Cached | Attr::CachePut | Attr::Invalidates => {
+        Attr::Cached | Attr::CachePut | Attr::Invalidates | Attr::Locked => {
             let body = match attr {
                 Attr::Cached => cached::body,
                 Attr::CachePut => cache_put::body,
+                Attr::Locked => locked::body,
                 _ => invalidates::body,
             };
             let (mut func, inner) = split_result(apply_inner(func.clone()), func);

@@ -468,6 +468,96 @@ pub async fn hard_timeout<R: TimesOut>(after: Duration, body: impl Future<Output
     }
 }
 
+/// One call of a `#[locked]` fn: its resource and lock options.
+#[derive(Debug, Clone, Copy)]
+pub struct LockCall<'a> {
+    resource: &'a str,
+    ttl: Option<Duration>,
+    wait: Duration,
+    auto_extend: bool,
+}
+
+impl<'a> LockCall<'a> {
+    pub fn new(resource: &'a str) -> Self {
+        LockCall {
+            resource,
+            ttl: None,
+            wait: Duration::ZERO,
+            auto_extend: false,
+        }
+    }
+
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    pub fn wait(mut self, wait: Duration) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    pub fn auto_extend(mut self) -> Self {
+        self.auto_extend = true;
+        self
+    }
+}
+
+/// What a `#[locked]` fn returns: a `Result` whose error can hold the
+/// refusal.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot report that the lock was not taken: `#[locked]` needs a fn returning `Result<T, E>` with `E: From<redcache::Locked>`",
+    label = "the refusal is returned as this type",
+    note = "return a `Result<T, E>` and implement `From<redcache::Locked>` for `E` (e.g. a variant holding it)"
+)]
+pub trait Lockable {
+    fn not_locked(locked: crate::Locked) -> Self;
+}
+
+/// The bound on the error type of a `#[locked]` fn.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot carry a lock refusal: `#[locked]` needs `{Self}: From<redcache::Locked>`",
+    label = "the refusal is returned as this error type",
+    note = "implement `From<redcache::Locked>` for `{Self}` (e.g. a variant holding it)"
+)]
+pub trait FromLocked: From<crate::Locked> {}
+
+impl<E: From<crate::Locked>> FromLocked for E {}
+
+impl<T, E: FromLocked> Lockable for Result<T, E> {
+    fn not_locked(locked: crate::Locked) -> Self {
+        Err(E::from(locked))
+    }
+}
+
+/// Runs `body` under the lock of `call`, then releases it (also if the
+/// body panics or the call is cancelled: the guard is dropped); without
+/// the lock, returns the refusal as the fn's error.
+pub async fn locked<C, R, Fut>(cache: C, call: LockCall<'_>, body: Fut) -> R
+where
+    C: AsRef<Cache>,
+    R: Lockable,
+    Fut: Future<Output = R>,
+{
+    let mut options = cache.as_ref().lock(call.resource).wait(call.wait);
+    if let Some(ttl) = call.ttl {
+        options = options.ttl(ttl);
+    }
+    if call.auto_extend {
+        options = options.auto_extend();
+    }
+    let guard = match options.acquire().await {
+        Ok(guard) => guard,
+        Err(locked) => return R::not_locked(locked),
+    };
+    let result = body.await;
+    if let Err(error) = guard.release().await {
+        tracing::warn!(target: "redcache", resource = call.resource, %error,
+            "the lock of a #[locked] fn was not held to the end of its body (give it a longer ttl, or auto_extend)");
+    }
+    result
+}
+
 /// The bound on the error type of a rate-limited fn.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot carry a rate-limit refusal: `#[rate_limited]` needs `{Self}: From<redcache::RateLimited>`",
