@@ -204,6 +204,118 @@ fn main() {
         }
     }
 
+    // Distributed locks: acquire + release on a resource of each task's
+    // own (no contention: the cost of the operations), against a raw
+    // `SET NX PX` and an `EVALSHA` of the same compare-and-delete.
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let ours = {
+        let next = Arc::clone(&next);
+        call(move || {
+            let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            async move {
+                let guard = bench()
+                    .redis
+                    .lock(&format!("bench-lock:{n}"))
+                    .try_acquire()
+                    .await
+                    .unwrap();
+                guard.release().await.unwrap();
+            }
+        })
+    };
+    let unlock = Arc::new(redis::Script::new(include_str!(
+        "../../redcache/src/scripts/unlock.lua"
+    )));
+    let (next_raw, unlock_fenced) = (Arc::clone(&next), Arc::clone(&unlock));
+    let raw = call(move || {
+        let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let unlock = Arc::clone(&unlock);
+        async move {
+            let mut conn = bench().raw.clone();
+            let key = format!("bench:raw-lock:{n}");
+            let token = format!("{:032x}", n);
+            let set: Option<String> = redis::cmd("SET")
+                .arg(&key)
+                .arg(&token)
+                .arg("NX")
+                .arg("PX")
+                .arg(30_000)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            assert!(set.is_some());
+            let released: i64 = unlock
+                .key(&key)
+                .arg(&token)
+                .invoke_async(&mut conn)
+                .await
+                .unwrap();
+            assert_eq!(released, 1);
+        }
+    });
+    // The same two scripts redcache runs, sent raw: what the fencing token
+    // costs the server, apart from the client.
+    let fenced = {
+        let next = Arc::clone(&next_raw);
+        let acquire = Arc::new(redis::Script::new(include_str!(
+            "../../redcache/src/scripts/mutex_acquire.lua"
+        )));
+        let unlock = Arc::clone(&unlock_fenced);
+        call(move || {
+            let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let (acquire, unlock) = (Arc::clone(&acquire), Arc::clone(&unlock));
+            async move {
+                let mut conn = bench().raw.clone();
+                let (key, fence) = (
+                    format!("bench:fenced:{{#{n}}}"),
+                    format!("bench:fence:{{#{n}}}"),
+                );
+                let token = format!("{:032x}", n);
+                let fencing: Option<u64> = acquire
+                    .key(&key)
+                    .key(&fence)
+                    .arg(&token)
+                    .arg(30_000)
+                    .arg(60_000)
+                    .invoke_async(&mut conn)
+                    .await
+                    .unwrap();
+                assert!(fencing.is_some());
+                let released: i64 = unlock
+                    .key(&key)
+                    .arg(&token)
+                    .invoke_async(&mut conn)
+                    .await
+                    .unwrap();
+                assert_eq!(released, 1);
+            }
+        })
+    };
+    for tasks in [1, 64] {
+        pairs.push((
+            format!("lock/raw_fenced_scripts/{tasks}"),
+            format!("lock/raw_set_nx_evalsha/{tasks}"),
+            Arc::clone(&fenced),
+            Arc::clone(&raw),
+            tasks,
+        ));
+        pairs.push((
+            format!("lock/redcache/{tasks}"),
+            format!("lock/raw_set_nx_evalsha/{tasks}"),
+            Arc::clone(&ours),
+            Arc::clone(&raw),
+            tasks,
+        ));
+    }
+
+    // `cargo bench --bench paired -- <filter>`: only the pairs whose
+    // contender's id holds the filter.
+    let filter = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with("--"))
+        .unwrap_or_default();
+    pairs.retain(|(a_id, ..)| a_id.contains(&filter));
+
     let mut json = Vec::new();
     println!("paired ratio (median over {rounds} rounds, quartiles)");
     for (a_id, b_id, a, b, tasks) in &pairs {
@@ -213,8 +325,8 @@ fn main() {
             "  {{ \"id\": \"{a_id}\", \"vs\": \"{b_id}\", \"median\": {median:.4}, \"q1\": {q1:.4}, \"q3\": {q3:.4} }}"
         ));
     }
-    if rounds < ROUNDS {
-        return; // a smoke test: keep the last real figures
+    if rounds < ROUNDS || !filter.is_empty() {
+        return; // a smoke test or a part: keep the last full figures
     }
     write_result(
         "paired/ratios.json",
