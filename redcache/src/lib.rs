@@ -69,6 +69,7 @@ mod lock;
 mod near;
 mod rate_checks;
 mod ratelimit;
+mod redlock;
 mod report;
 mod stats;
 
@@ -89,6 +90,7 @@ pub use limiter::{rate_status, RateLimiter};
 pub use lock::{LockGuard, LockOptions, Locked};
 pub use near::{NearCache, NearStatus, NEAR_CACHE_ENV_VARS};
 pub use ratelimit::{Algorithm, OnError, Policy, RateLimited, RateStatus};
+pub use redlock::{Redlock, RedlockGuard, RedlockOptions};
 pub use stats::Stats;
 
 #[doc(inline)]

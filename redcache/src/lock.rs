@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 /// How long a resource's last fencing token is kept after its last
 /// acquisition. Tokens also grow with the server's clock, so they keep
 /// growing when this key has expired; it only has to outlive clock skew.
-const FENCE_TTL: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+pub(crate) const FENCE_TTL: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
 /// Why a lock was not acquired: another holder has it (for longer than the
 /// `wait`), or Redis could not be reached (locks fail closed).
@@ -35,6 +35,13 @@ pub struct Locked {
 }
 
 impl Locked {
+    pub(crate) fn new(resource: &str, unreachable: Option<Arc<Error>>) -> Self {
+        Locked {
+            resource: resource.to_string(),
+            unreachable,
+        }
+    }
+
     /// The resource, as given to [`Cache::lock`].
     pub fn resource(&self) -> &str {
         &self.resource

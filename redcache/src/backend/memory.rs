@@ -238,6 +238,26 @@ impl MemoryBackend {
         held
     }
 
+    /// As `scripts/raise_fence.lua`.
+    pub(crate) fn raise_fence(&self, fence_key: &str, token: u64, ttl: Duration) {
+        let now_us = self.clock.now_micros();
+        self.fences
+            .entry(fence_key.to_string())
+            .and_upsert_with(|last| {
+                let last = last
+                    .map(|e| e.into_value())
+                    .filter(|e| e.value.until_us > now_us)
+                    .map_or(0, |e| e.value.value);
+                Expiring {
+                    value: Timed {
+                        value: last.max(token),
+                        until_us: now_us.saturating_add(micros(ttl)),
+                    },
+                    deadline: Instant::now() + ttl,
+                }
+            });
+    }
+
     pub(crate) fn mutex_extend(&self, key: &str, token: &str, ttl: Duration) -> bool {
         let now_us = self.clock.now_micros();
         self.mutex_if_held(key, token, || {

@@ -251,6 +251,22 @@ impl Backend {
         }
     }
 
+    /// Raises the last fencing token at `fence_key` to at least `token`.
+    pub(crate) async fn raise_fence(
+        &self,
+        fence_key: &str,
+        token: u64,
+        ttl: Duration,
+    ) -> Result<()> {
+        match self {
+            Backend::Memory(b) => {
+                b.raise_fence(fence_key, token, ttl);
+                Ok(())
+            }
+            Backend::Redis(b) => b.raise_fence(fence_key, token, ttl).await,
+        }
+    }
+
     /// Frees the lock at `key` if `token` still holds it; true if it did.
     pub(crate) async fn mutex_release(&self, key: &str, token: &str) -> Result<bool> {
         match self {

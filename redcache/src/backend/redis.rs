@@ -20,6 +20,7 @@ static STORE: &str = include_str!("../scripts/store.lua");
 static RATE_LIMIT: &str = include_str!("../scripts/rate_limit.lua");
 static MUTEX_ACQUIRE: &str = include_str!("../scripts/mutex_acquire.lua");
 static MUTEX_EXTEND: &str = include_str!("../scripts/mutex_extend.lua");
+static RAISE_FENCE: &str = include_str!("../scripts/raise_fence.lua");
 
 /// Values as `GET`/`MGET` answer them.
 type Raw = Vec<Option<Vec<u8>>>;
@@ -40,6 +41,7 @@ pub(crate) struct RedisBackend {
     rate_limit: Script,
     mutex_acquire: Script,
     mutex_extend: Script,
+    raise_fence: Script,
 }
 
 impl RedisBackend {
@@ -64,6 +66,7 @@ impl RedisBackend {
             rate_limit: Script::new(RATE_LIMIT),
             mutex_acquire: Script::new(MUTEX_ACQUIRE),
             mutex_extend: Script::new(MUTEX_EXTEND),
+            raise_fence: Script::new(RAISE_FENCE),
         }
     }
 
@@ -262,6 +265,23 @@ impl RedisBackend {
             .invoke_async(&mut conn)
             .await?;
         Ok(extended == 1)
+    }
+
+    /// Raises the last fencing token at `fence_key` to at least `token`.
+    pub(crate) async fn raise_fence(
+        &self,
+        fence_key: &str,
+        token: u64,
+        ttl: Duration,
+    ) -> Result<()> {
+        let mut conn = self.conn.clone();
+        self.raise_fence
+            .key(fence_key)
+            .arg(token)
+            .arg(millis(ttl).max(1))
+            .invoke_async::<i64>(&mut conn)
+            .await?;
+        Ok(())
     }
 
     /// Deletes the lock at `key` if `token` still holds it; true if it did.
