@@ -71,6 +71,7 @@ mod rate_checks;
 mod ratelimit;
 mod redlock;
 mod report;
+mod session;
 mod stats;
 
 #[doc(hidden)]
@@ -91,6 +92,7 @@ pub use lock::{LockGuard, LockOptions, Locked};
 pub use near::{NearCache, NearStatus, NEAR_CACHE_ENV_VARS};
 pub use ratelimit::{Algorithm, OnError, Policy, RateLimited, RateStatus};
 pub use redlock::{Redlock, RedlockGuard, RedlockOptions};
+pub use session::{Session, SessionId, SessionStore};
 pub use stats::Stats;
 
 #[doc(inline)]

@@ -54,6 +54,8 @@ pub(crate) struct MemoryBackend {
     mutexes: Moka<String, Expiring<Timed<Arc<str>>>>,
     fences: Moka<String, Expiring<Timed<u64>>>,
     pub(crate) rates: RateStore,
+    /// Sessions (`Cache::sessions`).
+    pub(crate) sessions: super::sessions::SessionTable,
     clock: Arc<dyn Clock>,
 }
 
@@ -78,7 +80,12 @@ impl MemoryBackend {
             mutexes: Moka::builder().expire_after(AtDeadline).build(),
             fences: Moka::builder().expire_after(AtDeadline).build(),
             rates: RateStore::default(),
+            sessions: Default::default(),
         }
+    }
+
+    pub(crate) fn now_micros(&self) -> u64 {
+        self.clock.now_micros()
     }
 
     pub(crate) async fn read(&self, key: &str, tag_keys: &[String]) -> Read {
@@ -184,17 +191,23 @@ impl MemoryBackend {
                 if held {
                     return Op::Nop;
                 }
-                Op::Put(Expiring {
-                    value: Timed {
-                        value: Arc::from(token),
-                        until_us: now_us.saturating_add(micros(ttl)),
-                    },
-                    deadline: Instant::now() + ttl,
-                })
+                Op::Put(timed(Arc::from(token), now_us, ttl))
             });
         if !matches!(taken, CompResult::Inserted(_) | CompResult::ReplacedWith(_)) {
             return None;
         }
+        Some(self.step_fence(fence_key, fence_ttl, |last, now_us| (last + 1).max(now_us)))
+    }
+
+    /// Atomically replaces a resource's last fencing token (absent or
+    /// expired: 0) by `step(last, now_us)`, kept for `ttl`; returns it.
+    fn step_fence(
+        &self,
+        fence_key: &str,
+        ttl: Duration,
+        step: impl FnOnce(u64, u64) -> u64,
+    ) -> u64 {
+        let now_us = self.clock.now_micros();
         let fence = self
             .fences
             .entry(fence_key.to_string())
@@ -203,15 +216,9 @@ impl MemoryBackend {
                     .map(|e| e.into_value())
                     .filter(|e| e.value.until_us > now_us)
                     .map_or(0, |e| e.value.value);
-                Expiring {
-                    value: Timed {
-                        value: (last + 1).max(now_us),
-                        until_us: now_us.saturating_add(micros(fence_ttl)),
-                    },
-                    deadline: Instant::now() + fence_ttl,
-                }
+                timed(step(last, now_us), now_us, ttl)
             });
-        Some(fence.into_value().value.value)
+        fence.into_value().value.value
     }
 
     /// Runs `step` on the lock at `key` if `token` holds it; true if it did.
@@ -240,35 +247,12 @@ impl MemoryBackend {
 
     /// As `scripts/raise_fence.lua`.
     pub(crate) fn raise_fence(&self, fence_key: &str, token: u64, ttl: Duration) {
-        let now_us = self.clock.now_micros();
-        self.fences
-            .entry(fence_key.to_string())
-            .and_upsert_with(|last| {
-                let last = last
-                    .map(|e| e.into_value())
-                    .filter(|e| e.value.until_us > now_us)
-                    .map_or(0, |e| e.value.value);
-                Expiring {
-                    value: Timed {
-                        value: last.max(token),
-                        until_us: now_us.saturating_add(micros(ttl)),
-                    },
-                    deadline: Instant::now() + ttl,
-                }
-            });
+        self.step_fence(fence_key, ttl, |last, _| last.max(token));
     }
 
     pub(crate) fn mutex_extend(&self, key: &str, token: &str, ttl: Duration) -> bool {
         let now_us = self.clock.now_micros();
-        self.mutex_if_held(key, token, || {
-            Op::Put(Expiring {
-                value: Timed {
-                    value: Arc::from(token),
-                    until_us: now_us.saturating_add(micros(ttl)),
-                },
-                deadline: Instant::now() + ttl,
-            })
-        })
+        self.mutex_if_held(key, token, || Op::Put(timed(Arc::from(token), now_us, ttl)))
     }
 
     pub(crate) fn mutex_release(&self, key: &str, token: &str) -> bool {
@@ -300,6 +284,18 @@ impl MemoryBackend {
                 }
             });
         entry.into_value().value.value
+    }
+}
+
+/// `value`, expiring `ttl` after `now_us` on the cache's clock (and on
+/// moka's, for the memory).
+fn timed<V>(value: V, now_us: u64, ttl: Duration) -> Expiring<Timed<V>> {
+    Expiring {
+        value: Timed {
+            value,
+            until_us: now_us.saturating_add(micros(ttl)),
+        },
+        deadline: Instant::now() + ttl,
     }
 }
 

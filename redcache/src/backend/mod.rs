@@ -11,6 +11,7 @@ use crate::ratelimit::{Mode, Request, Verdict};
 pub(crate) mod connection;
 pub(crate) mod memory;
 pub(crate) mod redis;
+pub(crate) mod sessions;
 
 /// What a read found: the entry's bytes (if any) and the current epoch of
 /// each tag asked for, in order.
@@ -73,6 +74,31 @@ pub(crate) struct Unlock<'a> {
     pub(crate) token: &'a str,
 }
 
+/// What to do with a live session (see `scripts/session_touch.lua`);
+/// field names are the user's (the backend keeps them apart from its own).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum SessionOp<'a> {
+    All,
+    Get(&'a str),
+    Set(&'a str, &'a [u8]),
+    Del(&'a str),
+    /// Delete it.
+    End,
+}
+
+/// What a session operation found.
+#[derive(Debug)]
+pub(crate) enum SessionReply {
+    /// No live session with that id.
+    Missing,
+    /// Every field, and the user ("" for none).
+    All(Vec<(String, Vec<u8>)>, String),
+    Field(Option<Vec<u8>>),
+    Done,
+    /// Deleted; its user ("" for none).
+    Ended(String),
+}
+
 /// How long a tag's epoch key outlives the entries recorded under it, so
 /// that an entry never outlives the epoch it was checked against.
 pub(crate) const EPOCH_MARGIN: Duration = Duration::from_secs(5);
@@ -83,6 +109,9 @@ pub(crate) const EPOCH_MARGIN: Duration = Duration::from_secs(5);
 /// of this (see `Cache::store`).
 pub(crate) const INVALIDATED_EPOCH_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
+// Built once per cache and kept behind its `Arc<Guarded>`: never moved on
+// a hot path, so the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Backend {
     Memory(memory::MemoryBackend),
     Redis(redis::RedisBackend),
@@ -272,6 +301,74 @@ impl Backend {
         match self {
             Backend::Memory(b) => Ok(b.mutex_release(key, token)),
             Backend::Redis(b) => b.mutex_release(key, token).await,
+        }
+    }
+
+    /// Creates a session at `key` for `user` ("" for none); false if the
+    /// id is taken.
+    pub(crate) async fn session_create(
+        &self,
+        key: &str,
+        idle: Duration,
+        max: Duration,
+        user: &str,
+    ) -> Result<bool> {
+        match self {
+            Backend::Memory(b) => Ok(b.sessions.create(key, idle, max, user, b.now_micros())),
+            Backend::Redis(b) => b.session_create(key, idle, max, user).await,
+        }
+    }
+
+    /// Slides a live session's expiry, then does `op` on it.
+    pub(crate) async fn session_touch(
+        &self,
+        key: &str,
+        idle: Duration,
+        max: Duration,
+        op: SessionOp<'_>,
+    ) -> Result<SessionReply> {
+        match self {
+            Backend::Memory(b) => Ok(b.sessions.touch(key, idle, max, op, b.now_micros())),
+            Backend::Redis(b) => b.session_touch(key, idle, max, op).await,
+        }
+    }
+
+    /// Moves a live session to `new` (same slot); its user, or `None`.
+    pub(crate) async fn session_rotate(
+        &self,
+        old: &str,
+        new: &str,
+        idle: Duration,
+        max: Duration,
+    ) -> Result<Option<String>> {
+        match self {
+            Backend::Memory(b) => Ok(b.sessions.rotate(old, new, idle, max, b.now_micros())),
+            Backend::Redis(b) => b.session_rotate(old, new, idle, max).await,
+        }
+    }
+
+    /// Updates a user's session index, kept for `keep`.
+    pub(crate) async fn session_index(
+        &self,
+        index: &str,
+        keep: Duration,
+        remove: Option<&str>,
+        add: Option<&str>,
+    ) -> Result<()> {
+        match self {
+            Backend::Memory(b) => {
+                b.sessions.index(index, keep, remove, add, b.now_micros());
+                Ok(())
+            }
+            Backend::Redis(b) => b.session_index(index, keep, remove, add).await,
+        }
+    }
+
+    /// The ids in a user's session index, which is removed.
+    pub(crate) async fn session_take_index(&self, index: &str) -> Result<Vec<String>> {
+        match self {
+            Backend::Memory(b) => Ok(b.sessions.take_index(index, b.now_micros())),
+            Backend::Redis(b) => b.session_take_index(index).await,
         }
     }
 

@@ -8,7 +8,9 @@ use futures_util::future::try_join_all;
 use redis::Script;
 
 use super::connection::Connection;
-use super::{Read, Replace, Write, Written, EPOCH_MARGIN, INVALIDATED_EPOCH_TTL};
+use super::{
+    Read, Replace, SessionOp, SessionReply, Write, Written, EPOCH_MARGIN, INVALIDATED_EPOCH_TTL,
+};
 use crate::entry::{Epoch, HEAD_LEN};
 use crate::error::{Error, Result};
 use crate::ratelimit::{Mode, Request, Verdict};
@@ -21,6 +23,10 @@ static RATE_LIMIT: &str = include_str!("../scripts/rate_limit.lua");
 static MUTEX_ACQUIRE: &str = include_str!("../scripts/mutex_acquire.lua");
 static MUTEX_EXTEND: &str = include_str!("../scripts/mutex_extend.lua");
 static RAISE_FENCE: &str = include_str!("../scripts/raise_fence.lua");
+static SESSION_CREATE: &str = include_str!("../scripts/session_create.lua");
+static SESSION_TOUCH: &str = include_str!("../scripts/session_touch.lua");
+static SESSION_ROTATE: &str = include_str!("../scripts/session_rotate.lua");
+static SESSION_INDEX: &str = include_str!("../scripts/session_index.lua");
 
 /// Values as `GET`/`MGET` answer them.
 type Raw = Vec<Option<Vec<u8>>>;
@@ -42,6 +48,10 @@ pub(crate) struct RedisBackend {
     mutex_acquire: Script,
     mutex_extend: Script,
     raise_fence: Script,
+    session_create: Script,
+    session_touch: Script,
+    session_rotate: Script,
+    session_index: Script,
 }
 
 impl RedisBackend {
@@ -67,6 +77,10 @@ impl RedisBackend {
             mutex_acquire: Script::new(MUTEX_ACQUIRE),
             mutex_extend: Script::new(MUTEX_EXTEND),
             raise_fence: Script::new(RAISE_FENCE),
+            session_create: Script::new(SESSION_CREATE),
+            session_touch: Script::new(SESSION_TOUCH),
+            session_rotate: Script::new(SESSION_ROTATE),
+            session_index: Script::new(SESSION_INDEX),
         }
     }
 
@@ -265,6 +279,136 @@ impl RedisBackend {
             .invoke_async(&mut conn)
             .await?;
         Ok(extended == 1)
+    }
+
+    pub(crate) async fn session_create(
+        &self,
+        key: &str,
+        idle: Duration,
+        max: Duration,
+        user: &str,
+    ) -> Result<bool> {
+        let mut conn = self.conn.clone();
+        let created: i64 = self
+            .session_create
+            .key(key)
+            .arg(millis(idle).max(1))
+            .arg(millis(max).max(1))
+            .arg(user)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(created == 1)
+    }
+
+    /// User fields are kept as `f:<name>`, beside `m:created` and `m:user`.
+    pub(crate) async fn session_touch(
+        &self,
+        key: &str,
+        idle: Duration,
+        max: Duration,
+        op: SessionOp<'_>,
+    ) -> Result<SessionReply> {
+        let mut conn = self.conn.clone();
+        let mut invocation = self.session_touch.key(key);
+        invocation.arg(millis(idle).max(1)).arg(millis(max).max(1));
+        match op {
+            SessionOp::All => invocation.arg("all"),
+            SessionOp::Get(field) => invocation.arg("get").arg(format!("f:{field}")),
+            SessionOp::Set(field, value) => {
+                invocation.arg("set").arg(format!("f:{field}")).arg(value)
+            }
+            SessionOp::Del(field) => invocation.arg("del").arg(format!("f:{field}")),
+            SessionOp::End => invocation.arg("end"),
+        };
+        let reply: redis::Value = invocation.invoke_async(&mut conn).await?;
+        let bytes = |v: &redis::Value| match v {
+            redis::Value::BulkString(b) => Some(b.clone()),
+            redis::Value::SimpleString(s) => Some(s.clone().into_bytes()),
+            _ => None,
+        };
+        let text = |v: Option<&redis::Value>| {
+            v.and_then(bytes)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default()
+        };
+        let missing = matches!(reply, redis::Value::Nil);
+        Ok(match (op, reply) {
+            (_, _) if missing => SessionReply::Missing,
+            (SessionOp::All, redis::Value::Array(items)) => {
+                let (mut fields, mut user) = (Vec::new(), String::new());
+                for pair in items.chunks(2) {
+                    let (name, value) = (
+                        text(pair.first()),
+                        pair.get(1).and_then(bytes).unwrap_or_default(),
+                    );
+                    if let Some(field) = name.strip_prefix("f:") {
+                        fields.push((field.to_string(), value));
+                    } else if name == "m:user" {
+                        user = String::from_utf8_lossy(&value).into_owned();
+                    }
+                }
+                SessionReply::All(fields, user)
+            }
+            (SessionOp::Get(_), redis::Value::Array(items)) => {
+                SessionReply::Field(items.get(1).and_then(bytes))
+            }
+            (SessionOp::End, redis::Value::Array(items)) => SessionReply::Ended(text(items.get(1))),
+            (SessionOp::Set(..) | SessionOp::Del(_), _) => SessionReply::Done,
+            _ => {
+                return Err(Error::UnexpectedReply(
+                    "a session script answered in an unknown shape",
+                ))
+            }
+        })
+    }
+
+    pub(crate) async fn session_rotate(
+        &self,
+        old: &str,
+        new: &str,
+        idle: Duration,
+        max: Duration,
+    ) -> Result<Option<String>> {
+        let mut conn = self.conn.clone();
+        Ok(self
+            .session_rotate
+            .key(old)
+            .key(new)
+            .arg(millis(idle).max(1))
+            .arg(millis(max).max(1))
+            .invoke_async(&mut conn)
+            .await?)
+    }
+
+    pub(crate) async fn session_index(
+        &self,
+        index: &str,
+        keep: Duration,
+        remove: Option<&str>,
+        add: Option<&str>,
+    ) -> Result<()> {
+        let mut conn = self.conn.clone();
+        self.session_index
+            .key(index)
+            .arg(millis(keep).max(1))
+            .arg(remove.unwrap_or(""))
+            .arg(add.unwrap_or(""))
+            .invoke_async::<i64>(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn session_take_index(&self, index: &str) -> Result<Vec<String>> {
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(index)
+            .query_async(&mut conn)
+            .await?;
+        redis::cmd("UNLINK")
+            .arg(index)
+            .query_async::<()>(&mut conn)
+            .await?;
+        Ok(ids)
     }
 
     /// Raises the last fencing token at `fence_key` to at least `token`.
