@@ -1,6 +1,8 @@
 //! An HTTP service on redcache: a cached product endpoint (tagged by
-//! category), an admin endpoint that invalidates a category, and a
-//! rate-limited search that answers 429 with the RateLimit header fields.
+//! category), an admin endpoint that invalidates a category, a
+//! rate-limited search that answers 429 with the RateLimit header fields,
+//! and login / whoami / logout on sessions that redcache stores
+//! (`TowerSessionStore`, for tower-sessions).
 //!
 //! ```text
 //! cargo run --example axum_service                                   # embedded backend
@@ -8,6 +10,9 @@
 //! curl -i 'localhost:3000/products/42?category=7'                    # x-cache: miss, then hit
 //! curl -i -X POST localhost:3000/admin/categories/7/invalidate
 //! curl -i 'localhost:3000/search?user=1&q=lamp'                      # 429 after 5 a minute
+//! curl -i -c jar -X POST 'localhost:3000/login?user=ada'             # a new session id
+//! curl -i -b jar localhost:3000/whoami                               # ada
+//! curl -i -b jar -X POST localhost:3000/logout                       # then whoami: 401
 //! ```
 //!
 //! `PORT` sets the port (default 3000; 0 picks a free one). The address is
@@ -22,6 +27,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use redcache::{Cache, RateLimited};
 use serde::{Deserialize, Serialize};
+use tower_sessions::{Session, SessionManagerLayer};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Product {
@@ -33,6 +39,11 @@ struct Product {
 #[derive(Deserialize)]
 struct CategoryQuery {
     category: u64,
+}
+
+#[derive(Deserialize)]
+struct LoginQuery {
+    user: String,
 }
 
 #[derive(Deserialize)]
@@ -112,6 +123,35 @@ async fn search(Query(query): Query<SearchQuery>) -> Result<Json<Vec<String>>, A
     Ok(Json(search_index(query.user, query.q).await?))
 }
 
+/// Logs `user` in (a real service checks a password first): a new
+/// session id, against fixation, holding the user.
+async fn login(session: Session, Query(query): Query<LoginQuery>) -> Result<String, StatusCode> {
+    session
+        .cycle_id()
+        .await
+        .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
+    session
+        .insert("user", &query.user)
+        .await
+        .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
+    Ok(format!("logged in as {}", query.user))
+}
+
+async fn whoami(session: Session) -> Result<String, StatusCode> {
+    match session.get::<String>("user").await {
+        Ok(Some(user)) => Ok(user),
+        Ok(None) => Err(StatusCode::UNAUTHORIZED),
+        Err(_) => Err(StatusCode::SERVICE_UNAVAILABLE),
+    }
+}
+
+async fn logout(session: Session) -> StatusCode {
+    match session.flush().await {
+        Ok(()) => StatusCode::NO_CONTENT,
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cache = Cache::builder()
@@ -127,6 +167,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             post(invalidate_category),
         )
         .route("/search", get(search))
+        .route("/login", post(login))
+        .route("/whoami", get(whoami))
+        .route("/logout", post(logout))
+        // Plain HTTP on localhost here; `Secure` cookies in production.
+        .layer(SessionManagerLayer::new(cache.tower_session_store()).with_secure(false))
         .with_state(cache.clone());
     let port = std::env::var("PORT").unwrap_or_else(|_| "3000".into());
     let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await?;

@@ -132,3 +132,131 @@ fn cached_products_invalidation_and_rate_limits_over_http() {
         "another user has their own quota"
     );
 }
+
+/// The `id` cookie a response sets, as `id=value` for a `Cookie` header.
+fn session_cookie(headers: &ureq::http::HeaderMap) -> Option<String> {
+    headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("id="))
+        .map(|c| c.split(';').next().unwrap().to_string())
+}
+
+fn send(
+    agent: &ureq::Agent,
+    post: bool,
+    url: &str,
+    cookie: Option<&str>,
+) -> (u16, String, ureq::http::HeaderMap) {
+    let mut response = match (post, cookie) {
+        (true, Some(cookie)) => agent.post(url).header("cookie", cookie).send_empty(),
+        (true, None) => agent.post(url).send_empty(),
+        (false, Some(cookie)) => agent.get(url).header("cookie", cookie).call(),
+        (false, None) => agent.get(url).call(),
+    }
+    .expect("request");
+    let headers = response.headers().clone();
+    let body = response.body_mut().read_to_string().unwrap_or_default();
+    (response.status().as_u16(), body, headers)
+}
+
+#[test]
+fn login_whoami_and_logout_over_http_with_sessions_in_redis() {
+    let redis = RedisServer::start();
+    let service = start(&redis.url());
+    let agent = client();
+    let url = |path: &str| format!("{}{path}", service.base);
+
+    assert_eq!(send(&agent, false, &url("/whoami"), None).0, 401);
+    let (status, body, headers) = send(&agent, true, &url("/login?user=ada"), None);
+    assert_eq!((status, body.as_str()), (200, "logged in as ada"));
+    let cookie = session_cookie(&headers).expect("a session cookie");
+    let stored = redis.command("SCAN 0 MATCH axum-example:tsess:* COUNT 1000");
+    assert!(
+        stored.contains("axum-example:tsess:"),
+        "stored in Redis: {stored:?}"
+    );
+    assert_eq!(send(&agent, false, &url("/whoami"), Some(&cookie)).1, "ada");
+
+    // Another login from the same browser gets a new id: the old one is gone.
+    let (_, _, headers) = send(&agent, true, &url("/login?user=bob"), Some(&cookie));
+    let rotated = session_cookie(&headers).expect("a new session cookie");
+    assert_ne!(rotated, cookie);
+    assert_eq!(
+        send(&agent, false, &url("/whoami"), Some(&cookie)).0,
+        401,
+        "the old id"
+    );
+    assert_eq!(
+        send(&agent, false, &url("/whoami"), Some(&rotated)).1,
+        "bob"
+    );
+
+    assert_eq!(send(&agent, true, &url("/logout"), Some(&rotated)).0, 204);
+    assert_eq!(send(&agent, false, &url("/whoami"), Some(&rotated)).0, 401);
+    // A made-up id is no session.
+    let forged = "id=AAAAAAAAAAAAAAAAAAAAAA";
+    assert_eq!(send(&agent, false, &url("/whoami"), Some(forged)).0, 401);
+}
+
+/// The store itself: records expire at their date, a record past it is
+/// not kept, garbage reads as no session, and `create` never takes an id
+/// in use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tower_sessions_store_keeps_records_until_their_expiry() {
+    use tower_sessions::session::{Id, Record};
+    use tower_sessions::SessionStore as _;
+
+    let redis = RedisServer::start();
+    let cache = redcache::Cache::builder()
+        .redis(redis.url())
+        .namespace("tsess-test")
+        .build()
+        .await
+        .unwrap();
+    let store = cache.tower_session_store();
+    let in_a_minute = time::OffsetDateTime::now_utc() + time::Duration::minutes(1);
+    let mut record = Record {
+        id: Id::default(),
+        data: [("user".to_string(), serde_json::json!("ada"))].into(),
+        expiry_date: in_a_minute,
+    };
+    store.create(&mut record).await.unwrap();
+    assert_eq!(store.load(&record.id).await.unwrap(), Some(record.clone()));
+    let pttl = redis.command(&format!("PTTL tsess-test:tsess:{}", record.id));
+    let pttl: i64 = pttl.trim_start_matches(':').trim().parse().unwrap();
+    assert!(
+        (50_000..=60_000).contains(&pttl),
+        "expires with the record: {pttl}"
+    );
+
+    // A second record with the same id gets another one.
+    let mut twin = Record {
+        data: Default::default(),
+        ..record.clone()
+    };
+    store.create(&mut twin).await.unwrap();
+    assert_ne!(twin.id, record.id);
+    assert_eq!(
+        store.load(&record.id).await.unwrap(),
+        Some(record.clone()),
+        "untouched"
+    );
+
+    // Saved past its expiry: gone.
+    let expired = Record {
+        expiry_date: time::OffsetDateTime::now_utc() - time::Duration::seconds(1),
+        ..record.clone()
+    };
+    store.save(&expired).await.unwrap();
+    assert_eq!(store.load(&record.id).await.unwrap(), None);
+
+    // Garbage under a record's key: no session, no panic.
+    redis.command(&format!(
+        "SET tsess-test:tsess:{} not-json PX 60000",
+        twin.id
+    ));
+    assert_eq!(store.load(&twin.id).await.unwrap(), None);
+    store.delete(&twin.id).await.unwrap();
+}

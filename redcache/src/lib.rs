@@ -92,6 +92,8 @@ pub use lock::{LockGuard, LockOptions, Locked};
 pub use near::{NearCache, NearStatus, NEAR_CACHE_ENV_VARS};
 pub use ratelimit::{Algorithm, OnError, Policy, RateLimited, RateStatus};
 pub use redlock::{Redlock, RedlockGuard, RedlockOptions};
+#[cfg(feature = "tower-sessions")]
+pub use session::TowerSessionStore;
 pub use session::{Session, SessionId, SessionStore};
 pub use stats::Stats;
 

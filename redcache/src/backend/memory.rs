@@ -151,6 +151,27 @@ impl MemoryBackend {
         )
     }
 
+    /// As `SET key bytes PX ttl [NX]`.
+    #[cfg_attr(not(feature = "tower-sessions"), allow(dead_code))]
+    pub(crate) fn set(&self, key: &str, bytes: &[u8], ttl: Duration, only_new: bool) -> bool {
+        let now_us = self.clock.now_micros();
+        let result = self
+            .values
+            .entry(key.to_string())
+            .and_compute_with(|current| {
+                let held = current.is_some_and(|e| e.value().value.until_us > now_us);
+                if only_new && held {
+                    Op::Nop
+                } else {
+                    Op::Put(timed(Arc::from(bytes), now_us, ttl))
+                }
+            });
+        matches!(
+            result,
+            CompResult::Inserted(_) | CompResult::ReplacedWith(_)
+        )
+    }
+
     /// The current epoch of each tag.
     pub(crate) fn epochs(&self, tag_keys: &[String]) -> Vec<Epoch> {
         let now = self.clock.now_micros();

@@ -372,6 +372,29 @@ impl Backend {
         }
     }
 
+    /// `GET`, for stores that keep a whole value under a key of their own
+    /// (the tower-sessions store).
+    #[cfg_attr(not(feature = "tower-sessions"), allow(dead_code))]
+    pub(crate) async fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.read(key, &[]).await?.value)
+    }
+
+    /// `SET key bytes PX ttl` (with `NX` when `only_new`); false when
+    /// `only_new` and the key exists.
+    #[cfg_attr(not(feature = "tower-sessions"), allow(dead_code))]
+    pub(crate) async fn kv_set(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        ttl: Duration,
+        only_new: bool,
+    ) -> Result<bool> {
+        match self {
+            Backend::Memory(b) => Ok(b.set(key, bytes, ttl, only_new)),
+            Backend::Redis(b) => b.set(key, bytes, ttl, only_new).await,
+        }
+    }
+
     pub(crate) fn name(&self) -> &'static str {
         match self {
             Backend::Memory(_) => "memory",

@@ -281,6 +281,25 @@ impl RedisBackend {
         Ok(extended == 1)
     }
 
+    /// `SET key bytes PX ttl [NX]`.
+    #[cfg_attr(not(feature = "tower-sessions"), allow(dead_code))]
+    pub(crate) async fn set(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        ttl: Duration,
+        only_new: bool,
+    ) -> Result<bool> {
+        let mut conn = self.conn.clone();
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key).arg(bytes).arg("PX").arg(millis(ttl).max(1));
+        if only_new {
+            cmd.arg("NX");
+        }
+        let reply: Option<String> = cmd.query_async(&mut conn).await?;
+        Ok(reply.is_some())
+    }
+
     pub(crate) async fn session_create(
         &self,
         key: &str,

@@ -9,6 +9,9 @@
 //! server did not issue is a missing session. Ids are never written to
 //! logs, spans or metrics (their `Debug` shows nothing of them).
 
+#[cfg(feature = "tower-sessions")]
+mod tower;
+
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -18,6 +21,9 @@ use crate::backend::{SessionOp, SessionReply};
 use crate::cache::Cache;
 use crate::error::{Error, Result};
 use crate::key::Key;
+
+#[cfg(feature = "tower-sessions")]
+pub use self::tower::TowerSessionStore;
 
 /// A session id, as the client presents it back (a cookie).
 ///
