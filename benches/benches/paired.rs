@@ -308,6 +308,92 @@ fn main() {
         ));
     }
 
+    // Sessions: a whole-session read and a one-field write (each a script
+    // that also checks and slides the expiry) against a raw `HGETALL` and
+    // `HSET` of a hash of the same shape.
+    let sessions = bench().redis.sessions();
+    let id = rt.block_on(async {
+        let id = sessions.create(Some("bench")).await.unwrap();
+        for field in ["user", "cart", "theme"] {
+            sessions
+                .set(&id, field, &format!("value of {field}"))
+                .await
+                .unwrap();
+        }
+        id
+    });
+    let raw_hash = "bench:raw-session";
+    rt.block_on(async {
+        let mut conn = bench().raw.clone();
+        let () = redis::cmd("HSET")
+            .arg(raw_hash)
+            .arg(&[
+                "m:created",
+                "1",
+                "m:user",
+                "bench",
+                "f:user",
+                "\"value of user\"",
+                "f:cart",
+                "\"value of cart\"",
+                "f:theme",
+                "\"value of theme\"",
+            ])
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    });
+    let session_read = {
+        let (sessions, id) = (sessions.clone(), id.clone());
+        call(move || {
+            let (sessions, id) = (sessions.clone(), id.clone());
+            async move {
+                assert!(sessions.load(&id).await.unwrap().is_some());
+            }
+        })
+    };
+    let session_write = call(move || {
+        let (sessions, id) = (sessions.clone(), id.clone());
+        async move {
+            assert!(sessions.set(&id, "theme", "dark").await.unwrap());
+        }
+    });
+    let raw_hgetall = call(move || async move {
+        let mut conn = bench().raw.clone();
+        let fields: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(raw_hash)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(!fields.is_empty());
+    });
+    let raw_hset = call(move || async move {
+        let mut conn = bench().raw.clone();
+        let _: i64 = redis::cmd("HSET")
+            .arg(raw_hash)
+            .arg("f:theme")
+            .arg("\"dark\"")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    });
+    for tasks in [1, 64] {
+        pairs.push((
+            format!("session/read/{tasks}"),
+            format!("session/raw_hgetall/{tasks}"),
+            Arc::clone(&session_read),
+            Arc::clone(&raw_hgetall),
+            tasks,
+        ));
+        pairs.push((
+            format!("session/write/{tasks}"),
+            format!("session/raw_hset/{tasks}"),
+            Arc::clone(&session_write),
+            Arc::clone(&raw_hset),
+            tasks,
+        ));
+    }
+
     // `cargo bench --bench paired -- <filter>`: only the pairs whose
     // contender's id holds the filter.
     let filter = std::env::args()

@@ -15,8 +15,12 @@ use crate::cache::Cache;
 
 /// A `tower_sessions::SessionStore` on a [`Cache`].
 ///
-/// ```ignore
-/// let layer = tower_sessions::SessionManagerLayer::new(cache.tower_session_store());
+/// ```no_run
+/// # fn layer(cache: &redcache::Cache) {
+/// let store = cache.tower_session_store();
+/// // then: tower_sessions::SessionManagerLayer::new(store), as examples/axum_service.rs does
+/// # let _ = store;
+/// # }
 /// ```
 #[derive(Debug, Clone)]
 pub struct TowerSessionStore {
