@@ -121,6 +121,17 @@ impl<'a> Function<'a> {
         self.return_type.map_or_else(Span::call_site, Spanned::span)
     }
 
+    /// Where to report an error type that cannot hold a refusal
+    /// (`#[rate_limited]`, `#[locked]`): the `E` of a written
+    /// `Result<T, E>`, else the whole return type (an alias is checked on
+    /// its real type).
+    pub(crate) fn error_span(&self) -> Span {
+        self.written_result
+            .as_ref()
+            .and_then(|result| result.error)
+            .map_or_else(|| self.return_span(), Spanned::span)
+    }
+
     /// Where to report a problem with the value that is cached: the `T` of
     /// a written `Result<T, E>`, else the whole return type.
     pub(crate) fn value_span(&self) -> Span {

@@ -22,7 +22,6 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
-use syn::spanned::Spanned;
 use syn::ItemFn;
 
 use crate::ast::Function;
@@ -36,13 +35,8 @@ pub(super) fn body(args: TokenStream, _span: Span, func: &ItemFn) -> syn::Result
     let args: LockedArgs = attr::parse_attribute(args, &mut errors);
     let function = Function::analyze(&func.sig, "#[locked]", &mut errors);
     valid::templates_name_parameters(args.key.get(), &function, &mut errors);
-    // The refusal is returned as the fn's error: point at `E` when the
-    // return type is written `Result<T, E>`, else at the whole type.
-    let error_span = function
-        .written_result
-        .as_ref()
-        .and_then(|result| result.error)
-        .map_or_else(|| function.return_span(), Spanned::span);
+    // The refusal is returned as the fn's error.
+    let error_span = function.error_span();
     errors.finish()?;
 
     let (cache_let, cache) = cache_let(args.cache.get());

@@ -56,14 +56,8 @@ pub(super) fn expand(stack: Vec<(TokenStream, Span)>, mut func: ItemFn) -> syn::
     let function = Function::analyze(&func.sig, "#[rate_limited]", &mut errors);
     let key = shared.key.iter().map(|(_, key)| key);
     valid::templates_name_parameters(key, &function, &mut errors);
-    // The refusal is returned as the fn's error: point at `E` when the
-    // return type is written `Result<T, E>`, else at the whole type (an
-    // alias is checked on its real type by `Refusable`).
-    let error_span = function
-        .written_result
-        .as_ref()
-        .and_then(|result| result.error)
-        .map_or_else(|| function.return_span(), Spanned::span);
+    // The refusal is returned as the fn's error.
+    let error_span = function.error_span();
     errors.finish()?;
 
     let fn_var = format_ident!("__redcache_fn", span = Span::mixed_site());
