@@ -100,13 +100,15 @@ impl Cache {
         Fut: Future<Output = Result<T, E>>,
     {
         use tracing::Instrument;
-        if let Some(value) = self.near_fast(call) {
-            return Ok(value);
-        }
+        let l1_missed = match self.near_fast(call) {
+            NearFast::Hit(value) => return Ok(value),
+            NearFast::Missed => true,
+            NearFast::NotAsked => false,
+        };
         // Boxed: the rest of a call is a large future, which an L1 hit
         // should neither build nor move.
         Box::pin(
-            self.load_through_in_span(call, keep, load, None)
+            self.load_through_in_span(call, keep, load, None, l1_missed)
                 .instrument(call_span(call)),
         )
         .await
@@ -115,18 +117,22 @@ impl Cache {
     /// An L1 hit, answered before anything else of the call is set up.
     /// Calls that may refresh early, and calls while an invalidation is
     /// pending, take the full path.
-    fn near_fast<T: Cacheable>(&self, call: Call<'_>) -> Option<T> {
-        let near = self.inner.near.as_deref()?;
+    fn near_fast<T: Cacheable>(&self, call: Call<'_>) -> NearFast<T> {
+        let Some(near) = self.inner.near.as_deref() else {
+            return NearFast::NotAsked;
+        };
         let full_path = call.lifecycle.early_refresh.is_some()
             || call.uncacheable.is_some()
             || self.inner.has_pending.load(Ordering::SeqCst);
         if full_path {
-            return None;
+            return NearFast::NotAsked;
         }
-        let hit = near.get::<T>(call.key, call.name, call.tags)?;
+        let Some(hit) = near.get::<T>(call.key, call.name, call.tags) else {
+            return NearFast::Missed;
+        };
         self.inner.guarded.counters.count(Event::NearHit(call.name));
         call_span(call).record("outcome", "hit_l1");
-        Some(hit.value)
+        NearFast::Hit(hit.value)
     }
 
     /// [`load_through`](Self::load_through) for a load that can outlive
@@ -144,15 +150,17 @@ impl Cache {
         Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
         use tracing::Instrument;
-        if let Some(value) = self.near_fast(call) {
-            return Ok(value);
-        }
+        let l1_missed = match self.near_fast(call) {
+            NearFast::Hit(value) => return Ok(value),
+            NearFast::Missed => true,
+            NearFast::NotAsked => false,
+        };
         let spawn = Spawn {
             refresh: spawn_refresh::<T, E, Fut>,
             load: spawn_load::<T, E, Fut>,
         };
         Box::pin(
-            self.load_through_in_span(call, keep, load, Some(spawn))
+            self.load_through_in_span(call, keep, load, Some(spawn), l1_missed)
                 .instrument(call_span(call)),
         )
         .await
@@ -363,12 +371,14 @@ impl Cache {
         keep: fn(&T) -> bool,
         load: Fut,
         spawn: Option<Spawn<T, E, Fut>>,
+        l1_missed: bool,
     ) -> Result<T, E>
     where
         T: Cacheable,
         Fut: Future<Output = Result<T, E>>,
     {
         let counters = &self.inner.guarded.counters;
+        let mut l1_missed = l1_missed;
         let zero_ttl = call.ttl.is_zero().then_some(ZERO_TTL);
         if let Some(reason) = call.uncacheable.or(zero_ttl) {
             crate::report::once(call.name, &format!("{}: {reason}", call.name));
@@ -400,7 +410,8 @@ impl Cache {
         loop {
             // Read, and either return a fresh value, wait for the load of
             // this process's leader, or become the leader.
-            let joining = self.read_or_join(call, &key, &tag_keys, spawn.is_some());
+            let ask_l1 = !std::mem::take(&mut l1_missed);
+            let joining = self.read_or_join(call, &key, &tag_keys, spawn.is_some(), ask_l1);
             let (start, leader, call) = match joining.await {
                 Joining::Hit(value) => return Ok(value),
                 Joining::Refresh(value, seen) => {
@@ -461,13 +472,19 @@ impl Cache {
         key: &str,
         tag_keys: &[String],
         can_refresh: bool,
+        ask_l1: bool,
     ) -> Joining<'_, T> {
         let counters = &self.inner.guarded.counters;
         let lifecycle = call.lifecycle;
         let near = self.inner.near.as_deref();
+        // The first pass asks L1 only when the call's fast path did not
+        // (one moka lookup per miss, not two).
+        let mut ask_l1 = ask_l1;
         loop {
-            if let Some(hit) = self.near_hit(call, can_refresh) {
-                return hit;
+            if std::mem::replace(&mut ask_l1, true) {
+                if let Some(hit) = self.near_hit(call, can_refresh) {
+                    return hit;
+                }
             }
             // Taken before the read: a change that lands while it is under
             // way keeps its value out of L1.
@@ -868,13 +885,7 @@ impl Cache {
             }),
             ..write
         };
-        let key = write.key;
-        let written = self
-            .inner
-            .guarded
-            .op(self.inner.guarded.backend.write(write))
-            .await;
-        self.changed(key);
+        let written = self.write_entry(write).await;
         match written {
             Ok(written) => {
                 if let (true, Some(lock)) = (written.unlocked, lock) {
@@ -905,6 +916,15 @@ const ZERO_TTL: &str = "its `ttl` is zero: every key needs an expiry, so nothing
 /// A `put` with a zero `ttl` stores nothing; the key is invalidated.
 pub(super) const ZERO_TTL_PUT: &str =
     "a zero `ttl`: every key needs an expiry (the key was invalidated instead)";
+
+/// What `near_fast` found.
+enum NearFast<T> {
+    Hit(T),
+    /// L1 was asked and does not hold the call.
+    Missed,
+    /// L1 was not asked: there is none, or the call takes the full path.
+    NotAsked,
+}
 
 /// An entry belongs to the key *and* the tags it was stored with: a call of
 /// the key with other tags reads a miss and replaces it, so two calls that

@@ -25,10 +25,10 @@ use serde::Serialize;
 pub(crate) use self::lifecycle::Lifecycle;
 use self::lifecycle::RefreshSet;
 use self::load::ZERO_TTL_PUT;
-use crate::backend::{Backend, Replace, Write};
+use crate::backend::{Backend, Replace, Write, Written};
 use crate::breaker::Breaker;
 use crate::clock::Clock;
-use crate::entry::{self, Times};
+use crate::entry::{self, Epoch, Times};
 use crate::error::{Error, Result};
 use crate::flight::Flights;
 use crate::guarded::Guarded;
@@ -515,8 +515,7 @@ impl Cache {
             unlock: None,
         };
         let before = self.pending_generation(&key);
-        let written = guarded.op(guarded.backend.write(write)).await;
-        self.changed(&key);
+        let written = self.write_entry(write).await;
         match written {
             // Not stored only when a tag moved on between the two round
             // trips: every entry under it, the old one too, is then stale.
@@ -543,9 +542,29 @@ impl Cache {
         stats
     }
 
-    /// This process changed `key` (an entry's or a tag's epoch, prefixed):
-    /// its near-cache copies are dropped before the change is reported.
-    pub(super) fn changed(&self, key: &str) {
+    /// Writes an entry (a value or a tombstone). Every write of the cache
+    /// passes here: this process's near-cache copies of the key are
+    /// dropped, whatever the outcome, before the caller hears of it.
+    pub(super) async fn write_entry(&self, write: Write<'_>) -> Result<Written> {
+        let key = write.key;
+        let guarded = &self.inner.guarded;
+        let written = guarded.op(guarded.backend.write(write)).await;
+        self.changed(key);
+        written
+    }
+
+    /// Moves a tag's epoch on (`tag_key` is prefixed), and, as
+    /// [`write_entry`](Self::write_entry), drops this process's copies
+    /// under it.
+    pub(super) async fn bump_epoch(&self, tag_key: &str) -> Result<Epoch> {
+        let guarded = &self.inner.guarded;
+        let epoch = guarded.op(guarded.backend.bump_epoch(tag_key)).await;
+        self.changed(tag_key);
+        epoch
+    }
+
+    /// This process changed `key` (an entry's or a tag's epoch, prefixed).
+    fn changed(&self, key: &str) {
         if let Some(near) = &self.inner.near {
             near.changed(key);
         }

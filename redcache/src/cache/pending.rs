@@ -19,9 +19,9 @@ impl Cache {
     /// returns the error.
     pub(super) async fn deliver_or_keep(&self, key: String) -> Result<()> {
         let before = self.pending_generation(&key);
+        // Also when it fails, this process's copies are dropped: the key
+        // bypasses the cache until delivered.
         let delivered = self.deliver(&key).await;
-        // Also when it failed: the key bypasses the cache until delivered.
-        self.changed(&key);
         match delivered {
             Ok(()) => {
                 // Newer than what was pending for this key: that retry would
@@ -45,7 +45,7 @@ impl Cache {
     async fn deliver(&self, key: &str) -> Result<()> {
         let guarded = &self.inner.guarded;
         if key.starts_with(&self.inner.tag_prefix) {
-            let epoch = guarded.op(guarded.backend.bump_epoch(key)).await?;
+            let epoch = self.bump_epoch(key).await?;
             tracing::debug!(target: "redcache", tag_key = key, epoch, "tag invalidated");
         } else {
             let tombstone = entry::tombstone();
@@ -58,7 +58,7 @@ impl Cache {
                 replace: Replace::Always,
                 unlock: None,
             };
-            guarded.op(guarded.backend.write(write)).await?;
+            self.write_entry(write).await?;
             tracing::debug!(target: "redcache", key, "key invalidated");
         }
         guarded.counters.count(Event::Invalidation);
@@ -115,7 +115,6 @@ impl Cache {
                 .collect();
             for (key, generation) in pending {
                 if self.deliver(&key).await.is_ok() {
-                    self.changed(&key);
                     tracing::info!(target: "redcache", key, "pending invalidation delivered");
                     self.settle(&key, Some(generation));
                 }
