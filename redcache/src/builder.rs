@@ -367,6 +367,7 @@ impl CacheBuilder {
                     Connection::single(url, self.connect_timeout)?,
                     Connection::single(url, self.connect_timeout)?,
                     vec![url.clone()],
+                    Nodes::Single(url.clone()),
                     self.connect_timeout,
                 )),
                 Some(Nodes::Single(url.clone())),
@@ -388,6 +389,7 @@ impl CacheBuilder {
                         conn,
                         side,
                         nodes.clone(),
+                        Nodes::Cluster(nodes.clone()),
                         self.connect_timeout,
                     )),
                     Some(Nodes::Cluster(nodes.clone())),
@@ -407,6 +409,10 @@ impl CacheBuilder {
                         conn.clone(),
                         conn,
                         sentinels.clone(),
+                        Nodes::Sentinel {
+                            sentinels: sentinels.clone(),
+                            service: service.clone(),
+                        },
                         self.connect_timeout,
                     )),
                     Some(Nodes::Sentinel {

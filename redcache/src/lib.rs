@@ -67,12 +67,14 @@ mod layer;
 mod limiter;
 mod lock;
 mod near;
+mod pubsub;
 mod rate_checks;
 mod ratelimit;
 mod redlock;
 mod report;
 mod session;
 mod stats;
+mod stream;
 
 #[doc(hidden)]
 #[path = "private/mod.rs"]
@@ -90,12 +92,17 @@ pub use layer::{RateLimit, RateLimitLayer};
 pub use limiter::{rate_status, RateLimiter};
 pub use lock::{LockGuard, LockOptions, Locked};
 pub use near::{NearCache, NearStatus, NEAR_CACHE_ENV_VARS};
+pub use pubsub::{Channel, Event, Events, Subscription};
 pub use ratelimit::{Algorithm, OnError, Policy, RateLimited, RateStatus};
 pub use redlock::{Redlock, RedlockGuard, RedlockOptions};
 #[cfg(feature = "tower-sessions")]
 pub use session::TowerSessionStore;
 pub use session::{Session, SessionId, SessionStore};
 pub use stats::Stats;
+pub use stream::{
+    Consumer, ConsumerBuilder, ConsumerStats, DeadLetter, Delivery, Entry, EntryId, EventStream,
+    StartFrom, DEFAULT_MAX_LEN, DEFAULT_RETENTION,
+};
 
 #[doc(inline)]
 pub use redcache_macros::{cache_put, cached, get_or_load, invalidates, key, locked, rate_limited};

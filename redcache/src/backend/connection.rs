@@ -16,6 +16,38 @@ use redis::{Client, Cmd, Pipeline, RedisError, RedisFuture, Value};
 
 use crate::error::{redis_unreachable, Error, Result};
 
+/// Where the data lives, as the cache was configured: what a connection of
+/// its own (a subscriber, a blocking stream reader, the near cache's
+/// tracking) is made from.
+#[derive(Debug, Clone)]
+pub(crate) enum Nodes {
+    Single(String),
+    Sentinel {
+        sentinels: Vec<String>,
+        service: String,
+    },
+    Cluster(Vec<String>),
+}
+
+impl Nodes {
+    /// A new connection to these nodes, shared with nothing else: for
+    /// commands that block it (`XREADGROUP ... BLOCK`). On a cluster, the
+    /// client answers an unanswered command after `response_timeout`.
+    pub(crate) fn dedicated(
+        &self,
+        connect_timeout: Duration,
+        response_timeout: Duration,
+    ) -> Result<Connection> {
+        match self {
+            Nodes::Single(url) => Connection::single(url, connect_timeout),
+            Nodes::Sentinel { sentinels, service } => {
+                Connection::sentinel(sentinels, service, connect_timeout)
+            }
+            Nodes::Cluster(nodes) => Connection::cluster(nodes, connect_timeout, response_timeout),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub(crate) enum Connection {
     Single(ConnectionManager),

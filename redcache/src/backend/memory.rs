@@ -56,6 +56,8 @@ pub(crate) struct MemoryBackend {
     pub(crate) rates: RateStore,
     /// Sessions (`Cache::sessions`).
     pub(crate) sessions: super::sessions::SessionTable,
+    /// Streams (`Cache::stream`).
+    pub(crate) streams: crate::stream::MemoryStreams,
     clock: Arc<dyn Clock>,
 }
 
@@ -81,7 +83,12 @@ impl MemoryBackend {
             fences: Moka::builder().expire_after(AtDeadline).build(),
             rates: RateStore::default(),
             sessions: Default::default(),
+            streams: Default::default(),
         }
+    }
+
+    pub(crate) fn clock(&self) -> &dyn Clock {
+        &*self.clock
     }
 
     pub(crate) fn now_micros(&self) -> u64 {

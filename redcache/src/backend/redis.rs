@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures_util::future::try_join_all;
 use redis::Script;
 
-use super::connection::Connection;
+use super::connection::{Connection, Nodes};
 use super::{
     Read, Replace, SessionOp, SessionReply, Write, Written, EPOCH_MARGIN, INVALIDATED_EPOCH_TTL,
 };
@@ -32,14 +32,17 @@ static SESSION_INDEX: &str = include_str!("../scripts/session_index.lua");
 type Raw = Vec<Option<Vec<u8>>>;
 
 pub(crate) struct RedisBackend {
-    conn: Connection,
+    pub(crate) conn: Connection,
     /// A second connection for checks after a timeout: a large reply on
     /// `conn` holds back every command behind it, and the check must tell
     /// a slow reply from a server that does not answer.
     side: Connection,
     /// The URLs the connection was made from, to diagnose an outage.
     urls: Vec<String>,
-    connect_timeout: Duration,
+    /// What connections of their own (stream readers, subscribers) are
+    /// made from.
+    pub(crate) nodes: Nodes,
+    pub(crate) connect_timeout: Duration,
     touch_epoch: Script,
     bump_epoch: Script,
     unlock: Script,
@@ -62,12 +65,14 @@ impl RedisBackend {
         conn: Connection,
         side: Connection,
         urls: Vec<String>,
+        nodes: Nodes,
         connect_timeout: Duration,
     ) -> Self {
         RedisBackend {
             conn,
             side,
             urls,
+            nodes,
             connect_timeout,
             touch_epoch: Script::new(TOUCH_EPOCH),
             bump_epoch: Script::new(BUMP_EPOCH),

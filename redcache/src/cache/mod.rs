@@ -153,6 +153,8 @@ pub(crate) struct Inner {
     retrying: AtomicBool,
     /// The near cache (L1), if any: always on the embedded backend.
     pub(crate) near: Option<Arc<Near>>,
+    /// Pub/sub subscriptions (`Cache::channel`).
+    pub(crate) pubsub: crate::pubsub::PubSub,
 }
 
 /// The settings of a cache, as the builder collected them.
@@ -233,6 +235,7 @@ impl Cache {
             has_pending: AtomicBool::new(false),
             retrying: AtomicBool::new(false),
             near,
+            pubsub: Default::default(),
         };
         Cache {
             inner: Arc::new(inner),

@@ -30,18 +30,8 @@ use redis::{
 };
 
 use super::{Near, NearStatus};
+pub(crate) use crate::backend::connection::Nodes;
 use crate::error::redis_unreachable;
-
-/// Where the data lives.
-#[derive(Debug, Clone)]
-pub(crate) enum Nodes {
-    Single(String),
-    Sentinel {
-        sentinels: Vec<String>,
-        service: String,
-    },
-    Cluster(Vec<String>),
-}
 
 /// Publishes this process's changes on the pub/sub fallback.
 #[derive(Clone)]

@@ -1,0 +1,249 @@
+//! The fan-out of one cache's subscriptions: one broadcast channel per
+//! subscribed topic, fed by the subscriber task (Redis) or by `publish`
+//! itself (the embedded backend). Many subscriptions of a topic share one
+//! server subscription.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use tokio::sync::broadcast;
+
+/// What a subscription is to: a channel, a pattern of channels, or (on a
+/// cluster) a sharded channel.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Topic {
+    Channel(String),
+    Pattern(String),
+    Sharded(String),
+}
+
+impl Topic {
+    pub(crate) fn name(&self) -> &str {
+        match self {
+            Topic::Channel(name) | Topic::Pattern(name) | Topic::Sharded(name) => name,
+        }
+    }
+}
+
+/// What reaches a subscription.
+#[derive(Debug, Clone)]
+pub(crate) enum Signal {
+    /// A message published on `channel`.
+    Message {
+        channel: Arc<str>,
+        payload: Arc<[u8]>,
+    },
+    /// Messages may have been lost: the connection dropped, or a shard
+    /// moved.
+    Gap(Arc<str>),
+}
+
+/// Messages a subscriber may fall behind by before it loses some (and is
+/// told with a gap).
+pub(crate) const BUFFER: usize = 1024;
+
+#[derive(Default)]
+pub(crate) struct Hub {
+    topics: Mutex<HashMap<Topic, broadcast::Sender<Signal>>>,
+}
+
+impl Hub {
+    fn topics(&self) -> MutexGuard<'_, HashMap<Topic, broadcast::Sender<Signal>>> {
+        self.topics.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A receiver of `topic`, and whether the topic is new (the server
+    /// must be asked to subscribe).
+    pub(crate) fn join(&self, topic: &Topic) -> (broadcast::Receiver<Signal>, bool) {
+        let mut topics = self.topics();
+        if let Some(sender) = topics.get(topic) {
+            if sender.receiver_count() > 0 {
+                return (sender.subscribe(), false);
+            }
+        }
+        let (sender, receiver) = broadcast::channel(BUFFER);
+        topics.insert(topic.clone(), sender);
+        (receiver, true)
+    }
+
+    /// Forgets `topic` if no subscription is left; true if it did (the
+    /// server subscription can go).
+    pub(crate) fn leave_if_unused(&self, topic: &Topic) -> bool {
+        let mut topics = self.topics();
+        if topics.get(topic).is_some_and(|s| s.receiver_count() == 0) {
+            topics.remove(topic);
+            return true;
+        }
+        false
+    }
+
+    /// Every topic with a subscription (to subscribe again after a
+    /// reconnect).
+    pub(crate) fn topics_in_use(&self) -> Vec<Topic> {
+        self.topics()
+            .iter()
+            .filter(|(_, s)| s.receiver_count() > 0)
+            .map(|(t, _)| t.clone())
+            .collect()
+    }
+
+    /// Hands a message to the subscriptions of `topic`.
+    pub(crate) fn deliver(&self, topic: &Topic, channel: &str, payload: &[u8]) -> usize {
+        let topics = self.topics();
+        let Some(sender) = topics.get(topic) else {
+            return 0;
+        };
+        sender
+            .send(Signal::Message {
+                channel: channel.into(),
+                payload: payload.into(),
+            })
+            .unwrap_or(0)
+    }
+
+    /// Hands a message published on `channel` to every subscription that
+    /// matches it (the embedded backend's `PUBLISH`); how many got it.
+    pub(crate) fn publish_local(&self, channel: &str, payload: &[u8]) -> usize {
+        let topics = self.topics();
+        let message = Signal::Message {
+            channel: channel.into(),
+            payload: payload.into(),
+        };
+        topics
+            .iter()
+            .filter(|(topic, _)| match topic {
+                Topic::Channel(name) | Topic::Sharded(name) => name == channel,
+                Topic::Pattern(pattern) => glob_match(pattern.as_bytes(), channel.as_bytes()),
+            })
+            .map(|(_, sender)| sender.send(message.clone()).unwrap_or(0))
+            .sum()
+    }
+
+    /// Tells every subscription that messages may have been lost.
+    pub(crate) fn gap(&self, why: &str) {
+        let why: Arc<str> = why.into();
+        for sender in self.topics().values() {
+            let _ = sender.send(Signal::Gap(Arc::clone(&why)));
+        }
+    }
+
+    /// Tells the subscriptions of `topic` that messages may have been lost.
+    pub(crate) fn gap_on(&self, topic: &Topic, why: &str) {
+        if let Some(sender) = self.topics().get(topic) {
+            let _ = sender.send(Signal::Gap(why.into()));
+        }
+    }
+}
+
+/// Redis' glob-style pattern match (`PSUBSCRIBE`): `*`, `?`, `[...]` (with
+/// `^` and ranges) and `\` escapes.
+pub(crate) fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    // Where the last `*` was, and the text position it matched up to.
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() {
+            match pattern[p] {
+                b'*' => {
+                    star = Some((p, t));
+                    p += 1;
+                    continue;
+                }
+                b'?' => {
+                    p += 1;
+                    t += 1;
+                    continue;
+                }
+                b'[' => {
+                    if let Some((matched, next)) = class(pattern, p, text[t]) {
+                        if matched {
+                            p = next;
+                            t += 1;
+                            continue;
+                        }
+                    }
+                }
+                b'\\' if p + 1 < pattern.len() && pattern[p + 1] == text[t] => {
+                    p += 2;
+                    t += 1;
+                    continue;
+                }
+                b'\\' if p + 1 < pattern.len() => {}
+                c if c == text[t] => {
+                    p += 1;
+                    t += 1;
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        match star {
+            Some((sp, st)) => {
+                p = sp + 1;
+                t = st + 1;
+                star = Some((sp, st + 1));
+            }
+            None => return false,
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+/// Whether `c` is in the class opening at `pattern[start]` (`[`), and the
+/// index after the class; `None` for a class left open.
+fn class(pattern: &[u8], start: usize, c: u8) -> Option<(bool, usize)> {
+    let mut i = start + 1;
+    let negate = pattern.get(i) == Some(&b'^');
+    if negate {
+        i += 1;
+    }
+    let mut matched = false;
+    let mut first = true;
+    while i < pattern.len() && (pattern[i] != b']' || first) {
+        first = false;
+        if pattern[i] == b'\\' && i + 1 < pattern.len() {
+            matched |= pattern[i + 1] == c;
+            i += 2;
+        } else if i + 2 < pattern.len() && pattern[i + 1] == b'-' && pattern[i + 2] != b']' {
+            let (lo, hi) = (
+                pattern[i].min(pattern[i + 2]),
+                pattern[i].max(pattern[i + 2]),
+            );
+            matched |= (lo..=hi).contains(&c);
+            i += 3;
+        } else {
+            matched |= pattern[i] == c;
+            i += 1;
+        }
+    }
+    (i < pattern.len()).then_some((matched != negate, i + 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    fn m(p: &str, t: &str) -> bool {
+        glob_match(p.as_bytes(), t.as_bytes())
+    }
+
+    #[test]
+    fn patterns_match_as_psubscribe_matches_them() {
+        assert!(m("orders.*", "orders.eu"));
+        assert!(m("orders.*", "orders."));
+        assert!(!m("orders.*", "order.eu"));
+        assert!(m("*", ""));
+        assert!(m("a*b*c", "axxbyyc"));
+        assert!(!m("a*b*c", "axxbyy"));
+        assert!(m("h?llo", "hello"));
+        assert!(!m("h?llo", "hllo"));
+        assert!(m("h[ae]llo", "hallo"));
+        assert!(!m("h[ae]llo", "hillo"));
+        assert!(m("h[^e]llo", "hallo"));
+        assert!(!m("h[^e]llo", "hello"));
+        assert!(m("h[a-c]llo", "hbllo"));
+        assert!(m("a\\*b", "a*b"));
+        assert!(!m("a\\*b", "axb"));
+        assert!(!m("abc", "abcd"));
+    }
+}
