@@ -134,7 +134,11 @@ impl Task {
         }
     }
 
-    async fn connect(&mut self, pushes: mpsc::UnboundedSender<PushInfo>) -> Result<(Conn, bool)> {
+    /// The connection, and on Sentinel the master's address.
+    async fn connect(
+        &mut self,
+        pushes: mpsc::UnboundedSender<PushInfo>,
+    ) -> Result<(Conn, Option<redis::ConnectionAddr>)> {
         let within = |fut| tokio::time::timeout(self.connect_timeout, fut);
         let node_config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
@@ -147,7 +151,7 @@ impl Task {
                     within(client.get_multiplexed_async_connection_with_config(&node_config))
                         .await
                         .map_err(|_| Error::Timeout(self.connect_timeout))??;
-                Ok((Conn::Node(conn), false))
+                Ok((Conn::Node(conn), None))
             }
             Nodes::Sentinel { sentinels, service } => {
                 if self.sentinel.is_none() {
@@ -163,13 +167,14 @@ impl Task {
                     tokio::time::timeout(self.connect_timeout, sentinel.async_get_client())
                         .await
                         .map_err(|_| Error::Timeout(self.connect_timeout))??;
+                let addr = master.get_connection_info().addr().clone();
                 let conn = tokio::time::timeout(
                     self.connect_timeout,
                     resp3(master).get_multiplexed_async_connection_with_config(&node_config),
                 )
                 .await
                 .map_err(|_| Error::Timeout(self.connect_timeout))??;
-                Ok((Conn::Node(conn), true))
+                Ok((Conn::Node(conn), Some(addr)))
             }
             Nodes::Cluster(urls) => {
                 let client =
@@ -183,7 +188,7 @@ impl Task {
                     tokio::time::timeout(self.connect_timeout, client.get_async_connection())
                         .await
                         .map_err(|_| Error::Timeout(self.connect_timeout))??;
-                Ok((Conn::Cluster(conn), false))
+                Ok((Conn::Cluster(conn), None))
             }
         }
     }
@@ -236,7 +241,7 @@ impl Task {
                     }
                 },
                 _ = check.tick() => {
-                    if let Err(why) = self.check(&mut conn, sentinel).await {
+                    if let Err(why) = self.check(&mut conn, sentinel.as_ref()).await {
                         return Ended::Lost(why);
                     }
                 }
@@ -337,9 +342,15 @@ impl Task {
         }
     }
 
-    /// `PING` (and on Sentinel, `ROLE`: a master demoted to a replica is
-    /// left for the one the sentinels name).
-    async fn check(&self, conn: &mut Conn, sentinel: bool) -> std::result::Result<(), String> {
+    /// `PING`; on Sentinel also `ROLE`, and the master the sentinels name
+    /// (after a failover they name the new one at once, while the old one
+    /// may go on as a master for seconds): the connection is left for the
+    /// new master.
+    async fn check(
+        &mut self,
+        conn: &mut Conn,
+        master: Option<&redis::ConnectionAddr>,
+    ) -> std::result::Result<(), String> {
         let ping = redis::cmd("PING");
         let pinged = match conn {
             Conn::Node(c) => self.within(ping.query_async::<Value>(c)).await,
@@ -348,13 +359,22 @@ impl Task {
         if let Err(error) = pinged {
             return Err(format!("PING: {error}"));
         }
-        if let (true, Conn::Node(c)) = (sentinel, conn) {
+        if let (Some(master), Conn::Node(c)) = (master, conn) {
             let role = self
                 .within(redis::cmd("ROLE").query_async::<Vec<Value>>(c))
                 .await
                 .map_err(|e| format!("ROLE: {e}"))?;
             if !matches!(role.first(), Some(Value::BulkString(r)) if r == b"master") {
                 return Err("the Sentinel master is no longer a master".into());
+            }
+            if let Some(sentinel) = self.sentinel.as_mut() {
+                let named =
+                    tokio::time::timeout(self.connect_timeout, sentinel.async_get_client()).await;
+                if let Ok(Ok(named)) = named {
+                    if named.get_connection_info().addr() != master {
+                        return Err("the sentinels name another master".into());
+                    }
+                }
             }
         }
         Ok(())

@@ -1,0 +1,313 @@
+//! Typed pub/sub (`Cache::channel`) on real servers and on the embedded
+//! backend: typed messages, patterns, undecodable messages skipped and
+//! counted, channels that never meet, resubscription after a restart and
+//! after a Sentinel failover (with a gap event), and sharded channels on a
+//! cluster.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use redcache::{Cache, Event, Subscription};
+use redcache_suite::{eventually, unique_namespace, RedisCluster, RedisServer};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct PriceChanged {
+    product: u64,
+    cents: u64,
+}
+
+async fn redis_cache(url: String, ns: &str) -> Cache {
+    Cache::builder()
+        .redis(url)
+        .namespace(ns)
+        .op_timeout(Duration::from_secs(1))
+        .connect_timeout(Duration::from_millis(500))
+        .build()
+        .await
+        .unwrap()
+}
+
+async fn next<T: serde::de::DeserializeOwned>(subscription: &mut Subscription<T>) -> T {
+    tokio::time::timeout(Duration::from_secs(5), subscription.next())
+        .await
+        .expect("a message within 5 s")
+        .expect("the subscription is open")
+}
+
+async fn typed_messages_and_patterns(publisher: Cache, subscriber: Cache) {
+    let prices = publisher.channel::<PriceChanged>("prices");
+    let mut changes = subscriber
+        .channel::<PriceChanged>("prices")
+        .subscribe()
+        .await
+        .unwrap();
+    let mut also = subscriber
+        .channel::<PriceChanged>("prices")
+        .subscribe()
+        .await
+        .unwrap();
+    let mut other = subscriber
+        .channel::<PriceChanged>("prices-eu")
+        .subscribe()
+        .await
+        .unwrap();
+    let mut all = subscriber
+        .subscribe_pattern::<PriceChanged>("prices*")
+        .await
+        .unwrap();
+    let one = PriceChanged {
+        product: 7,
+        cents: 1_999,
+    };
+    assert!(prices.publish(&one).await.unwrap() >= 1);
+    assert_eq!(next(&mut changes).await, one);
+    assert_eq!(
+        next(&mut also).await,
+        one,
+        "two subscriptions of a channel both get it"
+    );
+    assert_eq!(next(&mut all).await, one, "the pattern matches");
+    // Garbage on the channel (another writer): skipped and counted.
+    let raw = publisher.channel::<String>("prices");
+    raw.publish(&"not a price".to_string()).await.unwrap();
+    let two = PriceChanged {
+        product: 8,
+        cents: 5,
+    };
+    prices.publish(&two).await.unwrap();
+    assert_eq!(next(&mut changes).await, two);
+    assert_eq!(changes.undecodable(), 1);
+    let eu = PriceChanged {
+        product: 9,
+        cents: 1,
+    };
+    publisher
+        .channel::<PriceChanged>("prices-eu")
+        .publish(&eu)
+        .await
+        .unwrap();
+    assert_eq!(
+        next(&mut other).await,
+        eu,
+        "the other channel only gets its own"
+    );
+    assert_eq!(next(&mut all).await, two);
+    assert_eq!(next(&mut all).await, eu);
+}
+
+#[tokio::test]
+async fn typed_messages_and_patterns_on_memory() {
+    let cache = Cache::builder().memory().build().await.unwrap();
+    typed_messages_and_patterns(cache.clone(), cache).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_messages_and_patterns_on_redis() {
+    let server = RedisServer::start();
+    let ns = unique_namespace("pubsub");
+    let publisher = redis_cache(server.url(), &ns).await;
+    let subscriber = redis_cache(server.url(), &ns).await;
+    typed_messages_and_patterns(publisher, subscriber).await;
+    // Another namespace's channel of the same name never meets these.
+    let foreign = redis_cache(server.url(), &unique_namespace("pubsub")).await;
+    let mut mine = redis_cache(server.url(), &ns)
+        .await
+        .channel::<u64>("prices")
+        .subscribe()
+        .await
+        .unwrap();
+    foreign.channel::<u64>("prices").publish(&1).await.unwrap();
+    redis_cache(server.url(), &ns)
+        .await
+        .channel::<u64>("prices")
+        .publish(&2)
+        .await
+        .unwrap();
+    assert_eq!(next(&mut mine).await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_survives_a_restart_and_reports_the_gap() {
+    let mut server = RedisServer::start();
+    let ns = unique_namespace("pubsub");
+    let publisher = redis_cache(server.url(), &ns).await;
+    let subscriber = redis_cache(server.url(), &ns).await;
+    let mut events = subscriber
+        .channel::<u64>("ticks")
+        .subscribe()
+        .await
+        .unwrap()
+        .events();
+    publisher.channel::<u64>("ticks").publish(&1).await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), events.next())
+        .await
+        .unwrap();
+    assert_eq!(first, Some(Event::Message(1)));
+    server.restart();
+    // The gap is reported, then messages flow again without a new subscribe.
+    let gap = tokio::time::timeout(Duration::from_secs(10), events.next())
+        .await
+        .unwrap();
+    assert!(matches!(gap, Some(Event::Gap(_))), "{gap:?}");
+    let ticks = publisher.channel::<u64>("ticks");
+    let mut n = 2;
+    let got = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            // Published until the resubscription is in place.
+            let _ = ticks.publish(&n).await;
+            n += 1;
+            match tokio::time::timeout(Duration::from_millis(200), events.next()).await {
+                Ok(Some(Event::Message(v))) => return v,
+                Ok(Some(_)) | Err(_) => {}
+                Ok(None) => panic!("the subscription ended"),
+            }
+        }
+    })
+    .await
+    .expect("messages again within 15 s");
+    assert!(got >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_follows_a_sentinel_failover() {
+    let master = RedisServer::start();
+    let mut replica = RedisServer::start_with(
+        &["--replicaof", "127.0.0.1", &master.port().to_string()],
+        redcache_suite::free_port,
+    );
+    eventually("replication", Duration::from_secs(10), || {
+        let info = replica.command("INFO replication");
+        async move { info.contains("master_link_status:up") }
+    })
+    .await;
+    let sentinel = RedisServer::start_sentinel(master.port());
+    eventually(
+        "the sentinel seeing the replica",
+        Duration::from_secs(15),
+        || {
+            let replicas = sentinel.command("SENTINEL replicas mymaster");
+            let port = replica.port().to_string();
+            async move { replicas.contains(&port) }
+        },
+    )
+    .await;
+    let ns = unique_namespace("pubsub");
+    let sentinel_cache = || async {
+        Cache::builder()
+            .redis_sentinel([sentinel.url()], "mymaster")
+            .namespace(ns.as_str())
+            .op_timeout(Duration::from_secs(1))
+            .connect_timeout(Duration::from_millis(500))
+            .build()
+            .await
+            .unwrap()
+    };
+    let (publisher, subscriber) = (sentinel_cache().await, sentinel_cache().await);
+    let mut events = subscriber
+        .channel::<u64>("ticks")
+        .subscribe()
+        .await
+        .unwrap()
+        .events();
+    let ticks = publisher.channel::<u64>("ticks");
+    ticks.publish(&1).await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), events.next())
+        .await
+        .unwrap();
+    assert_eq!(first, Some(Event::Message(1)));
+    // The sentinel may refuse until it has heard from the replica (NOGOODSLAVE).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !sentinel
+        .command("SENTINEL FAILOVER mymaster")
+        .starts_with("+OK")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SENTINEL FAILOVER kept refusing"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let gap = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            if let Some(Event::Gap(why)) = events.next().await {
+                return why;
+            }
+        }
+    })
+    .await
+    .expect("a gap within 15 s of the failover");
+    assert!(!gap.is_empty());
+    let mut n = 2;
+    let got = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let _ = ticks.publish(&n).await;
+            n += 1;
+            match tokio::time::timeout(Duration::from_millis(200), events.next()).await {
+                Ok(Some(Event::Message(v))) => return v,
+                Ok(Some(_)) | Err(_) => {}
+                Ok(None) => panic!("the subscription ended"),
+            }
+        }
+    })
+    .await
+    .expect("messages from the new master within 20 s");
+    assert!(got >= 2);
+    assert!(
+        replica.command("ROLE").contains("master"),
+        "the replica was promoted"
+    );
+    replica.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_channels_on_a_cluster() {
+    let cluster = RedisCluster::shared();
+    let ns = unique_namespace("pubsub");
+    let cache = || async {
+        Cache::builder()
+            .redis_cluster(cluster.urls())
+            .namespace(ns.as_str())
+            .op_timeout(Duration::from_secs(1))
+            .build()
+            .await
+            .unwrap()
+    };
+    let (publisher, subscriber) = (cache().await, cache().await);
+    // Channels on every shard (their names hash to different slots).
+    let names: Vec<String> = (0..12).map(|i| format!("orders-{i}")).collect();
+    let mut subscriptions = Vec::new();
+    for name in &names {
+        subscriptions.push(
+            subscriber
+                .channel::<String>(name)
+                .subscribe()
+                .await
+                .unwrap(),
+        );
+    }
+    for name in &names {
+        let got = publisher
+            .channel::<String>(name)
+            .publish(name)
+            .await
+            .unwrap();
+        assert_eq!(got, 1, "SPUBLISH reached the one subscriber of {name}");
+    }
+    for (name, subscription) in names.iter().zip(&mut subscriptions) {
+        assert_eq!(
+            &next(subscription).await,
+            name,
+            "each channel gets only its own"
+        );
+    }
+    let spublished = cluster
+        .nodes()
+        .iter()
+        .any(|n| n.command("INFO commandstats").contains("cmdstat_spublish"));
+    assert!(spublished, "sharded publish was used");
+    assert!(matches!(
+        subscriber.subscribe_pattern::<String>("orders-*").await,
+        Err(redcache::Error::Config(_))
+    ));
+}
