@@ -35,6 +35,31 @@ async fn next<T: serde::de::DeserializeOwned>(subscription: &mut Subscription<T>
         .expect("the subscription is open")
 }
 
+/// Publishes 2, 3, ... on `channel` until `events` gets one of them (the
+/// resubscription after a disconnect is in place), within `limit`.
+async fn publish_until_received(
+    channel: &redcache::Channel<u64>,
+    events: &mut redcache::Events<u64>,
+    limit: Duration,
+) {
+    let mut n = 2;
+    let got = tokio::time::timeout(limit, async {
+        loop {
+            let _ = channel.publish(&n).await;
+            n += 1;
+            match tokio::time::timeout(Duration::from_millis(200), events.next()).await {
+                Ok(Some(Event::Message(v))) => return v,
+                Ok(Some(Event::Gap(_))) | Err(_) => {}
+                Ok(Some(other)) => panic!("unexpected {other:?}"),
+                Ok(None) => panic!("the subscription ended"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no message within {limit:?} of the disconnect"));
+    assert!(got >= 2, "a message published after the disconnect: {got}");
+}
+
 async fn typed_messages_and_patterns(publisher: Cache, subscriber: Cache) {
     let prices = publisher.channel::<PriceChanged>("prices");
     let mut changes = subscriber
@@ -151,22 +176,7 @@ async fn a_subscription_survives_a_restart_and_reports_the_gap() {
         .unwrap();
     assert!(matches!(gap, Some(Event::Gap(_))), "{gap:?}");
     let ticks = publisher.channel::<u64>("ticks");
-    let mut n = 2;
-    let got = tokio::time::timeout(Duration::from_secs(15), async {
-        loop {
-            // Published until the resubscription is in place.
-            let _ = ticks.publish(&n).await;
-            n += 1;
-            match tokio::time::timeout(Duration::from_millis(200), events.next()).await {
-                Ok(Some(Event::Message(v))) => return v,
-                Ok(Some(_)) | Err(_) => {}
-                Ok(None) => panic!("the subscription ended"),
-            }
-        }
-    })
-    .await
-    .expect("messages again within 15 s");
-    assert!(got >= 2);
+    publish_until_received(&ticks, &mut events, Duration::from_secs(15)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -238,21 +248,7 @@ async fn a_subscription_follows_a_sentinel_failover() {
     .await
     .expect("a gap within 15 s of the failover");
     assert!(!gap.is_empty());
-    let mut n = 2;
-    let got = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            let _ = ticks.publish(&n).await;
-            n += 1;
-            match tokio::time::timeout(Duration::from_millis(200), events.next()).await {
-                Ok(Some(Event::Message(v))) => return v,
-                Ok(Some(_)) | Err(_) => {}
-                Ok(None) => panic!("the subscription ended"),
-            }
-        }
-    })
-    .await
-    .expect("messages from the new master within 20 s");
-    assert!(got >= 2);
+    publish_until_received(&ticks, &mut events, Duration::from_secs(20)).await;
     assert!(
         replica.command("ROLE").contains("master"),
         "the replica was promoted"

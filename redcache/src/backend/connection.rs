@@ -48,6 +48,17 @@ impl Nodes {
     }
 }
 
+/// `client` speaking RESP3: what connections that take pushes (tracking
+/// invalidations, pub/sub messages) need.
+pub(crate) fn resp3(client: Client) -> Client {
+    let info = client.get_connection_info().clone();
+    let settings = info
+        .redis_settings()
+        .clone()
+        .set_protocol(redis::ProtocolVersion::RESP3);
+    Client::open(info.set_redis_settings(settings)).unwrap_or(client)
+}
+
 #[derive(Clone)]
 pub(crate) enum Connection {
     Single(ConnectionManager),

@@ -25,11 +25,10 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use redis::{
-    AsyncConnectionConfig, Client, ConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value,
-};
+use redis::{AsyncConnectionConfig, Client, PushInfo, PushKind, Value};
 
 use super::{Near, NearStatus};
+use crate::backend::connection::resp3;
 pub(crate) use crate::backend::connection::Nodes;
 use crate::error::redis_unreachable;
 
@@ -492,15 +491,6 @@ async fn slot_map(conn: &mut MultiplexedConnection, tracker: &Tracker) -> Result
     }
     map.sort();
     Ok(map)
-}
-
-fn resp3(client: Client) -> Client {
-    let info: ConnectionInfo = client.get_connection_info().clone();
-    let redis = info
-        .redis_settings()
-        .clone()
-        .set_protocol(ProtocolVersion::RESP3);
-    Client::open(info.set_redis_settings(redis)).unwrap_or(client)
 }
 
 fn describe(what: &str, error: Option<redis::RedisError>) -> String {

@@ -24,7 +24,7 @@ use redis::{AsyncConnectionConfig, Client, ProtocolVersion, PushInfo, PushKind, 
 use tokio::sync::{mpsc, oneshot};
 
 use super::hub::{Hub, Topic};
-use crate::backend::connection::Nodes;
+use crate::backend::connection::{resp3, Nodes};
 use crate::error::{Error, Result};
 
 /// How often the connection is checked.
@@ -387,13 +387,4 @@ fn bytes(value: Option<Value>) -> Option<Vec<u8>> {
         Value::SimpleString(s) => Some(s.into_bytes()),
         _ => None,
     }
-}
-
-fn resp3(client: Client) -> Client {
-    let info = client.get_connection_info().clone();
-    let settings = info
-        .redis_settings()
-        .clone()
-        .set_protocol(ProtocolVersion::RESP3);
-    Client::open(info.set_redis_settings(settings)).unwrap_or(client)
 }
