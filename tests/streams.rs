@@ -115,6 +115,17 @@ async fn emit_range_and_len_on_redis_with_a_bound_and_an_expiry() {
         pttl > 6 * 24 * 3600 * 1000,
         "the stream expires after its retention: {pttl}"
     );
+    // Deleted under a handle that slid its expiry moments ago: the next
+    // emit makes the stream again, with an expiry (never without one).
+    server.command(&format!("DEL {}", orders.key()));
+    orders.emit(&Order { id: 9, cents: 0 }).await.unwrap();
+    let pttl = server.command(&format!("PTTL {}", orders.key()));
+    let pttl: i64 = pttl.trim().trim_start_matches(':').parse().unwrap();
+    assert!(
+        pttl > 6 * 24 * 3600 * 1000,
+        "made again with its expiry: {pttl}"
+    );
+    assert_eq!(orders.len().await.unwrap(), 1);
 
     // MAXLEN ~: at least max_len entries stay, and at most a node more.
     let bounded = cache.stream::<u64>("bounded").max_len(50);

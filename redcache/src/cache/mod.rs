@@ -138,7 +138,7 @@ pub(crate) struct Inner {
     lock_ttl: Duration,
     lock_wait: Duration,
     /// Measures the wait for another process's load lock.
-    clock: Arc<dyn Clock>,
+    pub(crate) clock: Arc<dyn Clock>,
     max_entry_size: usize,
     flights: Flights,
     /// Keys this process refreshes in the background.

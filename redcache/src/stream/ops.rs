@@ -116,13 +116,34 @@ impl<'a> StreamOps<'a> {
         clock.now_micros() / 1_000
     }
 
+    /// Appends an entry. With `slide`, in one script that also sets the
+    /// stream's expiry to `retention`; without, a plain `XADD NOMKSTREAM`
+    /// (the stream keeps the expiry it has), falling back to the script
+    /// when the stream does not exist: a stream is never made without an
+    /// expiry.
     pub(crate) async fn emit(
         &self,
         key: &str,
         payload: &[u8],
         max_len: u64,
         retention: Duration,
+        slide: bool,
     ) -> Result<Id> {
+        if let (StreamOps::Redis(conn), false) = (self, slide) {
+            let mut cmd = redis::cmd("XADD");
+            cmd.arg(key)
+                .arg("NOMKSTREAM")
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(max_len)
+                .arg("*")
+                .arg("d")
+                .arg(payload);
+            let id: Option<String> = cmd.query_async(&mut (*conn).clone()).await?;
+            if let Some(id) = id {
+                return parse_id(&id);
+            }
+        }
         match self {
             StreamOps::Memory(m, clock) => {
                 let fields = vec![("d".to_string(), payload.to_vec())];
