@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use redcache::{Cache, Event, Subscription};
-use redcache_suite::{eventually, unique_namespace, RedisCluster, RedisServer};
+use redcache_suite::{eventually, key_slot, unique_namespace, RedisCluster, RedisServer};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -306,4 +306,79 @@ async fn sharded_channels_on_a_cluster() {
         subscriber.subscribe_pattern::<String>("orders-*").await,
         Err(redcache::Error::Config(_))
     ));
+}
+
+/// A sharded channel's slot given to another node: the old owner drops its
+/// subscribers (an unasked `sunsubscribe`); the subscription reports a gap
+/// and follows the slot, so later messages arrive without a new subscribe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sharded_subscription_follows_its_slot_to_another_node() {
+    let cluster = tokio::task::spawn_blocking(|| RedisCluster::start(3, 0))
+        .await
+        .unwrap();
+    let ns = unique_namespace("pubsub");
+    let cache = || async {
+        Cache::builder()
+            .redis_cluster(cluster.urls())
+            .namespace(ns.as_str())
+            .op_timeout(Duration::from_secs(1))
+            .build()
+            .await
+            .unwrap()
+    };
+    let (publisher, subscriber) = (cache().await, cache().await);
+    let ticks = publisher.channel::<u64>("ticks");
+    let mut events = subscriber
+        .channel::<u64>("ticks")
+        .subscribe()
+        .await
+        .unwrap()
+        .events();
+    ticks.publish(&1).await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), events.next())
+        .await
+        .unwrap();
+    assert_eq!(first, Some(Event::Message(1)));
+
+    let slot = key_slot(ticks.name());
+    let owns = |node: &RedisServer| {
+        node.command(&format!("CLUSTER COUNTKEYSINSLOT {slot}"))
+            .starts_with(':')
+            && !node
+                .command(&format!("SPUBLISH {} probe", ticks.name()))
+                .starts_with("-MOVED")
+    };
+    let from_port = cluster
+        .nodes()
+        .iter()
+        .find(|n| owns(n))
+        .expect("an owner")
+        .port();
+    let to = cluster
+        .nodes()
+        .iter()
+        .find(|n| n.port() != from_port)
+        .unwrap();
+    let to_id = to
+        .command("CLUSTER MYID")
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let reply = to.command(&format!("CLUSTER SETSLOT {slot} NODE {to_id}"));
+    assert!(reply.starts_with("+OK"), "SETSLOT: {reply}");
+    assert!(to.command("CLUSTER BUMPEPOCH").starts_with('+'));
+    let gap = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match events.next().await {
+                Some(Event::Gap(why)) => return why,
+                Some(_) => {}
+                None => panic!("the subscription ended"),
+            }
+        }
+    })
+    .await
+    .expect("a gap when the slot moved");
+    assert!(gap.contains("shard"), "{gap}");
+    publish_until_received(&ticks, &mut events, Duration::from_secs(15)).await;
 }
