@@ -382,3 +382,70 @@ async fn a_sharded_subscription_follows_its_slot_to_another_node() {
     assert!(gap.contains("shard"), "{gap}");
     publish_until_received(&ticks, &mut events, Duration::from_secs(15)).await;
 }
+
+/// The primary that owns a sharded channel dies: its replica takes over,
+/// the subscription reports a gap and gets messages again from the new
+/// primary without a new subscribe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sharded_subscription_survives_a_cluster_failover() {
+    let mut cluster = tokio::task::spawn_blocking(|| RedisCluster::start(3, 1))
+        .await
+        .unwrap();
+    let ns = unique_namespace("pubsub");
+    let urls = cluster.urls();
+    let cache = || async {
+        Cache::builder()
+            .redis_cluster(urls.clone())
+            .namespace(ns.as_str())
+            .op_timeout(Duration::from_secs(1))
+            .connect_timeout(Duration::from_millis(500))
+            .build()
+            .await
+            .unwrap()
+    };
+    let (publisher, subscriber) = (cache().await, cache().await);
+    let ticks = publisher.channel::<u64>("ticks");
+    let mut events = subscriber
+        .channel::<u64>("ticks")
+        .subscribe()
+        .await
+        .unwrap()
+        .events();
+    ticks.publish(&1).await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), events.next())
+        .await
+        .unwrap();
+    assert_eq!(first, Some(Event::Message(1)));
+
+    // The channel's primary: the node that answers for its slot (a
+    // replica or another primary answers MOVED).
+    let port = cluster
+        .nodes()
+        .iter()
+        .find(|n| {
+            !n.command(&format!("EXISTS {}", ticks.name()))
+                .starts_with("-MOVED")
+        })
+        .expect("the channel's primary")
+        .port();
+    cluster
+        .nodes_mut()
+        .iter_mut()
+        .find(|n| n.port() == port)
+        .unwrap()
+        .stop();
+    let gap = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            match events.next().await {
+                Some(Event::Gap(why)) => return why,
+                Some(_) => {}
+                None => panic!("the subscription ended"),
+            }
+        }
+    })
+    .await
+    .expect("a gap when the primary died");
+    assert!(!gap.is_empty());
+    tokio::task::block_in_place(|| cluster.wait_until_ok(Duration::from_secs(30)));
+    publish_until_received(&ticks, &mut events, Duration::from_secs(30)).await;
+}

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 /// What a subscription is to: a channel, a pattern of channels, or (on a
 /// cluster) a sharded channel.
@@ -44,26 +44,59 @@ pub(crate) const BUFFER: usize = 1024;
 
 #[derive(Default)]
 pub(crate) struct Hub {
-    topics: Mutex<HashMap<Topic, broadcast::Sender<Signal>>>,
+    topics: Mutex<HashMap<Topic, Subscribed>>,
+}
+
+/// A topic's fan-out, and whether the server confirmed its subscription.
+struct Subscribed {
+    sender: broadcast::Sender<Signal>,
+    confirmed: watch::Sender<bool>,
+}
+
+impl std::ops::Deref for Subscribed {
+    type Target = broadcast::Sender<Signal>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.sender
+    }
+}
+
+/// How a subscription joined its topic.
+pub(crate) enum Joined {
+    /// The first: it asks the server, then calls [`Hub::confirm`].
+    First,
+    /// Another: the server subscription is the first's; it is confirmed
+    /// when this says `true`.
+    Later(watch::Receiver<bool>),
 }
 
 impl Hub {
-    fn topics(&self) -> MutexGuard<'_, HashMap<Topic, broadcast::Sender<Signal>>> {
+    fn topics(&self) -> MutexGuard<'_, HashMap<Topic, Subscribed>> {
         self.topics.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A receiver of `topic`, and whether the topic is new (the server
-    /// must be asked to subscribe).
-    pub(crate) fn join(&self, topic: &Topic) -> (broadcast::Receiver<Signal>, bool) {
+    /// A receiver of `topic`, and how it joined.
+    pub(crate) fn join(&self, topic: &Topic) -> (broadcast::Receiver<Signal>, Joined) {
         let mut topics = self.topics();
-        if let Some(sender) = topics.get(topic) {
-            if sender.receiver_count() > 0 {
-                return (sender.subscribe(), false);
+        if let Some(subscribed) = topics.get(topic) {
+            if subscribed.receiver_count() > 0 {
+                return (
+                    subscribed.subscribe(),
+                    Joined::Later(subscribed.confirmed.subscribe()),
+                );
             }
         }
         let (sender, receiver) = broadcast::channel(BUFFER);
-        topics.insert(topic.clone(), sender);
-        (receiver, true)
+        let (confirmed, _) = watch::channel(false);
+        topics.insert(topic.clone(), Subscribed { sender, confirmed });
+        (receiver, Joined::First)
+    }
+
+    /// The server confirmed the subscription of `topic`.
+    pub(crate) fn confirm(&self, topic: &Topic) {
+        if let Some(subscribed) = self.topics().get(topic) {
+            subscribed.confirmed.send_replace(true);
+        }
     }
 
     /// Forgets `topic` if no subscription is left; true if it did (the

@@ -42,7 +42,7 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 pub(crate) use self::hub::Hub;
-use self::hub::{Signal, Topic};
+use self::hub::{Joined, Signal, Topic};
 pub(crate) use self::redis::Subscriber;
 use crate::backend::Backend;
 use crate::cache::Cache;
@@ -118,7 +118,7 @@ impl Cache {
 
     async fn subscribe_to<T: DeserializeOwned>(&self, topic: Topic) -> Result<Subscription<T>> {
         let pubsub = &self.inner.pubsub;
-        let (receiver, new) = pubsub.hub.join(&topic);
+        let (receiver, joined) = pubsub.hub.join(&topic);
         let subscription = Subscription {
             receiver: Box::pin(futures_util::stream::unfold(
                 receiver,
@@ -135,12 +135,24 @@ impl Cache {
             gaps: Arc::default(),
             _values: PhantomData,
         };
-        if new {
-            if let Backend::Redis(redis) = &self.inner.guarded.backend {
-                pubsub
-                    .subscriber(redis, &self.inner.pubsub.hub)
-                    .subscribe(topic)
-                    .await?;
+        let Backend::Redis(redis) = &self.inner.guarded.backend else {
+            pubsub.hub.confirm(&topic);
+            return Ok(subscription);
+        };
+        let subscriber = pubsub.subscriber(redis, &pubsub.hub);
+        match joined {
+            Joined::First => {
+                subscriber.subscribe(topic.clone()).await?;
+                pubsub.hub.confirm(&topic);
+            }
+            // Another subscription of the topic is being made: this one
+            // too returns once the server confirmed it.
+            Joined::Later(mut confirmed) => {
+                let wait = subscriber.wait();
+                match tokio::time::timeout(wait, confirmed.wait_for(|c| *c)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(_)) | Err(_) => return Err(Error::Timeout(wait)),
+                }
             }
         }
         Ok(subscription)

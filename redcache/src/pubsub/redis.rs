@@ -9,11 +9,13 @@
 //! the task connects again (on Sentinel to the master the sentinels name
 //! now) and subscribes every topic again.
 //!
-//! Cluster: a RESP3 cluster connection whose `SSUBSCRIBE`s redis-rs
-//! renews after a reconnect or a slot refresh; a node's disconnect is a
-//! gap. A shard subscription the server drops by itself (its slot moved to
-//! another node: Redis sends `sunsubscribe`) is a gap on that channel, and
-//! is made again where the slot lives now.
+//! Cluster: a RESP3 cluster connection with `SSUBSCRIBE`s. A node's
+//! disconnect ends it like a single node's (gap, new connection from a
+//! fresh view of the slots, every topic subscribed again: after a failover
+//! redis-rs alone renews nothing until a command of its own fails, and a
+//! subscriber sends none). A shard subscription the server drops by itself
+//! (its slot moved to another node: Redis sends `sunsubscribe`) is a gap
+//! on that channel, and is made again where the slot lives now.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,6 +75,11 @@ impl Subscriber {
             )),
             Err(_) => Err(Error::Timeout(self.wait)),
         }
+    }
+
+    /// How long a subscription waits for the server's confirmation.
+    pub(crate) fn wait(&self) -> Duration {
+        self.wait
     }
 
     pub(crate) fn unsubscribe(&self, topic: Topic) {
@@ -293,13 +300,12 @@ impl Task {
                     }
                 }
             }
-            PushKind::Disconnection => match conn {
-                Conn::Node(_) => return Some(Ended::Lost("the connection closed".into())),
-                // One node's connection: the cluster client makes it again
-                // and renews its subscriptions; what was sent meanwhile is
-                // lost.
-                Conn::Cluster(_) => self.hub.gap("a cluster node's pub/sub connection closed"),
-            },
+            // On a cluster, one node's connection: after a failover the
+            // cluster client would renew its subscriptions only once a
+            // command of its own found the new topology, and the
+            // subscriber sends none. A new cluster connection reads the
+            // slots afresh, and every topic is subscribed again.
+            PushKind::Disconnection => return Some(Ended::Lost("the connection closed".into())),
             _ => {}
         }
         None
