@@ -423,6 +423,9 @@ impl CacheBuilder {
             }
         };
         let cache = Cache::new(backend, &self.namespace, &self.settings);
+        if nodes.is_some() {
+            cache.check_health_in_background();
+        }
         if let (Some(near), Some(nodes)) = (&cache.inner.near, nodes) {
             near::spawn_tracking(near, nodes, &self.namespace, self.connect_timeout);
         }

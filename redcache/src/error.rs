@@ -70,6 +70,13 @@ impl Error {
 
 /// Whether a redis-rs error means the server could not be reached (the
 /// connection failed, dropped or timed out), as opposed to an answer it gave.
+impl Error {
+    /// Redis refused a write because it is out of memory (`OOM`).
+    pub(crate) fn is_out_of_memory(&self) -> bool {
+        matches!(self, Error::Redis(e) if e.code() == Some("OOM"))
+    }
+}
+
 pub(crate) fn redis_unreachable(error: &redis::RedisError) -> bool {
     error.is_io_error()
         || error.is_connection_refusal()

@@ -30,6 +30,8 @@ pub(crate) struct Guarded {
     /// Entries whose read timed out, not read again until checked.
     slow_keys: Mutex<HashSet<String>>,
     has_slow_keys: AtomicBool,
+    /// An out-of-memory refusal was reported.
+    told_out_of_memory: AtomicBool,
 }
 
 impl Guarded {
@@ -48,6 +50,7 @@ impl Guarded {
             checking: AtomicBool::new(false),
             slow_keys: Mutex::new(HashSet::new()),
             has_slow_keys: AtomicBool::new(false),
+            told_out_of_memory: AtomicBool::new(false),
         }
     }
 
@@ -274,6 +277,20 @@ impl Guarded {
 
     pub(crate) fn backend_failed(self: &Arc<Self>, op: &'static str, error: &Error) {
         self.counters.count(Event::Error(op));
+        if error.is_out_of_memory() {
+            // Fail open like any other failure; said loudly once, as the
+            // setup is wrong for a cache (see `Cache::health`).
+            self.counters.count(Event::OutOfMemory(op));
+            if !self
+                .told_out_of_memory
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                tracing::warn!(target: "redcache", op, %error, "Redis refuses writes: it is out of memory and evicts nothing (maxmemory-policy noeviction). Functions run uncached until it has room; set an eviction policy such as allkeys-lru (README, \"Running in production\")");
+            } else {
+                tracing::debug!(target: "redcache", op, %error, "write refused: Redis is out of memory");
+            }
+            return;
+        }
         if matches!(error, Error::CircuitOpen) {
             // Expected while the circuit is open: one event when it opened.
             tracing::trace!(target: "redcache", op, "circuit open; skipping redis");

@@ -50,6 +50,7 @@
 
 #![warn(missing_docs)]
 
+mod admin;
 mod backend;
 mod breaker;
 mod builder;
@@ -58,6 +59,7 @@ mod clock;
 mod entry;
 mod error;
 mod flight;
+mod glob;
 mod global;
 mod guarded;
 mod identity;
@@ -80,6 +82,7 @@ mod stream;
 #[path = "private/mod.rs"]
 pub mod __private;
 
+pub use admin::{ClearProgress, Clearing, Health, NodeHealth};
 pub use breaker::CircuitState;
 pub use builder::{CacheBuilder, ENV_VARS};
 pub use cache::{Cache, Cacheable, EntryOptions, Stampede};

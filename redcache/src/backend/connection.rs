@@ -309,6 +309,81 @@ async fn follow_switch_master(
     }
 }
 
+impl Connection {
+    /// The data nodes, to send a command to each (`SCAN`, `INFO`): the one
+    /// node (single, Sentinel master), or every cluster primary.
+    pub(crate) async fn data_nodes(&self) -> redis::RedisResult<Vec<DataNode>> {
+        let Connection::Cluster(lazy) = self else {
+            return Ok(vec![DataNode::Only]);
+        };
+        let mut conn = lazy.get().await.inspect_err(|e| lazy.check(e))?;
+        let mut slots = redis::cmd("CLUSTER");
+        slots.arg("SLOTS");
+        let reply: Vec<Vec<Value>> = slots.query_async(&mut conn).await?;
+        let mut primaries: Vec<(String, u16)> = reply
+            .iter()
+            .filter_map(|range| match range.get(2) {
+                Some(Value::Array(primary)) => match (primary.first(), primary.get(1)) {
+                    (Some(Value::BulkString(host)), Some(Value::Int(port))) => Some((
+                        String::from_utf8_lossy(host).into_owned(),
+                        u16::try_from(*port).ok()?,
+                    )),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        primaries.sort();
+        primaries.dedup();
+        Ok(primaries
+            .into_iter()
+            .map(|(host, port)| DataNode::Primary { host, port })
+            .collect())
+    }
+
+    /// Sends `cmd` to `node`.
+    pub(crate) async fn on_node<T: redis::FromRedisValue>(
+        &self,
+        node: &DataNode,
+        cmd: Cmd,
+    ) -> redis::RedisResult<T> {
+        match (self, node) {
+            (Connection::Cluster(lazy), DataNode::Primary { host, port }) => {
+                use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+                let mut conn = lazy.get().await.inspect_err(|e| lazy.check(e))?;
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                    host: host.clone(),
+                    port: *port,
+                });
+                let value = conn
+                    .route_command(cmd, routing)
+                    .await
+                    .inspect_err(|e| lazy.check(e))?;
+                Ok(redis::from_redis_value(value)?)
+            }
+            _ => cmd.query_async(&mut self.clone()).await,
+        }
+    }
+}
+
+/// A node that holds data, from [`Connection::data_nodes`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum DataNode {
+    /// The connection's one node.
+    Only,
+    /// A cluster primary.
+    Primary { host: String, port: u16 },
+}
+
+impl std::fmt::Display for DataNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DataNode::Only => f.write_str("the server"),
+            DataNode::Primary { host, port } => write!(f, "{host}:{port}"),
+        }
+    }
+}
+
 impl LazyCluster {
     async fn get(&self) -> redis::RedisResult<ClusterConnection> {
         self.conn.get(|| self.client.get_async_connection()).await

@@ -87,6 +87,24 @@ impl MemoryBackend {
         }
     }
 
+    /// Removes every entry whose key starts with `prefix`: (scanned,
+    /// removed).
+    pub(crate) fn remove_prefix(&self, prefix: &str) -> (u64, u64) {
+        let keys: Vec<Arc<String>> = self
+            .values
+            .iter()
+            .map(|(key, _)| key)
+            .filter(|key| key.starts_with(prefix))
+            .collect();
+        let mut removed = 0;
+        for key in &keys {
+            if self.values.remove(key.as_str()).is_some() {
+                removed += 1;
+            }
+        }
+        (keys.len() as u64, removed)
+    }
+
     pub(crate) fn clock(&self) -> &dyn Clock {
         &*self.clock
     }

@@ -111,7 +111,7 @@ impl Cache {
                 "pattern subscriptions cannot follow sharded channels on Redis Cluster",
             ));
         }
-        let escaped = escape_glob(&self.inner.namespace);
+        let escaped = crate::glob::escape(&self.inner.namespace);
         let topic = Topic::Pattern(format!("{escaped}:ch:{pattern}"));
         self.subscribe_to(topic).await
     }
@@ -161,18 +161,6 @@ impl Cache {
 
 fn is_cluster(backend: &Backend) -> bool {
     matches!(backend, Backend::Redis(redis) if redis.conn.is_cluster())
-}
-
-/// `s` with the glob characters of `PSUBSCRIBE` escaped.
-fn escape_glob(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 impl<T> Channel<T> {

@@ -79,6 +79,10 @@ pub(crate) fn count(namespace: &Arc<str>, event: Event<'_>) {
         Event::Error(op) => {
             counter!("redcache_backend_errors_total", "namespace" => ns, "op" => op).increment(1)
         }
+        Event::OutOfMemory(op) => {
+            counter!("redcache_backend_out_of_memory_total", "namespace" => ns, "op" => op)
+                .increment(1)
+        }
         Event::Invalidation => {
             counter!("redcache_invalidations_total", "namespace" => ns).increment(1)
         }

@@ -97,6 +97,9 @@ counters! {
     /// Backend operations that failed or timed out (the call still
     /// succeeded: it ran the function).
     errors,
+    /// Writes Redis refused because it is out of memory (`OOM`: a
+    /// `maxmemory` with `noeviction`); also counted in `errors`.
+    out_of_memory,
     /// Tag invalidations issued.
     invalidations,
     /// Rate-limit checks that took from a quota.
@@ -133,6 +136,7 @@ pub(crate) enum Event<'a> {
     LockWait(&'static str),
     /// A backend operation (named) failed; the call went on without it.
     Error(&'static str),
+    OutOfMemory(&'static str),
     Invalidation,
     RateAllowed(&'a str),
     RateDenied(&'a str),
@@ -159,6 +163,7 @@ impl Counters {
             Event::Coalesced(_) => &self.coalesced,
             Event::LockWait(_) => &self.lock_waits,
             Event::Error(_) => &self.errors,
+            Event::OutOfMemory(_) => &self.out_of_memory,
             Event::Invalidation => &self.invalidations,
             Event::RateAllowed(_) => &self.rate_allowed,
             Event::RateDenied(_) => &self.rate_denied,
