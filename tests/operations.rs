@@ -266,3 +266,50 @@ async fn writes_refused_for_memory_fail_open_and_are_counted() {
         "OOM is no outage"
     );
 }
+
+/// A tag's epoch key evicted (here: deleted, as eviction would) after an
+/// invalidation never revives an entry stored before it; and an epoch
+/// key written as 0 by an older redcache is started at the clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evicted_tag_epoch_never_revives_a_stale_entry() {
+    let server = RedisServer::start();
+    let ns = unique_namespace("evict");
+    let cache = redis_cache(server.url(), &ns).await;
+    let load = |value: u64| {
+        let cache = cache.clone();
+        async move {
+            cache
+                .get_or_load("k", TTL, &["t"], || async move { Ok::<_, String>(value) })
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(load(1).await, 1);
+    assert_eq!(load(9).await, 1, "cached");
+    cache.invalidate_tag("t").await.unwrap();
+    server.command(&format!("DEL {ns}:tag:t"));
+    assert_eq!(
+        load(2).await,
+        2,
+        "the invalidated entry is not served after its epoch key went"
+    );
+    assert_eq!(load(9).await, 2, "and the new one is cached");
+    // Evicted with no invalidation before: a miss, never a wrong value.
+    server.command(&format!("DEL {ns}:tag:t"));
+    assert_eq!(load(3).await, 3);
+
+    // A legacy epoch of 0 is started at the clock on first read.
+    server.command(&format!("SET {ns}:tag:old 0 PX 600000"));
+    cache
+        .get_or_load("j", TTL, &["old"], || async { Ok::<_, String>(1u64) })
+        .await
+        .unwrap();
+    let epoch = server.command(&format!("GET {ns}:tag:old"));
+    let epoch: u64 = epoch.lines().nth(1).unwrap().parse().unwrap();
+    assert!(
+        epoch > 1_700_000_000_000_000,
+        "started at the server's clock: {epoch}"
+    );
+    let pttl = server.command(&format!("PTTL {ns}:tag:old"));
+    assert!(!pttl.starts_with(":-"), "it keeps a TTL: {pttl}");
+}

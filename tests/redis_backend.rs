@@ -160,10 +160,15 @@ async fn entries_are_readable_json_in_redis() {
             .starts_with(r#","k":"get_or_load","at":"#),
         "{stored}"
     );
+    // The tag's epoch: started at the server's clock (µs), one more per
+    // invalidation.
+    let (_, tags) = stored.split_once(r#""tags":[["team:3","#).expect("the tag");
+    let (epoch, rest) = tags.split_once(']').unwrap();
     assert!(
-        stored.ends_with(r#""tags":[["team:3",0]],"value":["ada","grace"]}"#),
+        epoch.parse::<u64>().unwrap() > 1_700_000_000_000_000,
         "{stored}"
     );
+    assert_eq!(rest, r#"],"value":["ada","grace"]}"#, "{stored}");
 }
 
 #[tokio::test]

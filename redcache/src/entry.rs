@@ -64,8 +64,10 @@ pub(crate) fn is_tombstone(bytes: &[u8]) -> bool {
     bytes.len() == HEAD_LEN + TOMBSTONE_TAIL.len() && bytes.ends_with(TOMBSTONE_TAIL)
 }
 
-/// The epoch of a tag as read from the backend; a tag that was never
-/// invalidated (no epoch key) has epoch 0.
+/// The epoch of a tag as read from the backend. On Redis it starts at the
+/// server's clock in µs (never at 0: see `scripts/start_epoch.lua`); the
+/// embedded backend, which never evicts an epoch before its entries,
+/// starts it at 0.
 pub(crate) type Epoch = u64;
 
 #[derive(Serialize)]

@@ -18,6 +18,7 @@ use crate::ratelimit::{Mode, Request, Verdict};
 static TOUCH_EPOCH: &str = include_str!("../scripts/touch_epoch.lua");
 static BUMP_EPOCH: &str = include_str!("../scripts/bump_epoch.lua");
 static UNLOCK: &str = include_str!("../scripts/unlock.lua");
+static START_EPOCH: &str = include_str!("../scripts/start_epoch.lua");
 static STORE: &str = include_str!("../scripts/store.lua");
 static RATE_LIMIT: &str = include_str!("../scripts/rate_limit.lua");
 static MUTEX_ACQUIRE: &str = include_str!("../scripts/mutex_acquire.lua");
@@ -44,6 +45,7 @@ pub(crate) struct RedisBackend {
     pub(crate) nodes: Nodes,
     pub(crate) connect_timeout: Duration,
     touch_epoch: Script,
+    start_epoch: Script,
     bump_epoch: Script,
     unlock: Script,
     store: Script,
@@ -75,6 +77,7 @@ impl RedisBackend {
             nodes,
             connect_timeout,
             touch_epoch: Script::new(TOUCH_EPOCH),
+            start_epoch: Script::new(START_EPOCH),
             bump_epoch: Script::new(BUMP_EPOCH),
             unlock: Script::new(UNLOCK),
             store: Script::new(STORE),
@@ -102,11 +105,42 @@ impl RedisBackend {
         } else {
             self.mget(key, tag_keys).await?
         };
-        let epochs = raw_epochs
+        let epochs = self.started(tag_keys, &raw_epochs).await?;
+        Ok(Read { value, epochs })
+    }
+
+    /// The epochs as read, with every absent (or legacy 0) one started at
+    /// the server's clock (`start_epoch.lua`): an epoch a reader sees is
+    /// never 0, so no entry records 0, and an epoch key evicted later
+    /// starts again above anything an entry recorded. One more round trip,
+    /// only for a tag never used or whose key is gone.
+    async fn started(&self, tag_keys: &[String], raw: &Raw) -> Result<Vec<Epoch>> {
+        let mut epochs = raw
             .iter()
             .map(|raw| parse_epoch(raw.as_deref()))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Read { value, epochs })
+        if !epochs.contains(&0) {
+            return Ok(epochs);
+        }
+        let ttl = millis(INVALIDATED_EPOCH_TTL);
+        let started = try_join_all(
+            tag_keys
+                .iter()
+                .zip(&epochs)
+                .filter(|(_, &epoch)| epoch == 0)
+                .map(|(tag, _)| {
+                    let mut conn = self.conn.clone();
+                    let mut call = self.start_epoch.key(tag);
+                    call.arg(ttl);
+                    async move { call.invoke_async::<u64>(&mut conn).await }
+                }),
+        )
+        .await?;
+        let mut started = started.into_iter();
+        for epoch in epochs.iter_mut().filter(|e| **e == 0) {
+            *epoch = started.next().unwrap_or(0);
+        }
+        Ok(epochs)
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
@@ -147,7 +181,7 @@ impl RedisBackend {
     pub(crate) async fn write(&self, w: Write<'_>) -> Result<Written> {
         // First make every epoch key outlive the entry, then write the entry:
         // were the order reversed, a failure in between could leave an entry
-        // whose epoch key expires first and reads as 0 again.
+        // whose epoch key expires first and starts again.
         let need = millis(w.ttl + EPOCH_MARGIN);
         let current: Vec<i64> = try_join_all(w.tag_keys.iter().map(|tag| {
             let mut conn = self.conn.clone();
@@ -201,7 +235,7 @@ impl RedisBackend {
         })
     }
 
-    /// The current epoch of each tag (0 for a tag never invalidated).
+    /// The current epoch of each tag (started at the clock where absent).
     pub(crate) async fn epochs(&self, tag_keys: &[String]) -> Result<Vec<Epoch>> {
         let raw: Raw = if self.conn.is_cluster() {
             try_join_all(tag_keys.iter().map(|t| self.get(t))).await?
@@ -212,7 +246,7 @@ impl RedisBackend {
                 .query_async(&mut conn)
                 .await?
         };
-        raw.iter().map(|raw| parse_epoch(raw.as_deref())).collect()
+        self.started(tag_keys, &raw).await
     }
 
     pub(crate) async fn bump_epoch(&self, tag_key: &str) -> Result<Epoch> {

@@ -5,13 +5,18 @@
 -- KEYS[1]  the tag's epoch key
 -- ARGV[1]  milliseconds the epoch key must live at least
 --
--- An absent key is created at epoch 0 (what readers assume for an absent
--- key). The TTL only ever grows: other entries under the tag may need it.
+-- Readers start an absent epoch (start_epoch.lua), so a key absent here
+-- expired or was evicted since the writer read it: it is started again at
+-- the server's time, which differs from what the writer read, and the
+-- entry is not stored. The TTL only ever grows: other entries under the
+-- tag may need it.
 local need = tonumber(ARGV[1])
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl == -2 then
-  redis.call('SET', KEYS[1], '0', 'PX', need)
-  return 0
+  local now = redis.call('TIME')
+  local epoch = tonumber(now[1]) * 1000000 + tonumber(now[2])
+  redis.call('SET', KEYS[1], string.format('%d', epoch), 'PX', need)
+  return epoch
 end
 if ttl < need then
   redis.call('PEXPIRE', KEYS[1], need)
