@@ -595,3 +595,108 @@ async fn at_least_once_across_a_redis_restart_with_aof() {
         stats.errors
     );
 }
+
+/// A consumer on Sentinel goes on after a forced failover: entries emitted
+/// (and replicated) before it and emitted after it are all handled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_follows_a_sentinel_failover() {
+    let master = RedisServer::start();
+    let replica = RedisServer::start_with(
+        &["--replicaof", "127.0.0.1", &master.port().to_string()],
+        redcache_suite::free_port,
+    );
+    eventually("replication", Duration::from_secs(10), || {
+        let info = replica.command("INFO replication");
+        async move { info.contains("master_link_status:up") }
+    })
+    .await;
+    let sentinel = RedisServer::start_sentinel(master.port());
+    eventually(
+        "the sentinel seeing the replica",
+        Duration::from_secs(15),
+        || {
+            let replicas = sentinel.command("SENTINEL replicas mymaster");
+            let port = replica.port().to_string();
+            async move { replicas.contains(&port) }
+        },
+    )
+    .await;
+    let cache = Cache::builder()
+        .redis_sentinel([sentinel.url()], "mymaster")
+        .namespace(unique_namespace("streams").as_str())
+        .op_timeout(Duration::from_secs(1))
+        .connect_timeout(Duration::from_millis(500))
+        .build()
+        .await
+        .unwrap();
+    let jobs = cache.stream::<u64>("jobs");
+    let handled = Arc::new(Mutex::new(HashMap::<u64, u64>::new()));
+    let record = Arc::clone(&handled);
+    let consumer = jobs
+        .consumer("g")
+        .block(Duration::from_millis(100))
+        .claim_idle(Duration::from_millis(500))
+        .start(move |job: Delivery<u64>| {
+            let record = Arc::clone(&record);
+            async move {
+                *record.lock().unwrap().entry(job.value).or_default() += 1;
+                Ok::<_, String>(())
+            }
+        })
+        .await
+        .unwrap();
+    for i in 0..50 {
+        jobs.emit(&i).await.unwrap();
+    }
+    eventually("the first 50 handled", Duration::from_secs(10), || {
+        let handled = Arc::clone(&handled);
+        async move { handled.lock().unwrap().len() == 50 }
+    })
+    .await;
+    // Replicated before the failover (Redis replicates asynchronously: what
+    // the old master did not pass on is lost with it).
+    assert!(master.command("WAIT 1 2000").starts_with(":1"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !sentinel
+        .command("SENTINEL FAILOVER mymaster")
+        .starts_with("+OK")
+    {
+        assert!(Instant::now() < deadline, "SENTINEL FAILOVER kept refusing");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Until the sentinels demote it, the old master takes writes, which
+    // are lost when it becomes a replica: Redis replication is
+    // asynchronous (README, "Streams"). The test starts emitting once it
+    // refuses them.
+    eventually("the failover", Duration::from_secs(20), || {
+        let named = sentinel.command("SENTINEL get-master-addr-by-name mymaster");
+        let role = replica.command("ROLE");
+        let old_role = master.command("ROLE");
+        let port = replica.port().to_string();
+        async move { named.contains(&port) && role.contains("master") && old_role.contains("slave") }
+    })
+    .await;
+    for i in 50..100 {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while let Err(error) = jobs.emit(&i).await {
+            assert!(
+                Instant::now() < deadline,
+                "emit {i} failed for 20 s: {error}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    eventually("all 100 handled", Duration::from_secs(30), || {
+        let handled = Arc::clone(&handled);
+        async move { handled.lock().unwrap().len() == 100 }
+    })
+    .await;
+    let on_new = replica.command(&format!("XLEN {}", jobs.key()));
+    let on_old = master.command(&format!("XLEN {}", jobs.key()));
+    println!("XLEN on the new master {on_new:?}, on the old one {on_old:?}");
+    assert!(
+        on_new.contains(":100"),
+        "the new master holds every entry: {on_new:?}, old {on_old:?}"
+    );
+    consumer.shutdown().await;
+}

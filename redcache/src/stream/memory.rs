@@ -64,6 +64,9 @@ impl MemoryStreams {
         let id = {
             let mut streams = self.streams();
             if Self::live(&mut streams, key, now_ms).is_none() {
+                // Expired streams go as new ones come (as Redis' expiry
+                // cycle would), not only when touched again.
+                streams.retain(|_, log| log.until_ms > now_ms);
                 streams.insert(key.to_string(), Log::default());
             }
             let log = streams.get_mut(key).expect("just made");
