@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use redcache::{Cache, Event, Subscription};
-use redcache_suite::{eventually, key_slot, unique_namespace, RedisCluster, RedisServer};
+use redcache_suite::{key_slot, unique_namespace, RedisCluster, RedisServer};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -181,27 +181,8 @@ async fn a_subscription_survives_a_restart_and_reports_the_gap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscription_follows_a_sentinel_failover() {
-    let master = RedisServer::start();
-    let mut replica = RedisServer::start_with(
-        &["--replicaof", "127.0.0.1", &master.port().to_string()],
-        redcache_suite::free_port,
-    );
-    eventually("replication", Duration::from_secs(10), || {
-        let info = replica.command("INFO replication");
-        async move { info.contains("master_link_status:up") }
-    })
-    .await;
-    let sentinel = RedisServer::start_sentinel(master.port());
-    eventually(
-        "the sentinel seeing the replica",
-        Duration::from_secs(15),
-        || {
-            let replicas = sentinel.command("SENTINEL replicas mymaster");
-            let port = replica.port().to_string();
-            async move { replicas.contains(&port) }
-        },
-    )
-    .await;
+    let mut group = redcache_suite::SentinelGroup::start().await;
+    let sentinel = &group.sentinel;
     let ns = unique_namespace("pubsub");
     let sentinel_cache = || async {
         Cache::builder()
@@ -227,17 +208,7 @@ async fn a_subscription_follows_a_sentinel_failover() {
         .unwrap();
     assert_eq!(first, Some(Event::Message(1)));
     // The sentinel may refuse until it has heard from the replica (NOGOODSLAVE).
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !sentinel
-        .command("SENTINEL FAILOVER mymaster")
-        .starts_with("+OK")
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "SENTINEL FAILOVER kept refusing"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    group.fail_over().await;
     let gap = tokio::time::timeout(Duration::from_secs(15), async {
         loop {
             if let Some(Event::Gap(why)) = events.next().await {
@@ -250,10 +221,10 @@ async fn a_subscription_follows_a_sentinel_failover() {
     assert!(!gap.is_empty());
     publish_until_received(&ticks, &mut events, Duration::from_secs(20)).await;
     assert!(
-        replica.command("ROLE").contains("master"),
+        group.replica.command("ROLE").contains("master"),
         "the replica was promoted"
     );
-    replica.stop();
+    group.replica.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

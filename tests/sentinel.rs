@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redcache::{Cache, NearCache, NearStatus};
-use redcache_suite::{unique_namespace, RedisServer};
+use redcache_suite::unique_namespace;
 
 /// Waits until `check` holds, for at most `limit`.
 async fn eventually(what: &str, limit: Duration, check: impl Fn() -> bool) {
@@ -23,34 +23,8 @@ async fn eventually(what: &str, limit: Duration, check: impl Fn() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_forced_failover_writes_go_to_the_new_master() {
-    let master = RedisServer::start();
-    let replica = RedisServer::start_with(
-        &["--replicaof", "127.0.0.1", &master.port().to_string()],
-        || {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        },
-    );
-    eventually("replication", Duration::from_secs(10), || {
-        replica
-            .command("INFO replication")
-            .contains("master_link_status:up")
-    })
-    .await;
-    let sentinel = RedisServer::start_sentinel(master.port());
-    eventually(
-        "the sentinel seeing the replica",
-        Duration::from_secs(15),
-        || {
-            sentinel
-                .command("SENTINEL replicas mymaster")
-                .contains(&replica.port().to_string())
-        },
-    )
-    .await;
+    let group = redcache_suite::SentinelGroup::start().await;
+    let (master, replica, sentinel) = (&group.master, &group.replica, &group.sentinel);
 
     let ns = unique_namespace("sentinel");
     let cache = Cache::builder()
@@ -131,19 +105,7 @@ async fn after_a_forced_failover_writes_go_to_the_new_master() {
             calls
         })
     };
-    // The sentinel may refuse until it has heard from the replica (NOGOODSLAVE).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let reply = sentinel.command("SENTINEL FAILOVER mymaster");
-        if reply.starts_with("+OK") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "SENTINEL FAILOVER kept answering {reply:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    group.fail_over().await;
     eventually("the failover", Duration::from_secs(20), || {
         sentinel
             .command("SENTINEL get-master-addr-by-name mymaster")

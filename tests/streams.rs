@@ -600,27 +600,8 @@ async fn at_least_once_across_a_redis_restart_with_aof() {
 /// (and replicated) before it and emitted after it are all handled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_follows_a_sentinel_failover() {
-    let master = RedisServer::start();
-    let replica = RedisServer::start_with(
-        &["--replicaof", "127.0.0.1", &master.port().to_string()],
-        redcache_suite::free_port,
-    );
-    eventually("replication", Duration::from_secs(10), || {
-        let info = replica.command("INFO replication");
-        async move { info.contains("master_link_status:up") }
-    })
-    .await;
-    let sentinel = RedisServer::start_sentinel(master.port());
-    eventually(
-        "the sentinel seeing the replica",
-        Duration::from_secs(15),
-        || {
-            let replicas = sentinel.command("SENTINEL replicas mymaster");
-            let port = replica.port().to_string();
-            async move { replicas.contains(&port) }
-        },
-    )
-    .await;
+    let group = redcache_suite::SentinelGroup::start().await;
+    let (master, replica, sentinel) = (&group.master, &group.replica, &group.sentinel);
     let cache = Cache::builder()
         .redis_sentinel([sentinel.url()], "mymaster")
         .namespace(unique_namespace("streams").as_str())
@@ -656,14 +637,7 @@ async fn a_consumer_follows_a_sentinel_failover() {
     // Replicated before the failover (Redis replicates asynchronously: what
     // the old master did not pass on is lost with it).
     assert!(master.command("WAIT 1 2000").starts_with(":1"));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !sentinel
-        .command("SENTINEL FAILOVER mymaster")
-        .starts_with("+OK")
-    {
-        assert!(Instant::now() < deadline, "SENTINEL FAILOVER kept refusing");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    group.fail_over().await;
     // Until the sentinels demote it, the old master takes writes, which
     // are lost when it becomes a replica: Redis replication is
     // asynchronous (README, "Streams"). The test starts emitting once it

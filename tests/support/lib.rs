@@ -286,6 +286,62 @@ where
     }
 }
 
+/// A master, a replica of it in sync, and a Sentinel monitoring them as
+/// `mymaster` that has seen the replica: what the Sentinel tests start.
+pub struct SentinelGroup {
+    pub master: RedisServer,
+    pub replica: RedisServer,
+    pub sentinel: RedisServer,
+}
+
+impl SentinelGroup {
+    pub async fn start() -> Self {
+        let master = RedisServer::start();
+        let replica = RedisServer::start_with(
+            &["--replicaof", "127.0.0.1", &master.port().to_string()],
+            free_port,
+        );
+        eventually("replication", Duration::from_secs(10), || {
+            let info = replica.command("INFO replication");
+            async move { info.contains("master_link_status:up") }
+        })
+        .await;
+        let sentinel = RedisServer::start_sentinel(master.port());
+        eventually(
+            "the sentinel seeing the replica",
+            Duration::from_secs(15),
+            || {
+                let replicas = sentinel.command("SENTINEL replicas mymaster");
+                let port = replica.port().to_string();
+                async move { replicas.contains(&port) }
+            },
+        )
+        .await;
+        SentinelGroup {
+            master,
+            replica,
+            sentinel,
+        }
+    }
+
+    /// `SENTINEL FAILOVER mymaster`, asked again while the sentinel refuses
+    /// (NOGOODSLAVE until it has heard from the replica).
+    pub async fn fail_over(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let reply = self.sentinel.command("SENTINEL FAILOVER mymaster");
+            if reply.starts_with("+OK") {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "SENTINEL FAILOVER kept answering {reply:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
 /// A namespace no other test uses, so tests can share a server safely.
 pub fn unique_namespace(prefix: &str) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
