@@ -313,3 +313,61 @@ async fn an_evicted_tag_epoch_never_revives_a_stale_entry() {
     let pttl = server.command(&format!("PTTL {ns}:tag:old"));
     assert!(!pttl.starts_with(":-"), "it keeps a TTL: {pttl}");
 }
+
+/// A value above `max_value_size` is returned to every caller, never
+/// cached, and counted; a value at the limit is cached. On both backends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_above_max_value_size_is_returned_not_cached_and_counted() {
+    let server = RedisServer::start();
+    let redis = Cache::builder()
+        .redis(server.url())
+        .namespace(unique_namespace("size").as_str())
+        .max_value_size(2_000)
+        .build()
+        .await
+        .unwrap();
+    let memory = Cache::builder()
+        .memory()
+        .max_value_size(2_000)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(redcache::DEFAULT_MAX_VALUE_SIZE, 1 << 20);
+    for cache in [redis, memory] {
+        let loads = AtomicU64::new(0);
+        let load = |key: &'static str, len: usize| {
+            let (cache, loads) = (cache.clone(), &loads);
+            async move {
+                cache
+                    .get_or_load(key, TTL, &[], || async move {
+                        loads.fetch_add(1, SeqCst);
+                        Ok::<_, String>("x".repeat(len))
+                    })
+                    .await
+                    .unwrap()
+            }
+        };
+        for _ in 0..3 {
+            assert_eq!(load("big", 5_000).await.len(), 5_000, "the caller gets it");
+        }
+        assert_eq!(loads.load(SeqCst), 3, "never cached");
+        assert_eq!(cache.stats().too_large, 3);
+        load("small", 1_000).await;
+        load("small", 1_000).await;
+        assert_eq!(loads.load(SeqCst), 4, "a value under the limit is cached");
+        // A put above the limit is refused, and the old value is not served.
+        cache.put("p", &"old".to_string(), TTL, &[]).await.unwrap();
+        let refused = cache.put("p", &"y".repeat(5_000), TTL, &[]).await;
+        assert!(
+            matches!(refused, Err(redcache::Error::Unstorable(_))),
+            "{refused:?}"
+        );
+        let after = cache
+            .get_or_load("p", TTL, &[], || async {
+                Ok::<_, String>("new".to_string())
+            })
+            .await
+            .unwrap();
+        assert_eq!(after, "new");
+    }
+}

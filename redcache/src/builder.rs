@@ -87,7 +87,7 @@ impl Default for CacheBuilder {
                 lock_ttl: Duration::from_secs(10),
                 lock_wait: Duration::from_secs(2),
                 max_entries: 100_000,
-                max_entry_size: 8 * 1024 * 1024,
+                max_value_size: DEFAULT_MAX_VALUE_SIZE,
                 clock: Arc::new(SystemClock),
                 breaker_threshold: 5,
                 breaker_cool_down: Duration::from_millis(250),
@@ -272,11 +272,13 @@ impl CacheBuilder {
     }
 
     /// The largest entry the cache stores, in bytes as encoded (default
-    /// 8 MiB). A larger value is returned to its caller but not stored:
-    /// reading it back could take longer than the operation timeout. An
-    /// entry found too slow to read (another writer's) is removed.
-    pub fn max_entry_size(mut self, bytes: usize) -> Self {
-        self.settings.max_entry_size = bytes;
+    /// [`DEFAULT_MAX_VALUE_SIZE`], 1 MiB). A larger value is returned to
+    /// its caller but not stored, with a warning (once per function) and
+    /// `stats().too_large`: every read of it would hold Redis' one thread
+    /// for the copy, and could outlast the operation timeout. An entry
+    /// found too slow to read (another writer's) is removed.
+    pub fn max_value_size(mut self, bytes: usize) -> Self {
+        self.settings.max_value_size = bytes;
         self
     }
 
@@ -437,6 +439,15 @@ impl CacheBuilder {
         CacheBuilder::default().url_from_env()
     }
 }
+
+/// The largest entry a cache stores unless told otherwise: 1 MiB.
+///
+/// Redis' own advice is to keep values small (its documentation warns at
+/// 100 KB): a value is copied through the server's one thread on every
+/// read, so one hot 1 MB value costs every other client latency. 1 MiB
+/// keeps rendered pages and long lists cacheable and refuses the
+/// multi-megabyte blobs that belong in object storage.
+pub const DEFAULT_MAX_VALUE_SIZE: usize = 1024 * 1024;
 
 /// A namespace is the first segment of every key: without `:` no namespace
 /// is a prefix of another's keys (`X` and `X:v` would meet at `X:v:v:...`),

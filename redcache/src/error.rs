@@ -46,7 +46,7 @@ pub enum Error {
     #[error("redis is skipped while the circuit breaker is open")]
     CircuitOpen,
     /// A value to [`put`](crate::Cache::put) could not be stored: it does
-    /// not encode, or it is larger than `max_entry_size`. The key's old
+    /// not encode, or it is larger than `max_value_size`. The key's old
     /// entry was invalidated instead.
     #[error("the value could not be cached: {0}")]
     Unstorable(String),

@@ -84,7 +84,7 @@ pub mod __private;
 
 pub use admin::{ClearProgress, Clearing, Health, NodeHealth};
 pub use breaker::CircuitState;
-pub use builder::{CacheBuilder, ENV_VARS};
+pub use builder::{CacheBuilder, DEFAULT_MAX_VALUE_SIZE, ENV_VARS};
 pub use cache::{Cache, Cacheable, EntryOptions, Stampede};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, LoadTimeout, Result};

@@ -720,11 +720,9 @@ impl Cache {
                     // invalidated epoch could match an epoch key recreated at
                     // 0, so its value is returned but not stored.
                     let in_time = started.elapsed() < INVALIDATED_EPOCH_TTL / 2;
-                    let fits = bytes.len() <= self.inner.max_entry_size;
+                    let fits = bytes.len() <= self.inner.max_value_size;
                     if !fits {
-                        self.inner.guarded.counters.count(Event::Error("too_large"));
-                        tracing::warn!(target: "redcache", key = call.key, size = bytes.len(),
-                            max = self.inner.max_entry_size, "value larger than max_entry_size; returned, not cached");
+                        self.too_large(call.name, call.key, bytes.len());
                     }
                     if keep(value) && epochs.is_some() && in_time && fits {
                         let write = Write {

@@ -139,7 +139,7 @@ pub(crate) struct Inner {
     lock_wait: Duration,
     /// Measures the wait for another process's load lock.
     pub(crate) clock: Arc<dyn Clock>,
-    max_entry_size: usize,
+    max_value_size: usize,
     flights: Flights,
     /// Keys this process refreshes in the background.
     refreshing: RefreshSet,
@@ -155,6 +155,8 @@ pub(crate) struct Inner {
     pub(crate) near: Option<Arc<Near>>,
     /// Pub/sub subscriptions (`Cache::channel`).
     pub(crate) pubsub: crate::pubsub::PubSub,
+    /// Functions whose too-large value was already reported.
+    told_too_large: Mutex<std::collections::HashSet<&'static str>>,
 }
 
 /// The settings of a cache, as the builder collected them.
@@ -164,7 +166,7 @@ pub(crate) struct Settings {
     pub(crate) lock_ttl: Duration,
     pub(crate) lock_wait: Duration,
     pub(crate) max_entries: u64,
-    pub(crate) max_entry_size: usize,
+    pub(crate) max_value_size: usize,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) breaker_threshold: u32,
     pub(crate) breaker_cool_down: Duration,
@@ -227,7 +229,7 @@ impl Cache {
             lock_ttl: settings.lock_ttl,
             lock_wait: settings.lock_wait,
             clock: Arc::clone(&settings.clock),
-            max_entry_size: settings.max_entry_size,
+            max_value_size: settings.max_value_size,
             flights: Flights::default(),
             refreshing: RefreshSet::default(),
             pending: Mutex::new(HashMap::new()),
@@ -236,6 +238,7 @@ impl Cache {
             retrying: AtomicBool::new(false),
             near,
             pubsub: Default::default(),
+            told_too_large: Mutex::default(),
         };
         Cache {
             inner: Arc::new(inner),
@@ -427,7 +430,7 @@ impl Cache {
     /// not be reached: the key is then invalidated as soon as it can be (as
     /// [`invalidate_key`](Self::invalidate_key) after a failure), so the old
     /// value is not served for its remaining TTL. [`Error::Unstorable`](crate::Error::Unstorable)
-    /// for a value that does not encode or exceeds `max_entry_size`: the
+    /// for a value that does not encode or exceeds `max_value_size`: the
     /// key is invalidated instead.
     pub async fn put<T: Serialize>(
         &self,
@@ -490,14 +493,14 @@ impl Cache {
             load_ms: 0,
         };
         let bytes = match entry::encode(value, call.name, call.tags, &epochs, times) {
-            Ok(bytes) if bytes.len() <= self.inner.max_entry_size => bytes,
+            Ok(bytes) if bytes.len() <= self.inner.max_value_size => bytes,
             Ok(bytes) => {
                 let reason = format!(
-                    "{} bytes encoded, above max_entry_size ({})",
+                    "{} bytes encoded, above max_value_size ({})",
                     bytes.len(),
-                    self.inner.max_entry_size
+                    self.inner.max_value_size
                 );
-                guarded.counters.count(Event::Error("too_large"));
+                self.too_large(call.name, call.key, bytes.len());
                 self.deliver_or_keep(key).await?;
                 return Err(Error::Unstorable(reason));
             }
@@ -564,6 +567,26 @@ impl Cache {
         let epoch = guarded.op(guarded.backend.bump_epoch(tag_key)).await;
         self.changed(tag_key);
         epoch
+    }
+
+    /// A value of `name` was not cached for its size: counted, and said
+    /// once per function (every call of a function whose values are too
+    /// large would say it again).
+    pub(super) fn too_large(&self, name: &'static str, key: &str, size: usize) {
+        self.inner.guarded.counters.count(Event::TooLarge(name));
+        let max = self.inner.max_value_size;
+        let first = self
+            .inner
+            .told_too_large
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(name);
+        if first {
+            tracing::warn!(target: "redcache", name, key, size, max,
+                "value larger than max_value_size: returned, not cached (said once per function; stats().too_large counts them)");
+        } else {
+            tracing::debug!(target: "redcache", name, key, size, max, "value larger than max_value_size: not cached");
+        }
     }
 
     /// This process changed `key` (an entry's or a tag's epoch, prefixed).

@@ -83,6 +83,9 @@ pub(crate) fn count(namespace: &Arc<str>, event: Event<'_>) {
             counter!("redcache_backend_out_of_memory_total", "namespace" => ns, "op" => op)
                 .increment(1)
         }
+        Event::TooLarge(name) => {
+            counter!("redcache_too_large_total", "namespace" => ns, "name" => name).increment(1)
+        }
         Event::Invalidation => {
             counter!("redcache_invalidations_total", "namespace" => ns).increment(1)
         }

@@ -97,6 +97,9 @@ counters! {
     /// Backend operations that failed or timed out (the call still
     /// succeeded: it ran the function).
     errors,
+    /// Values not cached because they were larger than `max_value_size`
+    /// (returned to their callers all the same).
+    too_large,
     /// Writes Redis refused because it is out of memory (`OOM`: a
     /// `maxmemory` with `noeviction`); also counted in `errors`.
     out_of_memory,
@@ -137,6 +140,7 @@ pub(crate) enum Event<'a> {
     /// A backend operation (named) failed; the call went on without it.
     Error(&'static str),
     OutOfMemory(&'static str),
+    TooLarge(&'static str),
     Invalidation,
     RateAllowed(&'a str),
     RateDenied(&'a str),
@@ -164,6 +168,7 @@ impl Counters {
             Event::LockWait(_) => &self.lock_waits,
             Event::Error(_) => &self.errors,
             Event::OutOfMemory(_) => &self.out_of_memory,
+            Event::TooLarge(_) => &self.too_large,
             Event::Invalidation => &self.invalidations,
             Event::RateAllowed(_) => &self.rate_allowed,
             Event::RateDenied(_) => &self.rate_denied,
