@@ -350,30 +350,23 @@ impl CacheBuilder {
                 "op_timeout and lock_ttl must be greater than zero",
             ));
         }
-        let (backend, nodes) = match &self.target {
+        let backend = match &self.target {
             Target::Invalid { url, hint } => {
                 return Err(Error::BadUrl {
                     url: url.clone(),
                     hint: hint.clone(),
                 })
             }
-            Target::Memory => (
-                Backend::Memory(MemoryBackend::new(
-                    self.settings.max_entries,
-                    Arc::clone(&self.settings.clock),
-                )),
-                None,
-            ),
-            Target::Redis(url) => (
-                Backend::Redis(RedisBackend::new(
-                    Connection::single(url, self.connect_timeout)?,
-                    Connection::single(url, self.connect_timeout)?,
-                    vec![url.clone()],
-                    Nodes::Single(url.clone()),
-                    self.connect_timeout,
-                )),
-                Some(Nodes::Single(url.clone())),
-            ),
+            Target::Memory => Backend::Memory(MemoryBackend::new(
+                self.settings.max_entries,
+                Arc::clone(&self.settings.clock),
+            )),
+            Target::Redis(url) => Backend::Redis(RedisBackend::new(
+                Connection::single(url, self.connect_timeout)?,
+                Connection::single(url, self.connect_timeout)?,
+                Nodes::Single(url.clone()),
+                self.connect_timeout,
+            )),
             Target::Cluster(nodes) => {
                 if nodes.is_empty() {
                     return Err(Error::Config(
@@ -386,16 +379,12 @@ impl CacheBuilder {
                 let response_timeout = self.settings.op_timeout.mul_f32(0.8);
                 let conn = Connection::cluster(nodes, self.connect_timeout, response_timeout)?;
                 let side = Connection::cluster(nodes, self.connect_timeout, response_timeout)?;
-                (
-                    Backend::Redis(RedisBackend::new(
-                        conn,
-                        side,
-                        nodes.clone(),
-                        Nodes::Cluster(nodes.clone()),
-                        self.connect_timeout,
-                    )),
-                    Some(Nodes::Cluster(nodes.clone())),
-                )
+                Backend::Redis(RedisBackend::new(
+                    conn,
+                    side,
+                    Nodes::Cluster(nodes.clone()),
+                    self.connect_timeout,
+                ))
             }
             Target::Sentinel { sentinels, service } => {
                 if sentinels.is_empty() {
@@ -406,30 +395,27 @@ impl CacheBuilder {
                 let conn = Connection::sentinel(sentinels, service, self.connect_timeout)?;
                 // The master's connection serves the checks too: a second
                 // one would watch the sentinels twice.
-                (
-                    Backend::Redis(RedisBackend::new(
-                        conn.clone(),
-                        conn,
-                        sentinels.clone(),
-                        Nodes::Sentinel {
-                            sentinels: sentinels.clone(),
-                            service: service.clone(),
-                        },
-                        self.connect_timeout,
-                    )),
-                    Some(Nodes::Sentinel {
+                Backend::Redis(RedisBackend::new(
+                    conn.clone(),
+                    conn,
+                    Nodes::Sentinel {
                         sentinels: sentinels.clone(),
                         service: service.clone(),
-                    }),
-                )
+                    },
+                    self.connect_timeout,
+                ))
             }
         };
+        let nodes = match &backend {
+            Backend::Redis(redis) => Some(redis.nodes.clone()),
+            Backend::Memory(_) => None,
+        };
         let cache = Cache::new(backend, &self.namespace, &self.settings);
-        if nodes.is_some() {
+        if let Some(nodes) = nodes {
             cache.check_health_in_background();
-        }
-        if let (Some(near), Some(nodes)) = (&cache.inner.near, nodes) {
-            near::spawn_tracking(near, nodes, &self.namespace, self.connect_timeout);
+            if let Some(near) = &cache.inner.near {
+                near::spawn_tracking(near, nodes, &self.namespace, self.connect_timeout);
+            }
         }
         Ok(cache)
     }

@@ -30,6 +30,17 @@ pub(crate) enum Nodes {
 }
 
 impl Nodes {
+    /// The URLs given: the node, the cluster's seeds, or the sentinels.
+    pub(crate) fn urls(&self) -> &[String] {
+        match self {
+            Nodes::Single(url) => std::slice::from_ref(url),
+            Nodes::Cluster(urls)
+            | Nodes::Sentinel {
+                sentinels: urls, ..
+            } => urls,
+        }
+    }
+
     /// A new connection to these nodes, shared with nothing else: for
     /// commands that block it (`XREADGROUP ... BLOCK`). On a cluster, the
     /// client answers an unanswered command after `response_timeout`.

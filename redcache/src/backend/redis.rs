@@ -38,10 +38,9 @@ pub(crate) struct RedisBackend {
     /// `conn` holds back every command behind it, and the check must tell
     /// a slow reply from a server that does not answer.
     side: Connection,
-    /// The URLs the connection was made from, to diagnose an outage.
-    urls: Vec<String>,
-    /// What connections of their own (stream readers, subscribers) are
-    /// made from.
+    /// What the connection was made from: the URLs an outage is diagnosed
+    /// with, and what connections of their own (stream readers,
+    /// subscribers, near-cache tracking) are made from.
     pub(crate) nodes: Nodes,
     pub(crate) connect_timeout: Duration,
     touch_epoch: Script,
@@ -66,14 +65,12 @@ impl RedisBackend {
     pub(crate) fn new(
         conn: Connection,
         side: Connection,
-        urls: Vec<String>,
         nodes: Nodes,
         connect_timeout: Duration,
     ) -> Self {
         RedisBackend {
             conn,
             side,
-            urls,
             nodes,
             connect_timeout,
             touch_epoch: Script::new(TOUCH_EPOCH),
@@ -560,7 +557,8 @@ impl RedisBackend {
     /// The node(s) this backend talks to, passwords redacted.
     pub(crate) fn endpoint(&self) -> String {
         let urls: Vec<String> = self
-            .urls
+            .nodes
+            .urls()
             .iter()
             .map(|u| super::connection::redact(u))
             .collect();
@@ -571,7 +569,7 @@ impl RedisBackend {
     /// reached (the shared connection only says that it failed or timed out).
     /// `None` when a new connection is answered now.
     pub(crate) async fn diagnose(&self) -> Option<String> {
-        let url = self.urls.first()?;
+        let url = self.nodes.urls().first()?;
         let client = match redis::Client::open(url.as_str()) {
             Ok(client) => client,
             Err(error) => return Some(error.to_string()),

@@ -110,6 +110,13 @@ impl Hub {
         false
     }
 
+    /// Whether `topic` has a subscription.
+    pub(crate) fn in_use(&self, topic: &Topic) -> bool {
+        self.topics()
+            .get(topic)
+            .is_some_and(|s| s.receiver_count() > 0)
+    }
+
     /// Every topic with a subscription (to subscribe again after a
     /// reconnect).
     pub(crate) fn topics_in_use(&self) -> Vec<Topic> {

@@ -139,7 +139,7 @@ impl Cache {
             pubsub.hub.confirm(&topic);
             return Ok(subscription);
         };
-        let subscriber = pubsub.subscriber(redis, &pubsub.hub);
+        let subscriber = pubsub.subscriber(redis);
         match joined {
             Joined::First => {
                 subscriber.subscribe(topic.clone()).await?;
@@ -221,13 +221,13 @@ pub(crate) struct PubSub {
 }
 
 impl PubSub {
-    fn subscriber(
-        &self,
-        redis: &crate::backend::redis::RedisBackend,
-        hub: &Arc<Hub>,
-    ) -> &Subscriber {
+    fn subscriber(&self, redis: &crate::backend::redis::RedisBackend) -> &Subscriber {
         self.subscriber.get_or_init(|| {
-            Subscriber::spawn(redis.nodes.clone(), redis.connect_timeout, Arc::clone(hub))
+            Subscriber::spawn(
+                redis.nodes.clone(),
+                redis.connect_timeout,
+                Arc::clone(&self.hub),
+            )
         })
     }
 }

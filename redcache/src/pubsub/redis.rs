@@ -29,6 +29,9 @@ use super::hub::{Hub, Topic};
 use crate::backend::connection::{resp3, Nodes};
 use crate::error::{Error, Result};
 
+/// Why a subscription cannot be made any more.
+const TASK_STOPPED: &str = "the pub/sub task stopped (its tokio runtime shut down)";
+
 /// How often the connection is checked.
 const CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -67,12 +70,10 @@ impl Subscriber {
         let (done, confirmed) = oneshot::channel();
         self.control
             .send(Control::Subscribe(topic, done))
-            .map_err(|_| Error::Config("the pub/sub task stopped (its tokio runtime shut down)"))?;
+            .map_err(|_| Error::Config(TASK_STOPPED))?;
         match tokio::time::timeout(self.wait, confirmed).await {
             Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(Error::Config(
-                "the pub/sub task stopped (its tokio runtime shut down)",
-            )),
+            Ok(Err(_)) => Err(Error::Config(TASK_STOPPED)),
             Err(_) => Err(Error::Timeout(self.wait)),
         }
     }
@@ -242,7 +243,7 @@ impl Task {
                         }
                     }
                     Some(Control::Unsubscribe(topic)) => {
-                        if !self.hub.topics_in_use().contains(&topic) {
+                        if !self.hub.in_use(&topic) {
                             let _ = self.unsubscribe(&mut conn, &topic).await;
                         }
                     }
@@ -288,7 +289,7 @@ impl Task {
                 // node. Subscribe again; the cluster client finds the node.
                 if let Some(channel) = bytes(data.next()) {
                     let topic = Topic::Sharded(String::from_utf8_lossy(&channel).into_owned());
-                    if self.hub.topics_in_use().contains(&topic) {
+                    if self.hub.in_use(&topic) {
                         self.hub
                             .gap_on(&topic, "the channel's shard moved to another node");
                         if let Err(error) = self.subscribe(conn, &topic).await {
