@@ -145,6 +145,8 @@ pub(crate) struct EntryArgs {
     pub(crate) tags: Slot<Vec<Template>>,
     pub(crate) cache: Slot<Expr>,
     pub(crate) stampede: Slot<Stampede>,
+    /// `codec = "msgpack"`: the codec of this fn's entries.
+    pub(crate) codec: Slot<Spanned<options::Codec>>,
 }
 
 impl EntryArgs {
@@ -159,6 +161,7 @@ impl EntryArgs {
             }
             "cache" => self.cache.set(name, Ok(value), errors),
             "stampede" => self.stampede.set(name, options::stampede(&value), errors),
+            "codec" => self.codec.set(name, options::codec(&value), errors),
             _ => return false,
         }
         true
@@ -468,9 +471,19 @@ impl Site {
                 "jitter",
                 "timeout",
                 "hard_timeout",
+                "codec",
             ],
-            Site::Inline => &["ttl", "key", "tags", "tag", "cache", "stampede"],
-            Site::CachePut => &["ttl", "key", "tags", "tag", "cache", "stale", "fail_safe"],
+            Site::Inline => &["ttl", "key", "tags", "tag", "cache", "stampede", "codec"],
+            Site::CachePut => &[
+                "ttl",
+                "key",
+                "tags",
+                "tag",
+                "cache",
+                "stale",
+                "fail_safe",
+                "codec",
+            ],
             Site::Invalidates => &["tags", "tag", "keys", "key", "cache"],
             Site::Locked => &["key", "ttl", "wait", "auto_extend", "cache"],
             Site::RateLimit => &[
@@ -514,6 +527,12 @@ fn unknown_option(name: &str, site: Site) -> String {
             " (the expiry is called `ttl`)"
         }
         ("name" | "key_prefix" | "prefix", _) => " (the key template is called `key`)",
+        ("serializer" | "serde" | "format" | "encoding" | "serialize", _) => {
+            " (the serde format of the entry is `codec = \"json\"` or `\"msgpack\"`)"
+        }
+        ("compress" | "compression" | "zstd" | "lz4", _) => {
+            " (compression is set per cache: `Cache::builder().compression(..)`)"
+        }
         ("ttl" | "stampede" | "cache_none", Site::Invalidates) => {
             " (`#[invalidates]` stores nothing; stack `#[cache_put]` to store the new value)"
         }

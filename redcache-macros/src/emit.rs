@@ -33,6 +33,9 @@ pub(crate) fn call_tokens(entry: &EntryArgs, name: TokenStream) -> (TokenStream,
     {
         call.extend(quote!(.stampede(#stampede)));
     }
+    if let Some(codec) = entry.codec.get() {
+        call.extend(quote!(.codec(#codec)));
+    }
     (tags_let, call)
 }
 

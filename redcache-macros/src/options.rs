@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use proc_macro2::{Span, TokenStream};
-use quote::{quote, ToTokens};
+use quote::{quote, quote_spanned, ToTokens};
 use syn::{Expr, ExprArray, ExprLit, Ident, Lit, LitBool};
 
 use crate::duration::SpannedDuration;
@@ -83,6 +83,46 @@ impl ToTokens for Stampede {
             Stampede::Distributed => quote!(Distributed),
         };
         tokens.extend(quote!(::redcache::__private::Stampede::#variant));
+    }
+}
+
+/// `codec = "..."`: the codecs of `redcache::Codec`, by name.
+#[derive(Clone, Copy, PartialEq)]
+pub(crate) enum Codec {
+    Json,
+    MessagePack,
+}
+
+impl Codec {
+    const ALL: [(&'static str, Codec); 2] = [("json", Codec::Json), ("msgpack", Codec::MessagePack)];
+}
+
+/// Spanned at the option's value: a codec this build of redcache lacks
+/// (its feature is off) is reported there.
+impl ToTokens for Spanned<Codec> {
+    fn to_tokens(&self, tokens: &mut TokenStream) {
+        let name = match self.value {
+            Codec::Json => quote_spanned!(self.span=> JSON),
+            Codec::MessagePack => quote_spanned!(self.span=> MSGPACK),
+        };
+        tokens.extend(quote!(::redcache::__private::codecs::#name));
+    }
+}
+
+pub(crate) fn codec(value: &Expr) -> syn::Result<Spanned<Codec>> {
+    let expected = "`codec` is \"json\" (the default: readable in redis-cli) or \"msgpack\" (MessagePack: smaller, faster to decode)";
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(lit), ..
+        }) => Codec::ALL
+            .iter()
+            .find(|(name, _)| *name == lit.value())
+            .map(|(_, codec)| Spanned {
+                value: *codec,
+                span: lit.span(),
+            })
+            .ok_or_else(|| syn::Error::new(lit.span(), expected)),
+        other => Err(syn::Error::new_spanned(other, expected)),
     }
 }
 

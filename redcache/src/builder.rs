@@ -9,6 +9,7 @@ use crate::backend::redis::RedisBackend;
 use crate::backend::Backend;
 use crate::cache::{Cache, Settings};
 use crate::clock::{Clock, SystemClock};
+use crate::codec::{Codec, Compression, Encoding};
 use crate::error::{Error, Result};
 use crate::near::{self, NearCache, Nodes};
 
@@ -88,6 +89,7 @@ impl Default for CacheBuilder {
                 lock_wait: Duration::from_secs(2),
                 max_entries: 100_000,
                 max_value_size: DEFAULT_MAX_VALUE_SIZE,
+                encoding: Encoding::default(),
                 clock: Arc::new(SystemClock),
                 breaker_threshold: 5,
                 breaker_cool_down: Duration::from_millis(250),
@@ -271,7 +273,8 @@ impl CacheBuilder {
         self
     }
 
-    /// The largest entry the cache stores, in bytes as encoded (default
+    /// The largest entry the cache stores, in bytes as stored (encoded,
+    /// and compressed when [`compression`](Self::compression) applies; default
     /// [`DEFAULT_MAX_VALUE_SIZE`], 1 MiB). A larger value is returned to
     /// its caller but not stored, with a warning (once per function) and
     /// `stats().too_large`: every read of it would hold Redis' one thread
@@ -279,6 +282,25 @@ impl CacheBuilder {
     /// found too slow to read (another writer's) is removed.
     pub fn max_value_size(mut self, bytes: usize) -> Self {
         self.settings.max_value_size = bytes;
+        self
+    }
+
+    /// The codec entries are written in: [`Codec::Json`] (the default,
+    /// readable in `redis-cli`) or [`Codec::MessagePack`] (smaller and
+    /// faster to decode). A function can choose its own with
+    /// `#[cached(codec = "msgpack")]`. Entries say their codec, so
+    /// processes with different codecs read each other's entries.
+    pub fn codec(mut self, codec: Codec) -> Self {
+        self.settings.encoding.codec = codec;
+        self
+    }
+
+    /// Compress values whose encoding is at least
+    /// [`Compression::above`] bytes (16 KiB by default), with lz4
+    /// (feature `lz4`) or zstd (feature `zstd`). `max_value_size` applies
+    /// to the compressed bytes.
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.settings.encoding.compression = Some(compression);
         self
     }
 

@@ -108,6 +108,7 @@ pub(crate) struct OwnedCall {
     tags: Vec<String>,
     stampede: Stampede,
     lifecycle: Lifecycle,
+    codec: Option<crate::codec::Codec>,
 }
 
 impl OwnedCall {
@@ -119,6 +120,7 @@ impl OwnedCall {
             tags: call.tags.to_vec(),
             stampede: call.stampede,
             lifecycle: call.lifecycle,
+            codec: call.codec,
         }
     }
 
@@ -131,6 +133,7 @@ impl OwnedCall {
             stampede: self.stampede,
             uncacheable: None,
             lifecycle: self.lifecycle,
+            codec: self.codec,
         }
     }
 }

@@ -562,6 +562,11 @@ impl Cache {
                                 tracing::debug!(target: "redcache", key = call.key,
                                     "entry of another format version; replaced by this load");
                             }
+                            Decoded::Unreadable(format) => {
+                                counters.count(Event::Undecodable(call.name));
+                                tracing::warn!(target: "redcache", key = call.key, format,
+                                    "entry written in a format this build lacks (enable its redcache feature); treating it as a miss");
+                            }
                             Decoded::Foreign => {
                                 counters.count(Event::Undecodable(call.name));
                                 tracing::warn!(target: "redcache", key = call.key, template = call.name,
@@ -714,7 +719,7 @@ impl Cache {
                 expires_ms: at_ms.saturating_add(millis(ttl)),
                 load_ms: millis(elapsed),
             };
-            match entry::encode(value, call.name, call.tags, recorded, times) {
+            match self.encode(call, value, recorded, times) {
                 Ok(bytes) => {
                     // A load that outlived the guaranteed life of an
                     // invalidated epoch could match an epoch key recreated at
@@ -795,13 +800,7 @@ impl Cache {
             expires_ms,
             ..found.times
         };
-        let bytes = entry::encode(
-            &found.value,
-            call.name,
-            call.tags,
-            epochs.unwrap_or(&[]),
-            times,
-        );
+        let bytes = self.encode(call, &found.value, epochs.unwrap_or(&[]), times);
         if let (Ok(bytes), Some(epochs)) = (&bytes, epochs) {
             let write = Write {
                 key,

@@ -28,6 +28,7 @@ use self::load::ZERO_TTL_PUT;
 use crate::backend::{Backend, Replace, Write, Written};
 use crate::breaker::Breaker;
 use crate::clock::Clock;
+use crate::codec::{Codec, EncodeError, Encoding};
 use crate::entry::{self, Epoch, Times};
 use crate::error::{Error, Result};
 use crate::flight::Flights;
@@ -82,6 +83,9 @@ pub(crate) struct Call<'a> {
     pub(crate) uncacheable: Option<&'static str>,
     /// Early refresh, stale serving, fail-safe, jitter, hard timeout.
     pub(crate) lifecycle: Lifecycle,
+    /// The codec this call writes its entry in (`codec = "..."`), else
+    /// the cache's.
+    pub(crate) codec: Option<Codec>,
 }
 
 impl<'a> Call<'a> {
@@ -96,6 +100,7 @@ impl<'a> Call<'a> {
             stampede: Stampede::default(),
             uncacheable: None,
             lifecycle: Lifecycle::default(),
+            codec: None,
         }
     }
 }
@@ -140,6 +145,8 @@ pub(crate) struct Inner {
     /// Measures the wait for another process's load lock.
     pub(crate) clock: Arc<dyn Clock>,
     max_value_size: usize,
+    /// The codec and compression entries are written in.
+    encoding: Encoding,
     flights: Flights,
     /// Keys this process refreshes in the background.
     refreshing: RefreshSet,
@@ -167,6 +174,7 @@ pub(crate) struct Settings {
     pub(crate) lock_wait: Duration,
     pub(crate) max_entries: u64,
     pub(crate) max_value_size: usize,
+    pub(crate) encoding: Encoding,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) breaker_threshold: u32,
     pub(crate) breaker_cool_down: Duration,
@@ -230,6 +238,7 @@ impl Cache {
             lock_wait: settings.lock_wait,
             clock: Arc::clone(&settings.clock),
             max_value_size: settings.max_value_size,
+            encoding: settings.encoding,
             flights: Flights::default(),
             refreshing: RefreshSet::default(),
             pending: Mutex::new(HashMap::new()),
@@ -459,6 +468,7 @@ impl Cache {
     ) -> Result<()> {
         let call = Call {
             lifecycle: options.lifecycle,
+            codec: options.codec,
             ..Call::programmatic(key, options.ttl, &options.tags)
         };
         self.put_call(call, value).await
@@ -492,7 +502,7 @@ impl Cache {
             expires_ms: at_ms.saturating_add(lifecycle::millis(call.ttl)),
             load_ms: 0,
         };
-        let bytes = match entry::encode(value, call.name, call.tags, &epochs, times) {
+        let bytes = match self.encode(call, value, &epochs, times) {
             Ok(bytes) if bytes.len() <= self.inner.max_value_size => bytes,
             Ok(bytes) => {
                 let reason = format!(
@@ -569,6 +579,22 @@ impl Cache {
         epoch
     }
 
+    /// `value` as the entry of `call`, in the call's codec (else the
+    /// cache's) and the cache's compression.
+    pub(super) fn encode<T: Serialize>(
+        &self,
+        call: Call<'_>,
+        value: &T,
+        epochs: &[Epoch],
+        times: Times,
+    ) -> std::result::Result<Vec<u8>, EncodeError> {
+        let encoding = Encoding {
+            codec: call.codec.unwrap_or(self.inner.encoding.codec),
+            ..self.inner.encoding
+        };
+        entry::encode(value, call.name, call.tags, epochs, times, encoding)
+    }
+
     /// A value of `name` was not cached for its size: counted, and said
     /// once per function (every call of a function whose values are too
     /// large would say it again).
@@ -627,6 +653,7 @@ pub struct EntryOptions {
     ttl: Duration,
     tags: Vec<String>,
     lifecycle: Lifecycle,
+    codec: Option<Codec>,
 }
 
 impl EntryOptions {
@@ -636,7 +663,14 @@ impl EntryOptions {
             ttl,
             tags: Vec::new(),
             lifecycle: Lifecycle::default(),
+            codec: None,
         }
+    }
+
+    /// The codec of these entries, instead of the cache's.
+    pub fn codec(mut self, codec: Codec) -> Self {
+        self.codec = Some(codec);
+        self
     }
 
     /// The tags of the entries (for [`Cache::invalidate_tag`]).
@@ -743,6 +777,7 @@ impl Cache {
     {
         let call = Call {
             lifecycle: options.lifecycle,
+            codec: options.codec,
             ..Call::programmatic(key, options.ttl, &options.tags)
         };
         self.load_through_refreshing(call, |_| true, load()).await

@@ -79,6 +79,35 @@ pub fn handle<C: CacheHandle + ?Sized>(cache: &C) -> Cache {
 
 pub use crate::cache::Cacheable;
 
+/// What `codec = "..."` names: a codec, or, for one whose feature is off,
+/// a stand-in that `Call::codec` refuses with a message naming the feature.
+pub mod codecs {
+    pub const JSON: crate::Codec = crate::Codec::Json;
+    #[cfg(feature = "msgpack")]
+    pub const MSGPACK: crate::Codec = crate::Codec::MessagePack;
+    #[cfg(not(feature = "msgpack"))]
+    pub const MSGPACK: super::FeatureOff = super::FeatureOff("msgpack");
+}
+
+/// A codec whose feature is off (see [`codecs`]).
+pub struct FeatureOff(pub &'static str);
+
+/// What `codec = ...` takes.
+#[diagnostic::on_unimplemented(
+    message = "this codec needs a feature of redcache that is off",
+    label = "its feature is off",
+    note = "`codec = \"msgpack\"` needs redcache's `msgpack` feature (on by default: check `default-features = false`)"
+)]
+pub trait IntoCodec {
+    fn into_codec(self) -> crate::Codec;
+}
+
+impl IntoCodec for crate::Codec {
+    fn into_codec(self) -> crate::Codec {
+        self
+    }
+}
+
 /// One call of a cached function.
 #[derive(Debug, Clone, Copy)]
 pub struct Call<'a>(crate::cache::Call<'a>);
@@ -96,7 +125,14 @@ impl<'a> Call<'a> {
             stampede: Stampede::default(),
             uncacheable: None,
             lifecycle: Default::default(),
+            codec: None,
         })
+    }
+
+    /// The codec of this fn's entries (`codec = "..."`).
+    pub fn codec(mut self, codec: impl IntoCodec) -> Self {
+        self.0.codec = Some(codec.into_codec());
+        self
     }
 
     /// For a default key that could not name `Self`: a fn of a generic impl

@@ -1,0 +1,320 @@
+//! Codecs and compression on a real Redis: a `codec = "msgpack"` fn
+//! writes binary entries and hits them; caches with other codecs and
+//! compression read each other's entries (the entry says how it was
+//! written); `max_value_size` applies to the stored, compressed bytes; and
+//! entries that do not decode (damaged, cut, or in a format this build
+//! lacks) are misses, never a panic or another value.
+
+#![cfg(all(feature = "lz4", feature = "zstd"))]
+
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::time::Duration;
+
+use redcache::{cached, Cache, Codec, Compression, EntryOptions};
+use redcache_suite::{unique_namespace, RedisServer};
+use serde::{Deserialize, Serialize};
+
+const TTL: Duration = Duration::from_secs(300);
+
+/// A field left out when empty: what a format without field names would
+/// read wrongly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Product {
+    id: u64,
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    note: Option<String>,
+    #[serde(default)]
+    price_cents: u64,
+}
+
+fn product(id: u64) -> Product {
+    Product {
+        id,
+        name: format!("desk lamp #{id}"),
+        note: (id % 2 == 0).then(|| "brass".to_string()),
+        price_cents: 1000 + id,
+    }
+}
+
+/// A product with a long, compressible description.
+fn large(id: u64, len: usize) -> Product {
+    Product {
+        note: Some("warm light, brass arm, linen shade; ".repeat(len / 36 + 1)),
+        ..product(id)
+    }
+}
+
+async fn redis_cache(url: &str, ns: &str) -> redcache::CacheBuilder {
+    Cache::builder()
+        .redis(url)
+        .namespace(ns)
+        .op_timeout(Duration::from_secs(2))
+}
+
+async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+async fn raw_get(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> Vec<u8> {
+    let bytes: Option<Vec<u8>> = redis::cmd("GET").arg(key).query_async(conn).await.unwrap();
+    bytes.unwrap_or_else(|| panic!("{key} is stored"))
+}
+
+struct Shop {
+    cache: Cache,
+    loads: AtomicU64,
+}
+
+impl Shop {
+    #[cached(ttl = 300, key = "product:<id>", codec = "msgpack", cache = self.cache)]
+    async fn product(&self, id: u64) -> Result<Product, String> {
+        self.loads.fetch_add(1, SeqCst);
+        Ok(product(id))
+    }
+
+    #[cached(ttl = 300, key = "name:<id>", cache = self.cache)]
+    async fn name(&self, id: u64) -> Result<String, String> {
+        self.loads.fetch_add(1, SeqCst);
+        Ok(format!("lamp {id}"))
+    }
+
+    #[cached(ttl = 300, key = "failing:<id>", codec = "msgpack", cache = self.cache)]
+    async fn failing(&self, id: u64) -> Result<Product, String> {
+        self.loads.fetch_add(1, SeqCst);
+        Err(format!("no product {id}"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_msgpack_fn_writes_binary_entries_and_hits_them() {
+    let server = RedisServer::start();
+    let ns = unique_namespace("codec");
+    let shop = Shop {
+        cache: redis_cache(&server.url(), &ns).await.build().await.unwrap(),
+        loads: AtomicU64::new(0),
+    };
+    for round in 0..3 {
+        for id in 1..=4 {
+            assert_eq!(shop.product(id).await, Ok(product(id)), "round {round}");
+        }
+    }
+    assert_eq!(shop.loads.load(SeqCst), 4, "one load per id, then hits");
+    assert_eq!(shop.cache.stats().undecodable, 0);
+
+    let mut conn = raw(&server.url()).await;
+    let entry = raw_get(&mut conn, &format!("{ns}:v:product:1")).await;
+    assert_eq!(entry[0], 0xC1, "a binary entry");
+    assert!(std::str::from_utf8(&entry).is_err());
+    // The cache's own codec (JSON) for the fn that names none.
+    assert_eq!(shop.name(1).await.unwrap(), "lamp 1");
+    let entry = raw_get(&mut conn, &format!("{ns}:v:name:1")).await;
+    assert!(entry.starts_with(br#"{"v":3,"#), "{entry:?}");
+
+    // An error is never cached, whatever the codec.
+    let before = shop.loads.load(SeqCst);
+    for _ in 0..2 {
+        assert_eq!(shop.failing(9).await, Err("no product 9".to_string()));
+    }
+    assert_eq!(shop.loads.load(SeqCst), before + 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caches_with_other_codecs_and_compression_read_each_others_entries() {
+    let server = RedisServer::start();
+    let ns = unique_namespace("mixed");
+    let settings: [(&str, Codec, Option<Compression>); 5] = [
+        ("json", Codec::Json, None),
+        ("msgpack", Codec::MessagePack, None),
+        ("json+lz4", Codec::Json, Some(Compression::lz4().above(1024))),
+        ("msgpack+zstd", Codec::MessagePack, Some(Compression::zstd(3).above(1024))),
+        ("json+zstd", Codec::Json, Some(Compression::zstd(19).above(1024))),
+    ];
+    let mut caches = Vec::new();
+    for (name, codec, compression) in settings {
+        let mut builder = redis_cache(&server.url(), &ns).await.codec(codec);
+        if let Some(compression) = compression {
+            builder = builder.compression(compression);
+        }
+        caches.push((name, compression, builder.build().await.unwrap()));
+    }
+    let mut conn = raw(&server.url()).await;
+    for (w, (writer, compression, cache)) in caches.iter().enumerate() {
+        for (i, len) in [0, 20_000].into_iter().enumerate() {
+            let id = (w * 10 + i) as u64;
+            let value = if len == 0 { product(id) } else { large(id, len) };
+            let key = format!("product:{id}");
+            cache.put(&key, &value, TTL, &["shelf"]).await.unwrap();
+            let stored = raw_get(&mut conn, &format!("{ns}:v:{key}")).await;
+            let json_len = serde_json::to_vec(&value).unwrap().len();
+            if compression.is_some() && len > 0 {
+                assert_eq!(stored[0], 0xC1, "{writer}: compressed entries are binary");
+                assert!(
+                    stored.len() < json_len / 4,
+                    "{writer}: {} stored bytes for {json_len} bytes of JSON",
+                    stored.len()
+                );
+            }
+            for (reader, _, other) in &caches {
+                let loads = AtomicU64::new(0);
+                let read = other
+                    .get_or_load(&key, TTL, &["shelf"], || async {
+                        loads.fetch_add(1, SeqCst);
+                        Ok::<_, String>(product(999))
+                    })
+                    .await
+                    .unwrap();
+                assert_eq!(read, value, "{reader} reads what {writer} wrote ({len})");
+                assert_eq!(loads.load(SeqCst), 0, "{reader} hit {writer}'s entry ({len})");
+            }
+        }
+    }
+    // Two different keys never meet, whoever wrote them.
+    let (_, _, last) = caches.last().unwrap();
+    let first: Product = last.get_or_load("product:0", TTL, &["shelf"], || async {
+        Ok::<_, String>(product(999))
+    })
+    .await
+    .unwrap();
+    assert_eq!(first, product(0));
+    for (name, _, cache) in &caches {
+        assert_eq!(cache.stats().undecodable, 0, "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_size_guard_applies_to_the_stored_compressed_bytes() {
+    let server = RedisServer::start();
+    let limit = 8 * 1024;
+    let value = large(1, 100_000);
+    let noise: Vec<u64> = (0..4000).map(|_| rand::random::<u64>()).collect();
+    for compression in [None, Some(Compression::lz4()), Some(Compression::zstd(3))] {
+        let ns = unique_namespace("guard");
+        let mut builder = redis_cache(&server.url(), &ns).await.max_value_size(limit);
+        if let Some(compression) = compression {
+            builder = builder.compression(compression.above(1024));
+        }
+        let cache = builder.build().await.unwrap();
+        let loads = AtomicU64::new(0);
+        for _ in 0..2 {
+            let read = cache
+                .get_or_load("big", TTL, &[], || async {
+                    loads.fetch_add(1, SeqCst);
+                    Ok::<_, String>(value.clone())
+                })
+                .await
+                .unwrap();
+            assert_eq!(read, value);
+        }
+        let label = compression.map_or("none", |c| c.name());
+        match compression {
+            // 100 KB of text compresses below 8 KiB: cached.
+            Some(_) => {
+                assert_eq!(loads.load(SeqCst), 1, "{label}");
+                assert_eq!(cache.stats().too_large, 0, "{label}");
+            }
+            None => {
+                assert_eq!(loads.load(SeqCst), 2, "{label}");
+                assert_eq!(cache.stats().too_large, 2, "{label}");
+            }
+        }
+        // Noise does not compress: above the limit either way.
+        let err = cache.put("noise", &noise, TTL, &[]).await.unwrap_err();
+        assert!(err.to_string().contains("max_value_size"), "{label}: {err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_that_do_not_decode_are_misses_never_a_panic() {
+    let server = RedisServer::start();
+    let ns = unique_namespace("damaged");
+    let cache = redis_cache(&server.url(), &ns)
+        .await
+        .codec(Codec::MessagePack)
+        .compression(Compression::zstd(3).above(1024))
+        .build()
+        .await
+        .unwrap();
+    let mut conn = raw(&server.url()).await;
+    let value = large(5, 20_000);
+    cache.put("p", &value, TTL, &[]).await.unwrap();
+    let good = raw_get(&mut conn, &format!("{ns}:v:p")).await;
+    assert_eq!(good[0], 0xC1);
+
+    let mut unknown_codec = good.clone();
+    unknown_codec[10] = 77;
+    let mut unknown_compressor = good.clone();
+    unknown_compressor[11] = 77;
+    let mut lying_length = good.clone();
+    lying_length[36..40].copy_from_slice(&u32::MAX.to_le_bytes());
+    let mut damaged_value = good.clone();
+    let last = damaged_value.len() - 40;
+    damaged_value[last..].iter_mut().for_each(|b| *b ^= 0xff);
+    let cut = good[..good.len() / 2].to_vec();
+    let cases: [(&str, Vec<u8>); 6] = [
+        ("unknown codec", unknown_codec),
+        ("unknown compressor", unknown_compressor),
+        ("lying length", lying_length),
+        ("damaged value", damaged_value),
+        ("cut", cut),
+        ("marker only", vec![0xC1, 1, 2, 3]),
+    ];
+    for (i, (case, bytes)) in cases.into_iter().enumerate() {
+        let key = format!("p{i}");
+        let () = redis::cmd("SET")
+            .arg(format!("{ns}:v:{key}"))
+            .arg(&bytes)
+            .arg("EX")
+            .arg(60)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let undecodable = cache.stats().undecodable;
+        let loads = AtomicU64::new(0);
+        for _ in 0..2 {
+            let read = cache
+                .get_or_load(&key, TTL, &[], || async {
+                    loads.fetch_add(1, SeqCst);
+                    Ok::<_, String>(product(i as u64))
+                })
+                .await
+                .unwrap();
+            assert_eq!(read, product(i as u64), "{case}");
+        }
+        assert_eq!(loads.load(SeqCst), 1, "{case}: a miss, replaced, then a hit");
+        assert_eq!(cache.stats().undecodable, undecodable + 1, "{case}");
+    }
+}
+
+#[tokio::test]
+async fn codecs_on_the_embedded_backend() {
+    let cache = Cache::builder()
+        .memory()
+        .codec(Codec::MessagePack)
+        .compression(Compression::lz4().above(1024))
+        .build()
+        .await
+        .unwrap();
+    let shop = Shop {
+        cache: cache.clone(),
+        loads: AtomicU64::new(0),
+    };
+    for _ in 0..2 {
+        for id in 1..=3 {
+            assert_eq!(shop.product(id).await, Ok(product(id)));
+            assert_eq!(shop.name(id).await, Ok(format!("lamp {id}")));
+        }
+    }
+    assert_eq!(shop.loads.load(SeqCst), 6);
+    let options = EntryOptions::new(TTL).codec(Codec::Json);
+    cache.put_with("big", &large(7, 50_000), &options).await.unwrap();
+    let read = cache
+        .get_or_load("big", TTL, &[], || async { Ok::<_, String>(product(0)) })
+        .await
+        .unwrap();
+    assert_eq!(read, large(7, 50_000));
+}
