@@ -50,6 +50,28 @@ pub mod contenders {
         Ok(product(id))
     }
 
+    /// The same fn, its entries in MessagePack.
+    #[redcache::cached(ttl = 600, key = "msgpack:<id>", codec = "msgpack", cache = &bench().redis)]
+    pub async fn redcache_product_msgpack(id: u64) -> Result<Product, String> {
+        Ok(product(id))
+    }
+
+    /// A value of `size` bytes of text, in JSON entries and in MessagePack
+    /// ones (the large-value hit).
+    #[redcache::cached(ttl = 600, key = "payload:<size>", cache = &bench().redis)]
+    pub async fn payload_json(size: usize) -> Result<String, String> {
+        Ok("x".repeat(size))
+    }
+
+    #[redcache::cached(ttl = 600, key = "payload-msgpack:<size>", codec = "msgpack", cache = &bench().redis)]
+    pub async fn payload_msgpack(size: usize) -> Result<String, String> {
+        Ok("x".repeat(size))
+    }
+
+    /// The size of the large value: 1 MB, within the default 1 MiB
+    /// `max_value_size` with its entry's header.
+    pub const LARGE: usize = 1_000_000;
+
     #[redcache::cached(ttl = 600, key = "tagged:<id>", tags = ["category:7"], cache = &bench().redis)]
     pub async fn redcache_tagged(id: u64) -> Result<Product, String> {
         Ok(product(id))
@@ -84,6 +106,7 @@ pub mod contenders {
     /// Redis keys of the entry `product:1` and of the tagged entry and its
     /// tag's epoch (what a raw `GET` / `MGET` reads).
     pub const PRODUCT_ENTRY: &str = "bench:v:product:1";
+    pub const PRODUCT_MSGPACK_ENTRY: &str = "bench:v:msgpack:1";
     pub const TAGGED_KEYS: [&str; 2] = ["bench:v:tagged:1", "bench:tag:category:7"];
 
     /// A stored entry as redcache writes it (see `redcache/src/entry.rs`):
@@ -125,6 +148,9 @@ pub mod contenders {
     /// Caches every contender's value, and checks the raw reads find them.
     pub async fn warm() {
         redcache_product(1).await.unwrap();
+        redcache_product_msgpack(1).await.unwrap();
+        assert_eq!(payload_json(LARGE).await.unwrap().len(), LARGE);
+        assert_eq!(payload_msgpack(LARGE).await.unwrap().len(), LARGE);
         redcache_tagged(1).await.unwrap();
         memory_product(1).await.unwrap();
         cached_crate_product(1).await.unwrap();
@@ -140,10 +166,17 @@ pub mod contenders {
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         }
         assert_eq!(bench().near.stats().near, redcache::NearStatus::Tracking);
-        assert!(
-            bench().raw_get(PRODUCT_ENTRY).await.is_some(),
-            "the raw GET must read the bytes redcache stored"
-        );
+        for key in [
+            PRODUCT_ENTRY.to_string(),
+            PRODUCT_MSGPACK_ENTRY.to_string(),
+            bench().entry_key(&format!("payload:{LARGE}")),
+            bench().entry_key(&format!("payload-msgpack:{LARGE}")),
+        ] {
+            assert!(
+                bench().raw_get(&key).await.is_some(),
+                "the raw GET must read the bytes redcache stored under {key}"
+            );
+        }
     }
 }
 

@@ -130,9 +130,21 @@ async fn caches_with_other_codecs_and_compression_read_each_others_entries() {
     let settings: [(&str, Codec, Option<Compression>); 5] = [
         ("json", Codec::Json, None),
         ("msgpack", Codec::MessagePack, None),
-        ("json+lz4", Codec::Json, Some(Compression::lz4().above(1024))),
-        ("msgpack+zstd", Codec::MessagePack, Some(Compression::zstd(3).above(1024))),
-        ("json+zstd", Codec::Json, Some(Compression::zstd(19).above(1024))),
+        (
+            "json+lz4",
+            Codec::Json,
+            Some(Compression::lz4().above(1024)),
+        ),
+        (
+            "msgpack+zstd",
+            Codec::MessagePack,
+            Some(Compression::zstd(3).above(1024)),
+        ),
+        (
+            "json+zstd",
+            Codec::Json,
+            Some(Compression::zstd(19).above(1024)),
+        ),
     ];
     let mut caches = Vec::new();
     for (name, codec, compression) in settings {
@@ -146,7 +158,11 @@ async fn caches_with_other_codecs_and_compression_read_each_others_entries() {
     for (w, (writer, compression, cache)) in caches.iter().enumerate() {
         for (i, len) in [0, 20_000].into_iter().enumerate() {
             let id = (w * 10 + i) as u64;
-            let value = if len == 0 { product(id) } else { large(id, len) };
+            let value = if len == 0 {
+                product(id)
+            } else {
+                large(id, len)
+            };
             let key = format!("product:{id}");
             cache.put(&key, &value, TTL, &["shelf"]).await.unwrap();
             let stored = raw_get(&mut conn, &format!("{ns}:v:{key}")).await;
@@ -169,17 +185,22 @@ async fn caches_with_other_codecs_and_compression_read_each_others_entries() {
                     .await
                     .unwrap();
                 assert_eq!(read, value, "{reader} reads what {writer} wrote ({len})");
-                assert_eq!(loads.load(SeqCst), 0, "{reader} hit {writer}'s entry ({len})");
+                assert_eq!(
+                    loads.load(SeqCst),
+                    0,
+                    "{reader} hit {writer}'s entry ({len})"
+                );
             }
         }
     }
     // Two different keys never meet, whoever wrote them.
     let (_, _, last) = caches.last().unwrap();
-    let first: Product = last.get_or_load("product:0", TTL, &["shelf"], || async {
-        Ok::<_, String>(product(999))
-    })
-    .await
-    .unwrap();
+    let first: Product = last
+        .get_or_load("product:0", TTL, &["shelf"], || async {
+            Ok::<_, String>(product(999))
+        })
+        .await
+        .unwrap();
     assert_eq!(first, product(0));
     for (name, _, cache) in &caches {
         assert_eq!(cache.stats().undecodable, 0, "{name}");
@@ -285,7 +306,11 @@ async fn entries_that_do_not_decode_are_misses_never_a_panic() {
                 .unwrap();
             assert_eq!(read, product(i as u64), "{case}");
         }
-        assert_eq!(loads.load(SeqCst), 1, "{case}: a miss, replaced, then a hit");
+        assert_eq!(
+            loads.load(SeqCst),
+            1,
+            "{case}: a miss, replaced, then a hit"
+        );
         assert_eq!(cache.stats().undecodable, undecodable + 1, "{case}");
     }
 }
@@ -311,7 +336,10 @@ async fn codecs_on_the_embedded_backend() {
     }
     assert_eq!(shop.loads.load(SeqCst), 6);
     let options = EntryOptions::new(TTL).codec(Codec::Json);
-    cache.put_with("big", &large(7, 50_000), &options).await.unwrap();
+    cache
+        .put_with("big", &large(7, 50_000), &options)
+        .await
+        .unwrap();
     let read = cache
         .get_or_load("big", TTL, &[], || async { Ok::<_, String>(product(0)) })
         .await

@@ -47,16 +47,39 @@ struct Page {
 }
 
 const WORDS: [&str; 24] = [
-    "lamp", "desk", "brass", "warm", "light", "adjustable", "arm", "shade", "linen", "oak", "base",
-    "switch", "cable", "bulb", "modern", "classic", "matte", "black", "white", "reading", "room",
-    "office", "soft", "glow",
+    "lamp",
+    "desk",
+    "brass",
+    "warm",
+    "light",
+    "adjustable",
+    "arm",
+    "shade",
+    "linen",
+    "oak",
+    "base",
+    "switch",
+    "cable",
+    "bulb",
+    "modern",
+    "classic",
+    "matte",
+    "black",
+    "white",
+    "reading",
+    "room",
+    "office",
+    "soft",
+    "glow",
 ];
 
 /// A page of `n` items, deterministic (a small linear congruential draw).
 fn page(n: u64) -> Page {
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let mut next = move || {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (seed >> 33) as usize
     };
     let mut words = |count: usize| {
@@ -75,10 +98,14 @@ fn page(n: u64) -> Page {
             rating: 3.0 + (id % 20) as f32 / 10.0,
             in_stock: id % 3 != 0,
             tags: (0..4).map(|_| words(1)).collect(),
-            attributes: [("colour", words(1)), ("material", words(2)), ("size", "M".into())]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
+            attributes: [
+                ("colour", words(1)),
+                ("material", words(2)),
+                ("size", "M".into()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
         })
         .collect();
     Page {
@@ -152,8 +179,17 @@ where
     let mut group = c.benchmark_group(format!("codec/{label}"));
     for format in Format::ALL {
         let bytes = format.encode(value);
-        assert_eq!(&format.decode::<T>(&bytes), value, "{} round trip", format.name());
-        println!("codec/{label}: {:14} {:>8} bytes", format.name(), bytes.len());
+        assert_eq!(
+            &format.decode::<T>(&bytes),
+            value,
+            "{} round trip",
+            format.name()
+        );
+        println!(
+            "codec/{label}: {:14} {:>8} bytes",
+            format.name(),
+            bytes.len()
+        );
         group.throughput(Throughput::Bytes(bytes.len() as u64));
         group.bench_function(BenchmarkId::new("encode", format.name()), |b| {
             b.iter(|| format.encode(black_box(value)))
@@ -166,11 +202,15 @@ where
 }
 
 fn codecs(c: &mut Criterion) {
-    formats(c, "product", &Product {
-        id: 1,
-        name: "desk lamp #1".into(),
-        price_cents: 1999,
-    });
+    formats(
+        c,
+        "product",
+        &Product {
+            id: 1,
+            name: "desk lamp #1".into(),
+            price_cents: 1999,
+        },
+    );
     formats(c, "page_of_40", &page(40));
     formats(c, "string_1mb", &"x".repeat(1 << 20));
 }

@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use redcache::{Algorithm, Policy, RateLimiter};
 use redcache_benches::contenders::{
-    cached_crate_product, memory_product, near_product, near_tagged, rate_limit_script,
-    raw_get_and_decode, raw_rate_limit_check, redcache_product, redcache_tagged, warm,
-    PRODUCT_ENTRY, TAGGED_KEYS,
+    cached_crate_product, memory_product, near_product, near_tagged, payload_json, payload_msgpack,
+    rate_limit_script, raw_get_and_decode, raw_rate_limit_check, redcache_product,
+    redcache_product_msgpack, redcache_tagged, warm, LARGE, PRODUCT_ENTRY, PRODUCT_MSGPACK_ENTRY,
+    TAGGED_KEYS,
 };
 use redcache_benches::{
     bench, calls, in_tasks, product, runtime, write_result, Product, StopServerOnExit, CONCURRENCY,
@@ -123,6 +124,57 @@ fn main() {
     });
 
     let mut pairs: Vec<(String, String, Call, Call, usize)> = Vec::new();
+
+    // Codecs: a MessagePack hit against a raw GET of its own stored bytes,
+    // and a 1 MB value's hit (JSON and MessagePack) against a raw GET of
+    // the same entry.
+    let msgpack = call(|| async {
+        redcache_product_msgpack(1).await.unwrap();
+    });
+    let raw_get_msgpack = call(|| async {
+        bench().raw_get(PRODUCT_MSGPACK_ENTRY).await;
+    });
+    for tasks in [1, 64] {
+        pairs.push((
+            format!("hit/redcache_msgpack/{tasks}"),
+            format!("hit/raw_get_msgpack/{tasks}"),
+            Arc::clone(&msgpack),
+            Arc::clone(&raw_get_msgpack),
+            tasks,
+        ));
+    }
+    for (codec, hit) in [
+        (
+            "json",
+            call(|| async {
+                payload_json(LARGE).await.unwrap();
+            }),
+        ),
+        (
+            "msgpack",
+            call(|| async {
+                payload_msgpack(LARGE).await.unwrap();
+            }),
+        ),
+    ] {
+        let key = match codec {
+            "json" => b.entry_key(&format!("payload:{LARGE}")),
+            _ => b.entry_key(&format!("payload-msgpack:{LARGE}")),
+        };
+        let raw = call(move || {
+            let key = key.clone();
+            async move {
+                bench().raw_get(&key).await.expect("stored");
+            }
+        });
+        pairs.push((
+            format!("hit_1mb/redcache_{codec}/1"),
+            format!("hit_1mb/raw_get_{codec}/1"),
+            hit,
+            raw,
+            1,
+        ));
+    }
     for tasks in CONCURRENCY {
         pairs.push((
             format!("hit/redcache_near/{tasks}"),

@@ -94,7 +94,8 @@ pub(crate) enum Codec {
 }
 
 impl Codec {
-    const ALL: [(&'static str, Codec); 2] = [("json", Codec::Json), ("msgpack", Codec::MessagePack)];
+    const ALL: [(&'static str, Codec); 2] =
+        [("json", Codec::Json), ("msgpack", Codec::MessagePack)];
 }
 
 /// Spanned at the option's value: a codec this build of redcache lacks

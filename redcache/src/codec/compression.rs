@@ -235,7 +235,12 @@ mod tests {
 
     fn text(len: usize) -> Vec<u8> {
         let words = ["lamp ", "brass ", "oak ", "reading ", "{\"id\":", "42}, "];
-        words.iter().cycle().flat_map(|w| w.bytes()).take(len).collect()
+        words
+            .iter()
+            .cycle()
+            .flat_map(|w| w.bytes())
+            .take(len)
+            .collect()
     }
 
     #[test]
@@ -268,7 +273,10 @@ mod tests {
             assert_eq!(decompress(id, &packed, raw.len() + 1), corrupt);
             assert_eq!(decompress(id, &packed, MAX_DECOMPRESSED + 1), corrupt);
             assert_eq!(decompress(id, &packed, usize::MAX), corrupt);
-            assert_eq!(decompress(id, &packed[..packed.len() / 2], raw.len()), corrupt);
+            assert_eq!(
+                decompress(id, &packed[..packed.len() / 2], raw.len()),
+                corrupt
+            );
             assert_eq!(decompress(id, b"\xff\xff\xff\xff garbage", 1000), corrupt);
         }
         assert_eq!(

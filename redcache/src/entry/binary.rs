@@ -218,7 +218,13 @@ pub(super) fn decode<T: DeserializeOwned>(
     if header.version != VERSION {
         return Decoded::OtherVersion;
     }
-    if let Some(miss) = check(header.name, header.tags.iter().copied(), name, tags, current) {
+    if let Some(miss) = check(
+        header.name,
+        header.tags.iter().copied(),
+        name,
+        tags,
+        current,
+    ) {
         return miss;
     }
     match header.value() {

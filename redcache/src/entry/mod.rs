@@ -221,7 +221,10 @@ fn check<'e, T>(
         return Some(Decoded::Foreign);
     }
     let same_tags = entry_tags.len() == tags.len()
-        && entry_tags.clone().zip(tags).all(|((name, _), tag)| name == tag);
+        && entry_tags
+            .clone()
+            .zip(tags)
+            .all(|((name, _), tag)| name == tag);
     if !same_tags {
         return Some(Decoded::OtherTags);
     }
@@ -491,7 +494,10 @@ mod tests {
             let mut bytes = encode(&1u8, "n", &[], &[], T0, encoding).unwrap();
             if bytes[0] == binary::MARKER {
                 bytes[1] = 2;
-                assert_eq!(decode::<u8>(&bytes, "n", &[], &[], NOW), Decoded::OtherVersion);
+                assert_eq!(
+                    decode::<u8>(&bytes, "n", &[], &[], NOW),
+                    Decoded::OtherVersion
+                );
             }
         }
     }
@@ -524,7 +530,10 @@ mod tests {
             }
             for len in 0..bytes.len() {
                 let cut = decode::<String>(&bytes[..len], "n", &t, &[3], NOW);
-                assert!(!matches!(cut, Decoded::Fresh(_)), "{encoding:?} cut at {len}");
+                assert!(
+                    !matches!(cut, Decoded::Fresh(_)),
+                    "{encoding:?} cut at {len}"
+                );
             }
             // Every byte of the header, and the first of the value, damaged.
             for at in 0..60.min(bytes.len()) {
