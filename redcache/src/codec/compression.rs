@@ -72,7 +72,8 @@ impl Compression {
         }
     }
 
-    /// zstd at `level` (1 to 22; 3 is zstd's own default): about 4.5× on
+    /// zstd at `level` (1 to 22, others are taken as the nearest; 3 is
+    /// zstd's own default): about 4.5× on
     /// JSON, at three times lz4's cost.
     #[cfg(feature = "zstd")]
     pub fn zstd(level: i32) -> Self {
