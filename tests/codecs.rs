@@ -8,10 +8,11 @@
 #![cfg(all(feature = "lz4", feature = "zstd"))]
 
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::Arc;
 use std::time::Duration;
 
-use redcache::{cached, Cache, Codec, Compression, EntryOptions};
-use redcache_suite::{unique_namespace, RedisServer};
+use redcache::{cache_put, cached, Cache, Codec, Compression, EntryOptions, ManualClock};
+use redcache_suite::{eventually, unique_namespace, RedisServer};
 use serde::{Deserialize, Serialize};
 
 const TTL: Duration = Duration::from_secs(300);
@@ -83,6 +84,12 @@ impl Shop {
         Ok(format!("lamp {id}"))
     }
 
+    /// The writer of `product`, in its codec.
+    #[cache_put(ttl = 300, key = "product:<product.id>", codec = "msgpack", cache = self.cache)]
+    async fn save(&self, product: Product) -> Result<Product, String> {
+        Ok(product)
+    }
+
     #[cached(ttl = 300, key = "failing:<id>", codec = "msgpack", cache = self.cache)]
     async fn failing(&self, id: u64) -> Result<Product, String> {
         self.loads.fetch_add(1, SeqCst);
@@ -114,6 +121,37 @@ async fn a_msgpack_fn_writes_binary_entries_and_hits_them() {
     assert_eq!(shop.name(1).await.unwrap(), "lamp 1");
     let entry = raw_get(&mut conn, &format!("{ns}:v:name:1")).await;
     assert!(entry.starts_with(br#"{"v":3,"#), "{entry:?}");
+
+    // The writer stores in its codec what the reader then hits.
+    let saved = Product {
+        name: "saved".into(),
+        ..product(3)
+    };
+    let before = shop.loads.load(SeqCst);
+    shop.save(saved.clone()).await.unwrap();
+    assert_eq!(shop.product(3).await, Ok(saved));
+    assert_eq!(
+        shop.product(4).await,
+        Ok(product(4)),
+        "another id is not touched"
+    );
+    assert_eq!(shop.loads.load(SeqCst), before);
+    let entry = raw_get(&mut conn, &format!("{ns}:v:product:3")).await;
+    assert_eq!(entry[0], 0xC1);
+
+    // `get_or_load!` takes the option too.
+    let id = 5;
+    let value = redcache::get_or_load!(
+        ttl = 60,
+        key = "inline:<id>",
+        codec = "msgpack",
+        cache = &shop.cache,
+        async { Ok::<_, String>(product(id)) }
+    )
+    .await;
+    assert_eq!(value, Ok(product(id)));
+    let entry = raw_get(&mut conn, &format!("{ns}:v:inline:{id}")).await;
+    assert_eq!(entry[0], 0xC1);
 
     // An error is never cached, whatever the codec.
     let before = shop.loads.load(SeqCst);
@@ -313,6 +351,50 @@ async fn entries_that_do_not_decode_are_misses_never_a_panic() {
         );
         assert_eq!(cache.stats().undecodable, undecodable + 1, "{case}");
     }
+}
+
+/// Refreshed in the background once expired: the refresh writes in the
+/// fn's codec too.
+#[cached(ttl = 60, stale = "10m", key = "refreshed:<id>", codec = "msgpack", cache = cache, ignore = [cache, loads])]
+async fn refreshed(cache: Cache, loads: Arc<AtomicU64>, id: u64) -> Result<u64, String> {
+    Ok(loads.fetch_add(1, SeqCst) + 100 * id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_background_refresh_writes_in_the_fns_codec() {
+    let server = RedisServer::start();
+    let ns = unique_namespace("refresh");
+    let clock = ManualClock::new(Duration::from_secs(1_000_000));
+    let cache = redis_cache(&server.url(), &ns)
+        .await
+        .clock(clock.clone())
+        .build()
+        .await
+        .unwrap();
+    let loads = Arc::new(AtomicU64::new(0));
+    let call = || refreshed(cache.clone(), Arc::clone(&loads), 1);
+    let mut conn = raw(&server.url()).await;
+    let key = format!("{ns}:v:refreshed:1");
+    assert_eq!(call().await, Ok(100));
+    let first = raw_get(&mut conn, &key).await;
+    assert_eq!(first[0], 0xC1);
+    clock.advance(Duration::from_secs(61));
+    // Expired: answered stale while one refresh runs in the background.
+    assert_eq!(call().await, Ok(100));
+    eventually(
+        "the refresh stored its value",
+        Duration::from_secs(5),
+        || async {
+            loads.load(SeqCst) == 2 && raw_get(&mut raw(&server.url()).await, &key).await != first
+        },
+    )
+    .await;
+    assert_eq!(call().await, Ok(101));
+    let refreshed = raw_get(&mut conn, &key).await;
+    assert_eq!(
+        refreshed[0], 0xC1,
+        "the refresh wrote MessagePack, not the cache's JSON"
+    );
 }
 
 #[tokio::test]

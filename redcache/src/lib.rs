@@ -88,7 +88,7 @@ pub use breaker::CircuitState;
 pub use builder::{CacheBuilder, DEFAULT_MAX_VALUE_SIZE, ENV_VARS};
 pub use cache::{Cache, Cacheable, EntryOptions, Stampede};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use codec::{Codec, Compression, EncodeError};
+pub use codec::{Codec, Compression};
 pub use error::{Error, LoadTimeout, Result};
 pub use global::{global, invalidate_key, invalidate_tag, set_global};
 pub use key::{Key, KeyArg, KeyList};

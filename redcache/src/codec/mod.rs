@@ -123,10 +123,10 @@ pub(crate) struct Encoding {
     pub(crate) compression: Option<Compression>,
 }
 
-/// A value that could not be written as an entry.
+/// A value that could not be written as an entry (reported as
+/// `Error::Unstorable`, or counted and warned about on a load).
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum EncodeError {
+pub(crate) enum EncodeError {
     /// `serde_json` refused the value (a map with non-string keys, a
     /// `Serialize` impl that failed).
     #[error("JSON: {0}")]

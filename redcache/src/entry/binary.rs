@@ -110,7 +110,6 @@ pub(super) fn encode_compressed(
 
 /// A parsed header, borrowing from the entry.
 struct Header<'a> {
-    version: u8,
     codec: u8,
     compression: u8,
     times: Times,
@@ -159,7 +158,7 @@ impl<'a> Header<'a> {
             load_ms: times.u64()?,
         };
         let raw_len = Cursor(&fixed[RAW_LEN_AT..]).u32()?;
-        let (version, codec, compression) = (fixed[1], fixed[CODEC_AT], fixed[COMPRESSION_AT]);
+        let (codec, compression) = (fixed[CODEC_AT], fixed[COMPRESSION_AT]);
         let name = cursor.str()?;
         let count = cursor.u32()?;
         // Each tag takes at least 12 bytes: a count beyond what is left is
@@ -172,7 +171,6 @@ impl<'a> Header<'a> {
             tags.push((cursor.str()?, cursor.u64()?));
         }
         Some(Header {
-            version,
             codec,
             compression,
             times,
@@ -212,12 +210,13 @@ pub(super) fn decode<T: DeserializeOwned>(
     current: &[Epoch],
     now_ms: u64,
 ) -> Decoded<T> {
+    // Another version may lay its header out otherwise: told before parsing.
+    if bytes.get(1).is_some_and(|&version| version != VERSION) {
+        return Decoded::OtherVersion;
+    }
     let Some(header) = Header::parse(bytes) else {
         return Decoded::Invalid;
     };
-    if header.version != VERSION {
-        return Decoded::OtherVersion;
-    }
     if let Some(miss) = check(
         header.name,
         header.tags.iter().copied(),
@@ -236,7 +235,7 @@ pub(super) fn decode<T: DeserializeOwned>(
 /// The value of an entry of template `name`, its tags unchecked.
 pub(super) fn decode_value<T: DeserializeOwned>(bytes: &[u8], name: &str) -> Option<T> {
     let header = Header::parse(bytes)?;
-    (header.version == VERSION && super::same_shape(header.name, name))
+    (bytes[1] == VERSION && super::same_shape(header.name, name))
         .then(|| header.value().ok())
         .flatten()
 }
