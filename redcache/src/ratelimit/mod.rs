@@ -212,7 +212,9 @@ impl Policy {
 
     /// Appends what names this policy in a state key: the algorithm and
     /// figures are part of it, so changing a policy never reads state
-    /// written under another.
+    /// written under another. The window is in milliseconds when it is a
+    /// whole number of them (the keys redcache always wrote), else in
+    /// nanoseconds with an `ns` suffix: two windows never share a key.
     fn push_state_suffix(&self, out: &mut String) {
         let mut digits = itoa::Buffer::new();
         out.push(':');
@@ -220,7 +222,12 @@ impl Policy {
         out.push(':');
         out.push_str(digits.format(self.limit));
         out.push(':');
-        out.push_str(digits.format(self.window.as_millis()));
+        if self.window.subsec_nanos() % 1_000_000 == 0 {
+            out.push_str(digits.format(self.window.as_millis()));
+        } else {
+            out.push_str(digits.format(self.window.as_nanos()));
+            out.push_str("ns");
+        }
     }
 }
 
@@ -387,6 +394,40 @@ mod tests {
                 "ns:rl:api::search:{user:%7B42%7D}:sliding_log:10:1000",
                 "ns:rl:api::search:{user:%7B42%7D}:gcra:1000:3600000",
             ]
+        );
+    }
+
+    #[test]
+    fn windows_below_or_between_milliseconds_name_keys_of_their_own() {
+        let windows = [
+            Duration::from_micros(500),
+            Duration::from_micros(900),
+            Duration::from_micros(1_500),
+            Duration::from_micros(1_700),
+            Duration::from_millis(1),
+            Duration::from_millis(2),
+            Duration::from_nanos(2_000_001),
+        ];
+        let keys: Vec<String> = windows
+            .iter()
+            .map(|&window| {
+                let policies = [Policy::new(5, window).algorithm(Algorithm::FixedWindow)];
+                let request = Request {
+                    name: "f",
+                    key: "k",
+                    policies: &policies,
+                    cost: 1,
+                    on_error: OnError::Allow,
+                };
+                request.state_keys("ns:rl:").remove(0)
+            })
+            .collect();
+        let distinct: std::collections::HashSet<&String> = keys.iter().collect();
+        assert_eq!(distinct.len(), keys.len(), "{keys:?}");
+        assert_eq!(keys[0], "ns:rl:f:{k}:fixed_window:5:500000ns");
+        assert_eq!(
+            keys[4], "ns:rl:f:{k}:fixed_window:5:1",
+            "whole ms keep their keys"
         );
     }
 

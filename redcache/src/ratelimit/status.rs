@@ -161,8 +161,11 @@ fn ceil_secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
-/// `100-per-1m`, `10-per-1s`, `5-per-1500ms`.
+/// `100-per-1m`, `10-per-1s`, `5-per-1500ms`, `5-per-500us`.
 fn policy_name(limit: u64, window: Duration) -> String {
+    if window.subsec_nanos() % 1_000_000 != 0 {
+        return format!("{limit}-per-{}us", window.as_micros());
+    }
     let ms = window.as_millis();
     let span = match ms {
         ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
@@ -292,6 +295,18 @@ impl axum_core::response::IntoResponse for RateLimited {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn policies_are_named_in_the_largest_whole_unit() {
+        let name = |ms: u64| policy_name(5, Duration::from_millis(ms));
+        assert_eq!(name(7_200_000), "5-per-2h");
+        assert_eq!(name(60_000), "5-per-1m");
+        assert_eq!(name(3_000), "5-per-3s");
+        assert_eq!(name(1_500), "5-per-1500ms");
+        assert_eq!(policy_name(5, Duration::from_micros(500)), "5-per-500us");
+        assert_eq!(policy_name(5, Duration::from_micros(2_000)), "5-per-2ms");
+        assert_eq!(policy_name(5, Duration::from_micros(1_501)), "5-per-1501us");
+    }
 
     fn verdict(allowed: bool, remaining: u64, retry_s: u64, reset_s: u64) -> Verdict {
         Verdict {
