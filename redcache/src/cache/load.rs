@@ -513,7 +513,7 @@ impl Cache {
                                         times: found.times,
                                         epochs: &epochs,
                                         head: entry::head(Some(&bytes)),
-                                        size: bytes.len(),
+                                        size: entry::expanded_len(&bytes),
                                     };
                                     near.fill(ticket, fill, now_ms);
                                 }

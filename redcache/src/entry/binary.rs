@@ -108,6 +108,11 @@ pub(super) fn encode_compressed(
     Ok(out)
 }
 
+/// The value's length before compression, from the fixed header.
+pub(super) fn raw_len(bytes: &[u8]) -> Option<usize> {
+    Cursor(bytes.get(RAW_LEN_AT..FIXED_LEN)?).u32()
+}
+
 /// A parsed header, borrowing from the entry.
 struct Header<'a> {
     codec: u8,

@@ -198,6 +198,16 @@ pub(crate) fn decode<T: DeserializeOwned>(
     }
 }
 
+/// About how many bytes an entry's value takes decoded: its stored length,
+/// or for a compressed value its length before compression (what the
+/// near cache's `max_bytes` counts).
+pub(crate) fn expanded_len(bytes: &[u8]) -> usize {
+    match bytes.first() {
+        Some(&binary::MARKER) => bytes.len().max(binary::raw_len(bytes).unwrap_or(0)),
+        _ => bytes.len(),
+    }
+}
+
 /// Decodes the value of an entry of template `name` without checking its
 /// tags: for entries a leader of this process just made for the same epochs.
 pub(crate) fn decode_value<T: DeserializeOwned>(bytes: &[u8], name: &str) -> Option<T> {
@@ -574,6 +584,19 @@ mod tests {
             decode::<String>(&other_compression, "n", &[], &[], NOW),
             Decoded::Unreadable("an unknown compressor")
         );
+    }
+
+    #[test]
+    fn a_compressed_entry_counts_its_expanded_length() {
+        for encoding in encodings() {
+            let bytes = encode(&long(), "n", &[], &[], T0, encoding).unwrap();
+            let len = expanded_len(&bytes);
+            assert!(
+                len >= long().len() && len <= bytes.len().max(long().len() + 16),
+                "{encoding:?}: {len}"
+            );
+        }
+        assert_eq!(expanded_len(b"\xc1\x01"), 2);
     }
 
     #[test]

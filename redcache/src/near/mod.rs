@@ -92,8 +92,8 @@ impl NearCache {
     }
 
     /// The most bytes L1 keeps, counted as the size of the entries as
-    /// stored in Redis (a decoded value is about as large); unbounded by
-    /// default. Both bounds hold when both are set.
+    /// stored in Redis, before compression (a decoded value is about as
+    /// large); unbounded by default. Both bounds hold when both are set.
     pub fn max_bytes(mut self, max: u64) -> Self {
         self.max_bytes = Some(max);
         self
