@@ -397,6 +397,63 @@ async fn a_background_refresh_writes_in_the_fns_codec() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_near_cache_holds_decoded_values_of_compressed_entries_and_drops_them_on_change() {
+    let server = RedisServer::start();
+    let ns = unique_namespace("nearcodec");
+    let build = || async {
+        redis_cache(&server.url(), &ns)
+            .await
+            .codec(Codec::MessagePack)
+            .compression(Compression::zstd(3).above(1024))
+            .near_cache(redcache::NearCache::new())
+            .build()
+            .await
+            .unwrap()
+    };
+    let (reader, writer) = (build().await, build().await);
+    eventually("tracking", Duration::from_secs(10), || async {
+        reader.stats().near == redcache::NearStatus::Tracking
+    })
+    .await;
+    let read = |id: u64| {
+        let reader = reader.clone();
+        async move {
+            reader
+                .get_or_load(&format!("p:{id}"), TTL, &["shelf"], || async {
+                    Ok::<_, String>(product(999))
+                })
+                .await
+                .unwrap()
+        }
+    };
+    for id in [1, 2] {
+        writer
+            .put(&format!("p:{id}"), &large(id, 20_000), TTL, &["shelf"])
+            .await
+            .unwrap();
+    }
+    // Two keys, two values, whether read from Redis or from L1.
+    eventually("both values in L1", Duration::from_secs(5), || async {
+        let hits = reader.stats().near_hits;
+        assert_eq!(read(1).await, large(1, 20_000));
+        assert_eq!(read(2).await, large(2, 20_000));
+        reader.stats().near_hits >= hits + 2
+    })
+    .await;
+    // Another process's change reaches L1.
+    writer
+        .put("p:1", &large(11, 20_000), TTL, &["shelf"])
+        .await
+        .unwrap();
+    eventually("the change seen", Duration::from_secs(5), || async {
+        read(1).await == large(11, 20_000)
+    })
+    .await;
+    assert_eq!(read(2).await, large(2, 20_000));
+    assert_eq!(reader.stats().undecodable, 0);
+}
+
 #[tokio::test]
 async fn codecs_on_the_embedded_backend() {
     let cache = Cache::builder()
