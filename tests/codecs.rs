@@ -485,3 +485,46 @@ async fn codecs_on_the_embedded_backend() {
         .unwrap();
     assert_eq!(read, large(7, 50_000));
 }
+
+static SEEN: AtomicU64 = AtomicU64::new(0);
+
+/// `Some(())` is written as null in JSON and MessagePack, and null reads
+/// back as `None`: such a value must not be cached.
+#[cached(ttl = 300, key = "exists:<id>", cache = cache, ignore = [cache])]
+async fn exists(cache: &Cache, id: u64) -> Option<()> {
+    SEEN.fetch_add(1, SeqCst);
+    (id % 2 == 0).then_some(())
+}
+
+#[cached(ttl = 300, key = "maybe:<id>", codec = "msgpack", cache = cache, ignore = [cache])]
+async fn maybe(cache: &Cache, id: u64) -> Result<Option<Option<u64>>, String> {
+    Ok(match id {
+        0 => None,
+        1 => Some(None),
+        n => Some(Some(n)),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn some_written_as_null_is_never_read_back_as_none() {
+    let server = RedisServer::start();
+    let redis = redis_cache(&server.url(), &unique_namespace("null"))
+        .await
+        .build()
+        .await
+        .unwrap();
+    let memory = Cache::builder().memory().build().await.unwrap();
+    for cache in [&redis, &memory] {
+        for _ in 0..3 {
+            assert_eq!(exists(cache, 2).await, Some(()));
+            assert_eq!(exists(cache, 3).await, None);
+            assert_eq!(maybe(cache, 0).await, Ok(None));
+            assert_eq!(maybe(cache, 1).await, Ok(Some(None)));
+            assert_eq!(maybe(cache, 7).await, Ok(Some(Some(7))));
+        }
+    }
+    // `Some(())` ran each time (not cached); `None` was not cached either
+    // (no `cache_none`).
+    assert_eq!(SEEN.load(SeqCst), 12);
+    assert!(redis.stats().errors >= 3, "each refusal is counted");
+}

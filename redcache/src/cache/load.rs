@@ -748,9 +748,17 @@ impl Cache {
                     }
                 }
                 Err(error) => {
+                    // Every call of the fn would say it again: told once
+                    // (caching is off for such values), then at debug.
                     self.inner.guarded.counters.count(Event::Error("encode"));
-                    tracing::warn!(target: "redcache", key = call.key, %error,
-                        "value does not encode; not cached");
+                    let message = format!(
+                        "{}: value not cached, it does not encode: {error}",
+                        call.name
+                    );
+                    if !crate::report::once(&format!("encode:{}", call.name), &message) {
+                        tracing::debug!(target: "redcache", key = call.key, %error,
+                            "value does not encode; not cached");
+                    }
                 }
             }
         }

@@ -7,12 +7,14 @@
 //! build was compiled without) is a miss, never garbage.
 
 mod compression;
+mod null_some;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use self::compression::Compression;
 pub(crate) use self::compression::{compress, decompress, UnknownCompressor, NONE_ID};
+pub(crate) use self::null_some::is_some_of_null;
 
 /// The serde format of cached values, per cache
 /// ([`CacheBuilder::codec`](crate::CacheBuilder::codec)) or per function
@@ -135,6 +137,10 @@ pub(crate) enum EncodeError {
     #[cfg(feature = "msgpack")]
     #[error("MessagePack: {0}")]
     MessagePack(#[source] rmp_serde::encode::Error),
+    /// `Some(x)` where `x` is written as null (`Some(())`, `Some(None)`):
+    /// it would read back as `None`.
+    #[error("a {0} holding Some of a value written as null (Some(()), Some(None), a unit struct) would read back as None")]
+    SomeOfNull(&'static str),
     /// A part of the entry is longer than its length field holds.
     #[error("{what} of {len} bytes is longer than an entry holds")]
     TooLong {
@@ -168,8 +174,37 @@ mod tests {
         Text(String),
     }
 
+    /// Enums in each of serde's representations.
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    #[serde(tag = "type")]
+    enum Internally {
+        Lamp { watts: u32 },
+        Shade,
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    #[serde(tag = "t", content = "c")]
+    enum Adjacently {
+        Count(u64),
+        Name(String),
+        Nothing,
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    enum Externally {
+        Unit,
+        Tuple(i64, bool),
+        Struct { x: f32 },
+    }
+
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
     struct Shapes {
+        internally: Vec<Internally>,
+        adjacently: Vec<Adjacently>,
+        externally: Vec<Externally>,
+        by_number: std::collections::HashMap<u64, String>,
+        unit: (),
+        tuple: (u8, String, Option<bool>),
         #[serde(skip_serializing_if = "Option::is_none", default)]
         nickname: Option<String>,
         #[serde(default)]
@@ -184,6 +219,20 @@ mod tests {
 
     fn shapes() -> Shapes {
         Shapes {
+            internally: vec![Internally::Lamp { watts: 40 }, Internally::Shade],
+            adjacently: vec![
+                Adjacently::Count(3),
+                Adjacently::Name("oak".into()),
+                Adjacently::Nothing,
+            ],
+            externally: vec![
+                Externally::Unit,
+                Externally::Tuple(-7, true),
+                Externally::Struct { x: 0.5 },
+            ],
+            by_number: [(1, "one".to_string()), (u64::MAX, "max".to_string())].into(),
+            unit: (),
+            tuple: (1, "a".into(), None),
             nickname: None,
             age: 7,
             either: vec![Either::Number(1), Either::Text("two".into())],

@@ -42,7 +42,7 @@ mod json;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::codec::{compress, Codec, EncodeError, Encoding};
+use crate::codec::{compress, is_some_of_null, Codec, EncodeError, Encoding};
 
 /// The version written into every JSON entry.
 pub(crate) const FORMAT_VERSION: u8 = 3;
@@ -155,6 +155,9 @@ pub(crate) fn encode<T: Serialize>(
     encoding: Encoding,
 ) -> Result<Vec<u8>, EncodeError> {
     debug_assert_eq!(tags.len(), epochs.len());
+    if is_some_of_null(value) {
+        return Err(EncodeError::SomeOfNull(std::any::type_name::<T>()));
+    }
     let meta = Meta {
         name,
         tags,

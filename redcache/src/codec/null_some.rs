@@ -1,0 +1,214 @@
+//! `Some(x)` where `x` is written as null (`Some(())`, `Some(None)`,
+//! `Some(Marker)` of a unit struct, `Some(Value::Null)`): JSON and
+//! MessagePack write it as null, which reads back as `None`. Such a value
+//! is not cached: a hit would answer `None` where the function answered
+//! `Some`.
+//!
+//! A serializer that looks only at the top of a value: it follows
+//! `Some` and newtype structs, and stops at the first anything else, so
+//! asking costs a call or two whatever the value's size.
+
+use serde::ser::{self, Impossible, Serialize, Serializer};
+
+/// Whether `value` is, at its top, `Some` of something written as null.
+pub(crate) fn is_some_of_null<T: Serialize + ?Sized>(value: &T) -> bool {
+    matches!(
+        value.serialize(Probe { in_some: false }),
+        Err(Top::SomeOfNull)
+    )
+}
+
+/// What the probe found (as the serializer's error, which ends the walk).
+#[derive(Debug)]
+enum Top {
+    SomeOfNull,
+    Other,
+}
+
+impl std::fmt::Display for Top {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("probe")
+    }
+}
+
+impl std::error::Error for Top {}
+
+impl ser::Error for Top {
+    fn custom<M: std::fmt::Display>(_: M) -> Self {
+        Top::Other
+    }
+}
+
+struct Probe {
+    in_some: bool,
+}
+
+impl Probe {
+    fn null(self) -> Result<(), Top> {
+        Err(if self.in_some {
+            Top::SomeOfNull
+        } else {
+            Top::Other
+        })
+    }
+}
+
+macro_rules! other {
+    ($($name:ident($($arg:ty),*)),* $(,)?) => {$(
+        fn $name(self, $(_: $arg),*) -> Result<(), Top> {
+            Err(Top::Other)
+        }
+    )*};
+}
+
+impl Serializer for Probe {
+    type Ok = ();
+    type Error = Top;
+    type SerializeSeq = Impossible<(), Top>;
+    type SerializeTuple = Impossible<(), Top>;
+    type SerializeTupleStruct = Impossible<(), Top>;
+    type SerializeTupleVariant = Impossible<(), Top>;
+    type SerializeMap = Impossible<(), Top>;
+    type SerializeStruct = Impossible<(), Top>;
+    type SerializeStructVariant = Impossible<(), Top>;
+
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), Top> {
+        value.serialize(Probe { in_some: true })
+    }
+
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        value: &T,
+    ) -> Result<(), Top> {
+        value.serialize(self)
+    }
+
+    fn serialize_none(self) -> Result<(), Top> {
+        self.null()
+    }
+
+    fn serialize_unit(self) -> Result<(), Top> {
+        self.null()
+    }
+
+    fn serialize_unit_struct(self, _: &'static str) -> Result<(), Top> {
+        self.null()
+    }
+
+    other!(
+        serialize_bool(bool),
+        serialize_i8(i8),
+        serialize_i16(i16),
+        serialize_i32(i32),
+        serialize_i64(i64),
+        serialize_i128(i128),
+        serialize_u8(u8),
+        serialize_u16(u16),
+        serialize_u32(u32),
+        serialize_u64(u64),
+        serialize_u128(u128),
+        serialize_f32(f32),
+        serialize_f64(f64),
+        serialize_char(char),
+        serialize_str(&str),
+        serialize_bytes(&[u8]),
+        serialize_unit_variant(&'static str, u32, &'static str),
+    );
+
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<(), Top> {
+        Err(Top::Other)
+    }
+
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, Top> {
+        Err(Top::Other)
+    }
+
+    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Top> {
+        Err(Top::Other)
+    }
+
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleStruct, Top> {
+        Err(Top::Other)
+    }
+
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant, Top> {
+        Err(Top::Other)
+    }
+
+    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Top> {
+        Err(Top::Other)
+    }
+
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, Top> {
+        Err(Top::Other)
+    }
+
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant, Top> {
+        Err(Top::Other)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Serialize;
+
+    #[derive(Serialize)]
+    struct Marker;
+
+    #[derive(Serialize)]
+    struct Wrapped(Option<()>);
+
+    #[derive(Serialize)]
+    struct Lamp {
+        watts: Option<()>,
+    }
+
+    #[test]
+    fn some_of_what_is_written_as_null_is_found() {
+        assert!(is_some_of_null(&Some(())));
+        assert!(is_some_of_null(&Some(None::<u8>)));
+        assert!(is_some_of_null(&Some(Marker)));
+        assert!(is_some_of_null(&Some(serde_json::Value::Null)));
+        assert!(is_some_of_null(&Some(Some(()))));
+        assert!(is_some_of_null(&Wrapped(Some(()))));
+        assert!(is_some_of_null(&std::sync::Arc::new(Some(()))));
+    }
+
+    #[test]
+    fn everything_else_is_not() {
+        assert!(!is_some_of_null(&None::<()>));
+        assert!(!is_some_of_null(&()));
+        assert!(!is_some_of_null(&Marker));
+        assert!(!is_some_of_null(&Some(0u8)));
+        assert!(!is_some_of_null(&Some("")));
+        assert!(!is_some_of_null(&Some(Some(1u8))));
+        assert!(!is_some_of_null(&Some(vec![()])));
+        assert!(!is_some_of_null(&Some(Lamp { watts: Some(()) })));
+        assert!(!is_some_of_null(&Wrapped(None)));
+        assert!(!is_some_of_null(&vec![Some(())]));
+    }
+}
