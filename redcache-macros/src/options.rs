@@ -111,20 +111,11 @@ impl ToTokens for Spanned<Codec> {
 }
 
 pub(crate) fn codec(value: &Expr) -> syn::Result<Spanned<Codec>> {
-    let expected = "`codec` is \"json\" (the default: readable in redis-cli) or \"msgpack\" (MessagePack: smaller, faster to decode)";
-    match value {
-        Expr::Lit(ExprLit {
-            lit: Lit::Str(lit), ..
-        }) => Codec::ALL
-            .iter()
-            .find(|(name, _)| *name == lit.value())
-            .map(|(_, codec)| Spanned {
-                value: *codec,
-                span: lit.span(),
-            })
-            .ok_or_else(|| syn::Error::new(lit.span(), expected)),
-        other => Err(syn::Error::new_spanned(other, expected)),
-    }
+    named(
+        value,
+        &Codec::ALL,
+        "`codec` is \"json\" (the default: readable in redis-cli) or \"msgpack\" (MessagePack: smaller, faster to decode)",
+    )
 }
 
 /// A `ttl`: a literal, checked here, or an expression (`ttl = CACHE_TTL`,
@@ -385,14 +376,20 @@ pub(crate) fn algorithm(value: &Expr) -> syn::Result<Spanned<Algorithm>> {
         .map(|(name, _)| format!("\"{name}\""))
         .collect();
     let expected = format!("`algorithm` is one of {}", names.join(", "));
+    named(value, &Algorithm::ALL, &expected)
+}
+
+/// A string literal naming one of `all`, with where it was written; else
+/// the `expected` error at the value.
+fn named<T: Copy>(value: &Expr, all: &[(&str, T)], expected: &str) -> syn::Result<Spanned<T>> {
     match value {
         Expr::Lit(ExprLit {
             lit: Lit::Str(lit), ..
-        }) => Algorithm::ALL
+        }) => all
             .iter()
             .find(|(name, _)| *name == lit.value())
-            .map(|(_, variant)| Spanned {
-                value: *variant,
+            .map(|(_, value)| Spanned {
+                value: *value,
                 span: lit.span(),
             })
             .ok_or_else(|| syn::Error::new(lit.span(), expected)),

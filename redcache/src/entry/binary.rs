@@ -27,7 +27,7 @@ use std::ops::Range;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{check, Decoded, Epoch, Meta, Times, HEAD_LEN};
+use super::{check, Decoded, Epoch, Meta, Times, Want, HEAD_LEN};
 use crate::codec::{decompress, Codec, EncodeError, UnknownCompressor};
 
 /// The first byte of every binary entry.
@@ -208,13 +208,7 @@ fn codec_name(id: u8) -> &'static str {
     }
 }
 
-pub(super) fn decode<T: DeserializeOwned>(
-    bytes: &[u8],
-    name: &str,
-    tags: &[String],
-    current: &[Epoch],
-    now_ms: u64,
-) -> Decoded<T> {
+pub(super) fn decode<T: DeserializeOwned>(bytes: &[u8], want: &Want<'_>) -> Decoded<T> {
     // Another version may lay its header out otherwise: told before parsing.
     if bytes.get(1).is_some_and(|&version| version != VERSION) {
         return Decoded::OtherVersion;
@@ -222,17 +216,11 @@ pub(super) fn decode<T: DeserializeOwned>(
     let Some(header) = Header::parse(bytes) else {
         return Decoded::Invalid;
     };
-    if let Some(miss) = check(
-        header.name,
-        header.tags.iter().copied(),
-        name,
-        tags,
-        current,
-    ) {
+    if let Some(miss) = check(header.name, header.tags.iter().copied(), want) {
         return miss;
     }
     match header.value() {
-        Ok(value) => Decoded::found(value, header.times, now_ms),
+        Ok(value) => Decoded::found(value, header.times, want.now_ms),
         Err(miss) => miss,
     }
 }

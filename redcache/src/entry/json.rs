@@ -8,7 +8,7 @@ use std::ops::Range;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::{check, Decoded, Epoch, Meta, Times, FORMAT_VERSION};
+use super::{check, Decoded, Epoch, Meta, Times, Want, FORMAT_VERSION};
 use crate::codec::{Codec, EncodeError};
 
 #[derive(Deserialize)]
@@ -68,13 +68,7 @@ pub(super) fn encode<T: Serialize>(
     Ok((out, start..end))
 }
 
-pub(super) fn decode<T: DeserializeOwned>(
-    bytes: &[u8],
-    name: &str,
-    tags: &[String],
-    current: &[Epoch],
-    now_ms: u64,
-) -> Decoded<T> {
+pub(super) fn decode<T: DeserializeOwned>(bytes: &[u8], want: &Want<'_>) -> Decoded<T> {
     let entry: EntryOwned<'_, T> = match serde_json::from_slice(bytes) {
         Ok(entry) => entry,
         Err(_) => {
@@ -88,7 +82,7 @@ pub(super) fn decode<T: DeserializeOwned>(
         return Decoded::OtherVersion;
     }
     let entry_tags = entry.tags.iter().map(|(tag, epoch)| (tag.as_ref(), *epoch));
-    if let Some(miss) = check(&entry.k, entry_tags, name, tags, current) {
+    if let Some(miss) = check(&entry.k, entry_tags, want) {
         return miss;
     }
     let times = Times {
@@ -96,7 +90,7 @@ pub(super) fn decode<T: DeserializeOwned>(
         expires_ms: entry.exp,
         load_ms: entry.d,
     };
-    Decoded::found(entry.value, times, now_ms)
+    Decoded::found(entry.value, times, want.now_ms)
 }
 
 /// The value of an entry of template `name`, its tags unchecked.

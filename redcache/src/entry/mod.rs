@@ -194,11 +194,26 @@ pub(crate) fn decode<T: DeserializeOwned>(
     current: &[Epoch],
     now_ms: u64,
 ) -> Decoded<T> {
+    let want = Want {
+        name,
+        tags,
+        current,
+        now_ms,
+    };
     match bytes.first() {
-        Some(&binary::MARKER) => binary::decode(bytes, name, tags, current, now_ms),
+        Some(&binary::MARKER) => binary::decode(bytes, &want),
         _ if is_tombstone(bytes) => Decoded::Gone,
-        _ => json::decode(bytes, name, tags, current, now_ms),
+        _ => json::decode(bytes, &want),
     }
+}
+
+/// What a call expects of an entry: its template, its tags and their
+/// current epochs; and the time, for the expiry.
+struct Want<'a> {
+    name: &'a str,
+    tags: &'a [String],
+    current: &'a [Epoch],
+    now_ms: u64,
 }
 
 /// About how many bytes an entry's value takes decoded: its stored length,
@@ -221,28 +236,26 @@ pub(crate) fn decode_value<T: DeserializeOwned>(bytes: &[u8], name: &str) -> Opt
 }
 
 /// Whether an entry of template `k` with `entry_tags` (and the epochs they
-/// had) is valid for a call of template `name` with `tags`, whose epochs
-/// are now `current`: `None` when it is, else the miss it is.
+/// had) is valid for the call that `want`s it: `None` when it is, else the
+/// miss it is.
 fn check<'e, T>(
     k: &str,
     entry_tags: impl ExactSizeIterator<Item = (&'e str, Epoch)> + Clone,
-    name: &str,
-    tags: &[String],
-    current: &[Epoch],
+    want: &Want<'_>,
 ) -> Option<Decoded<T>> {
-    if !same_shape(k, name) {
+    if !same_shape(k, want.name) {
         return Some(Decoded::Foreign);
     }
-    let same_tags = entry_tags.len() == tags.len()
+    let same_tags = entry_tags.len() == want.tags.len()
         && entry_tags
             .clone()
-            .zip(tags)
+            .zip(want.tags)
             .all(|((name, _), tag)| name == tag);
     if !same_tags {
         return Some(Decoded::OtherTags);
     }
     let same_epochs = entry_tags
-        .zip(current)
+        .zip(want.current)
         .all(|((_, epoch), now)| epoch == *now);
     (!same_epochs).then_some(Decoded::Stale)
 }
