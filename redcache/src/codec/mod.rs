@@ -118,6 +118,18 @@ impl Codec {
     }
 }
 
+/// `value` as JSON, for what is stored or sent outside cache entries
+/// (session fields, pub/sub messages, stream entries): refused with
+/// `Error::Unstorable` when it does not encode, or when it is `Some` of a
+/// value written as null, which would be read back as `None`.
+pub(crate) fn to_json<T: Serialize + ?Sized>(value: &T) -> crate::Result<Vec<u8>> {
+    if is_some_of_null(value) {
+        let error = EncodeError::SomeOfNull(std::any::type_name::<T>());
+        return Err(crate::Error::Unstorable(error.to_string()));
+    }
+    serde_json::to_vec(value).map_err(|e| crate::Error::Unstorable(e.to_string()))
+}
+
 /// How a cache writes its entries: a codec, and compression above a size.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Encoding {
@@ -271,6 +283,15 @@ mod tests {
             assert_eq!(codec.decode::<u64>(&bytes), None, "{codec:?}");
             assert_eq!(codec.decode::<Shapes>(b"\xff\x00\x13"), None, "{codec:?}");
         }
+    }
+
+    #[test]
+    fn messages_and_session_fields_refuse_some_written_as_null() {
+        assert_eq!(to_json(&Some(7u8)).unwrap(), b"7");
+        assert_eq!(to_json(&None::<u8>).unwrap(), b"null");
+        let refused = to_json(&Some(())).unwrap_err();
+        assert!(matches!(refused, crate::Error::Unstorable(_)), "{refused}");
+        assert!(refused.to_string().contains("read back as None"), "{refused}");
     }
 
     #[test]

@@ -182,7 +182,7 @@ impl<T: Serialize> Channel<T> {
     /// Publishes `value` (as JSON); returns how many subscribers got it
     /// (on a cluster, those on the shard's nodes this one reached).
     pub async fn publish(&self, value: &T) -> Result<u64> {
-        let payload = serde_json::to_vec(value).map_err(|e| Error::Unstorable(e.to_string()))?;
+        let payload = crate::codec::to_json(value)?;
         let inner = &self.cache.inner;
         match &inner.guarded.backend {
             Backend::Memory(_) => Ok(inner.pubsub.hub.publish_local(&self.name, &payload) as u64),

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::backend::{SessionOp, SessionReply};
 use crate::cache::Cache;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::key::Key;
 
 #[cfg(feature = "tower-sessions")]
@@ -251,7 +251,7 @@ impl SessionStore {
         field: &str,
         value: &T,
     ) -> Result<bool> {
-        let bytes = serde_json::to_vec(value).map_err(|e| Error::Unstorable(e.to_string()))?;
+        let bytes = crate::codec::to_json(value)?;
         Ok(matches!(
             self.touch(id, SessionOp::Set(field, &bytes)).await?,
             SessionReply::Done

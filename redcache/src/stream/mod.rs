@@ -255,7 +255,7 @@ impl<T: Serialize + DeserializeOwned> EventStream<T> {
     /// expires between 0.9 × and 1 × `retention` after its last emit.
     pub async fn emit(&self, value: &T) -> Result<EntryId> {
         self.check()?;
-        let payload = serde_json::to_vec(value).map_err(|e| Error::Unstorable(e.to_string()))?;
+        let payload = crate::codec::to_json(value)?;
         let now_ms = self.cache.inner.clock.now_micros() / 1_000;
         let every_ms = u64::try_from(self.retention.as_millis() / 10).unwrap_or(u64::MAX);
         let slid = self.slid_ms.load(Ordering::Relaxed);
