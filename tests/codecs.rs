@@ -528,3 +528,48 @@ async fn some_written_as_null_is_never_read_back_as_none() {
     assert_eq!(SEEN.load(SeqCst), 12);
     assert!(redis.stats().errors >= 3, "each refusal is counted");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fail_safe_rewrite_in_a_larger_codec_keeps_to_the_size_limit() {
+    let server = RedisServer::start();
+    let ns = unique_namespace("failsafe");
+    let clock = ManualClock::new(Duration::from_secs(1_000_000));
+    let build = |compression: Option<Compression>| {
+        let clock = clock.clone();
+        let (url, ns) = (server.url(), ns.clone());
+        async move {
+            let mut builder = redis_cache(&url, &ns)
+                .await
+                .clock(clock)
+                .max_value_size(8 * 1024);
+            if let Some(compression) = compression {
+                builder = builder.compression(compression);
+            }
+            builder.build().await.unwrap()
+        }
+    };
+    let compressed = build(Some(Compression::zstd(3).above(1024))).await;
+    let plain = build(None).await;
+    let options = EntryOptions::new(Duration::from_secs(60)).fail_safe(Duration::from_secs(3600));
+    let value = large(1, 100_000);
+    compressed.put_with("big", &value, &options).await.unwrap();
+    let mut conn = raw(&server.url()).await;
+    let stored = raw_get(&mut conn, &format!("{ns}:v:big")).await;
+    assert!(stored.len() < 8 * 1024);
+    clock.advance(Duration::from_secs(120));
+    // Expired; the load fails: the expired value stands in, and its JSON
+    // (100 KB) is not written back over the 8 KiB limit.
+    let read = plain
+        .fetch("big", &options, || async {
+            Err::<Product, _>("source down".to_string())
+        })
+        .await;
+    assert_eq!(read, Ok(value));
+    let after = raw_get(&mut conn, &format!("{ns}:v:big")).await;
+    assert!(
+        after == stored,
+        "the compressed entry was replaced: {} bytes, first {:#x}",
+        after.len(),
+        after[0]
+    );
+}

@@ -809,7 +809,12 @@ impl Cache {
             ..found.times
         };
         let bytes = self.encode(call, &found.value, epochs.unwrap_or(&[]), times);
-        if let (Ok(bytes), Some(epochs)) = (&bytes, epochs) {
+        // Written again in this call's codec, which may be larger than
+        // the writer's: held to the limit as every write is.
+        let fits = bytes
+            .as_ref()
+            .is_ok_and(|bytes| bytes.len() <= self.inner.max_value_size);
+        if let (Ok(bytes), Some(epochs), true) = (&bytes, epochs, fits) {
             let write = Write {
                 key,
                 bytes,

@@ -52,10 +52,11 @@ pub(crate) const NONE_ID: u8 = 0;
 const LZ4_ID: u8 = 1;
 const ZSTD_ID: u8 = 2;
 
-/// The most bytes a compressed value may grow to: Redis' own limit on a
-/// string. A reader refuses more, so a corrupt length cannot make it
-/// allocate without bound.
-pub(crate) const MAX_DECOMPRESSED: usize = 512 * 1024 * 1024;
+/// The most bytes a compressed value may grow to. A writer does not
+/// compress a larger value (it is stored as it is, and `max_value_size`
+/// decides), and a reader refuses more, so a corrupt length cannot make
+/// it allocate without bound.
+pub(crate) const MAX_DECOMPRESSED: usize = 64 * 1024 * 1024;
 
 impl Compression {
     /// The size from which values are compressed by default: below it,
@@ -209,13 +210,18 @@ mod zstd_context {
     }
 
     pub(super) fn decompress(bytes: &[u8], raw_len: usize) -> Option<Vec<u8>> {
+        // The frame says its size too (the bulk compressor writes it): bytes
+        // that do not agree with the entry are refused before anything is
+        // allocated for them.
+        let framed = zstd::zstd_safe::get_frame_content_size(bytes).ok()??;
+        if usize::try_from(framed).ok()? != raw_len {
+            return None;
+        }
         DECOMPRESSOR.with(|cell| {
             let mut cell = cell.borrow_mut();
             if cell.is_none() {
                 *cell = Some(zstd::bulk::Decompressor::new().ok()?);
             }
-            // Only capacity: pages are touched as the output is written, so
-            // a corrupt length costs nothing before the data runs out.
             cell.as_mut()?.decompress(bytes, raw_len).ok()
         })
     }

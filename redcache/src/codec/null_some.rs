@@ -1,8 +1,8 @@
 //! `Some(x)` where `x` is written as null (`Some(())`, `Some(None)`,
-//! `Some(Marker)` of a unit struct, `Some(Value::Null)`): JSON and
-//! MessagePack write it as null, which reads back as `None`. Such a value
-//! is not cached: a hit would answer `None` where the function answered
-//! `Some`.
+//! `Some(Marker)` of a unit struct, `Some(Value::Null)`, and in JSON
+//! `Some(f64::NAN)` or an infinity): JSON and MessagePack write it as null,
+//! which reads back as `None`. Such a value is not cached: a hit would
+//! answer `None` where the function answered `Some`.
 //!
 //! A serializer that looks only at the top of a value: it follows
 //! `Some` and newtype structs, and stops at the first anything else, so
@@ -10,12 +10,14 @@
 
 use serde::ser::{self, Impossible, Serialize, Serializer};
 
-/// Whether `value` is, at its top, `Some` of something written as null.
-pub(crate) fn is_some_of_null<T: Serialize + ?Sized>(value: &T) -> bool {
-    matches!(
-        value.serialize(Probe { in_some: false }),
-        Err(Top::SomeOfNull)
-    )
+/// Whether `value` is, at its top, `Some` of something written as null;
+/// `json`: in JSON, where a float that is not finite is written as null.
+pub(crate) fn is_some_of_null<T: Serialize + ?Sized>(value: &T, json: bool) -> bool {
+    let probe = Probe {
+        in_some: false,
+        json,
+    };
+    matches!(value.serialize(probe), Err(Top::SomeOfNull))
 }
 
 /// What the probe found (as the serializer's error, which ends the walk).
@@ -41,6 +43,7 @@ impl ser::Error for Top {
 
 struct Probe {
     in_some: bool,
+    json: bool,
 }
 
 impl Probe {
@@ -50,6 +53,13 @@ impl Probe {
         } else {
             Top::Other
         })
+    }
+
+    fn float(self, finite: bool) -> Result<(), Top> {
+        match finite || !self.json {
+            true => Err(Top::Other),
+            false => self.null(),
+        }
     }
 }
 
@@ -73,7 +83,10 @@ impl Serializer for Probe {
     type SerializeStructVariant = Impossible<(), Top>;
 
     fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), Top> {
-        value.serialize(Probe { in_some: true })
+        value.serialize(Probe {
+            in_some: true,
+            ..self
+        })
     }
 
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
@@ -108,13 +121,19 @@ impl Serializer for Probe {
         serialize_u32(u32),
         serialize_u64(u64),
         serialize_u128(u128),
-        serialize_f32(f32),
-        serialize_f64(f64),
         serialize_char(char),
         serialize_str(&str),
         serialize_bytes(&[u8]),
         serialize_unit_variant(&'static str, u32, &'static str),
     );
+
+    fn serialize_f32(self, v: f32) -> Result<(), Top> {
+        self.float(v.is_finite())
+    }
+
+    fn serialize_f64(self, v: f64) -> Result<(), Top> {
+        self.float(v.is_finite())
+    }
 
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
         self,
@@ -173,7 +192,6 @@ impl Serializer for Probe {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use serde::Serialize;
 
     #[derive(Serialize)]
@@ -185,6 +203,27 @@ mod tests {
     #[derive(Serialize)]
     struct Lamp {
         watts: Option<()>,
+    }
+
+    fn is_some_of_null<T: Serialize>(value: &T) -> bool {
+        let (json, binary) = (
+            super::is_some_of_null(value, true),
+            super::is_some_of_null(value, false),
+        );
+        assert_eq!(json, binary, "only floats tell JSON apart");
+        json
+    }
+
+    #[test]
+    fn a_float_that_is_not_finite_is_null_in_json_only() {
+        for float in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            assert!(super::is_some_of_null(&Some(float), true));
+            assert!(!super::is_some_of_null(&Some(float), false));
+            assert!(super::is_some_of_null(&Some(float as f32), true));
+            assert!(!super::is_some_of_null(&float, true));
+        }
+        assert!(!super::is_some_of_null(&Some(1.5f64), true));
+        assert_eq!(serde_json::to_string(&Some(f64::NAN)).unwrap(), "null");
     }
 
     #[test]

@@ -42,7 +42,9 @@ mod json;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::codec::{compress, is_some_of_null, Codec, EncodeError, Encoding};
+use crate::codec::{
+    compress, is_some_of_null, Codec, Compression, EncodeError, Encoding, MAX_DECOMPRESSED,
+};
 
 /// The version written into every JSON entry.
 pub(crate) const FORMAT_VERSION: u8 = 3;
@@ -155,7 +157,7 @@ pub(crate) fn encode<T: Serialize>(
     encoding: Encoding,
 ) -> Result<Vec<u8>, EncodeError> {
     debug_assert_eq!(tags.len(), epochs.len());
-    if is_some_of_null(value) {
+    if is_some_of_null(value, encoding.codec == Codec::Json) {
         return Err(EncodeError::SomeOfNull(std::any::type_name::<T>()));
     }
     let meta = Meta {
@@ -170,7 +172,8 @@ pub(crate) fn encode<T: Serialize>(
         #[allow(unreachable_patterns)] // without a binary codec
         _ => binary::encode(value, &meta, codec)?,
     };
-    let Some(compression) = encoding.compression.filter(|c| range.len() >= c.above) else {
+    let compresses = |c: &Compression| c.above <= range.len() && range.len() <= MAX_DECOMPRESSED;
+    let Some(compression) = encoding.compression.filter(compresses) else {
         return Ok(bytes);
     };
     match compress(compression.compressor, &bytes[range.clone()]) {
@@ -317,7 +320,6 @@ fn shape(template: &str) -> impl Iterator<Item = Piece<'_>> + '_ {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::Compression;
 
     const T0: Times = Times {
         at_ms: 1_000,
