@@ -573,3 +573,32 @@ async fn a_fail_safe_rewrite_in_a_larger_codec_keeps_to_the_size_limit() {
         after[0]
     );
 }
+
+static SLOW_LOADS: AtomicU64 = AtomicU64::new(0);
+
+#[cached(ttl = 300, key = "slow-exists:<id>", cache = cache, ignore = [cache])]
+async fn slow_exists(cache: &Cache, id: u64) -> Option<()> {
+    SLOW_LOADS.fetch_add(1, SeqCst);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    (id > 0).then_some(())
+}
+
+/// A value that is not cached is still shared with the callers that
+/// waited for it: one load for concurrent callers, each with the value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_callers_share_a_value_that_is_not_cached() {
+    let server = RedisServer::start();
+    let redis = redis_cache(&server.url(), &unique_namespace("share"))
+        .await
+        .build()
+        .await
+        .unwrap();
+    let calls = (0..20).map(|_| slow_exists(&redis, 1));
+    let answers = futures::future::join_all(calls).await;
+    assert!(answers.iter().all(|a| *a == Some(())), "{answers:?}");
+    assert_eq!(
+        SLOW_LOADS.load(SeqCst),
+        1,
+        "one load for 20 concurrent callers"
+    );
+}

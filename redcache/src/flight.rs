@@ -1,7 +1,8 @@
 //! In-process single flight: concurrent callers of one key share one load.
 //!
 //! The first caller of a key becomes the *leader* and runs the load; the
-//! others *follow* and wait for the encoded entry it produces. The leader
+//! others *follow* and wait for its value (a clone each: nothing is
+//! decoded again). The leader
 //! holds a guard: if its future is dropped (cancelled) or its load panics,
 //! the guard tells the followers to retry, and one of them leads the next
 //! attempt. Nobody waits on a load that will never finish.
@@ -10,6 +11,7 @@
 //! load, so a call that starts after a tag invalidation never joins a load
 //! that began before it.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -28,8 +30,9 @@ pub(crate) type FlightKey = (String, &'static str, Option<Vec<Epoch>>, Vec<u8>);
 #[derive(Clone, Debug)]
 pub(crate) enum Outcome {
     Pending,
-    /// The encoded entry the leader loaded.
-    Value(Arc<[u8]>),
+    /// The value the leader loaded (a `T` of the cached fn; a follower of
+    /// another type, which a shared template allows, reads again).
+    Value(Arc<dyn Any + Send + Sync>),
     /// The leader was cancelled or panicked: try again (one follower
     /// leads the next attempt).
     Retry,
@@ -88,6 +91,16 @@ pub(crate) struct Leader<'a> {
 }
 
 impl Leader<'_> {
+    /// Hands `value` to the followers and ends the flight. With no
+    /// follower nothing is cloned; one that joins meanwhile reads again.
+    pub(crate) fn share<T: Clone + Send + Sync + 'static>(self, value: &T) {
+        let outcome = match self.tx.receiver_count() {
+            0 => Outcome::Retry,
+            _ => Outcome::Value(Arc::new(value.clone())),
+        };
+        self.finish(outcome);
+    }
+
     /// Hands the outcome to the followers and ends the flight.
     pub(crate) fn finish(mut self, outcome: Outcome) {
         self.release(outcome);
@@ -142,8 +155,31 @@ mod tests {
         let Joined::Follower(follower) = flights.join(key("a")) else {
             panic!("second caller must follow")
         };
-        leader.finish(Outcome::Value(Arc::from(&b"v"[..])));
-        assert!(matches!(follower.wait().await, Outcome::Value(v) if &*v == b"v"));
+        leader.share(&"v".to_string());
+        let Outcome::Value(value) = follower.wait().await else {
+            panic!("the follower gets the value")
+        };
+        assert_eq!(
+            value.downcast_ref::<String>().map(String::as_str),
+            Some("v")
+        );
+        assert_eq!(flights.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn without_followers_nothing_is_cloned() {
+        #[derive(Debug)]
+        struct NoClone;
+        impl Clone for NoClone {
+            fn clone(&self) -> Self {
+                panic!("cloned for nobody")
+            }
+        }
+        let flights = Flights::default();
+        let Joined::Leader(leader) = flights.join(key("a")) else {
+            panic!("first caller must lead")
+        };
+        leader.share(&NoClone);
         assert_eq!(flights.len(), 0);
     }
 

@@ -5,12 +5,9 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
-
-use serde::Serialize;
 
 use super::lifecycle::{
     millis, spawn_load, spawn_refresh, xfetch, Seen, Spawn, FAIL_SAFE_THROTTLE,
@@ -604,9 +601,9 @@ impl Cache {
                 Joined::Follower(follower) => {
                     counters.count(Event::Coalesced(call.name));
                     match follower.wait().await {
-                        Outcome::Value(bytes) => {
-                            if let Some(value) = entry::decode_value::<T>(&bytes, call.name) {
-                                return Joining::Hit(value);
+                        Outcome::Value(shared) => {
+                            if let Some(value) = shared.downcast_ref::<T>() {
+                                return Joining::Hit(value.clone());
                             }
                         }
                         Outcome::Failed => return Joining::Retry(start(epochs, head, fallback)),
@@ -646,9 +643,9 @@ impl Cache {
             _ => Locking::Unlocked,
         };
         let mut held = match lock {
-            Locking::Found(value, bytes) => {
+            Locking::Found(value) => {
                 if let Some(leader) = leader {
-                    leader.finish(Outcome::Value(Arc::from(bytes)));
+                    leader.share(&value);
                 }
                 return Led::Done(Ok(value));
             }
@@ -658,7 +655,6 @@ impl Cache {
             Locking::Held(lock) => Some(lock),
             Locking::Unlocked => None,
         };
-        let mut leader = leader;
 
         let started = Instant::now();
         self.inner.guarded.counters.count(Event::Load(call.name));
@@ -743,9 +739,6 @@ impl Cache {
                         };
                         self.store(call, write, held.as_mut()).await;
                     }
-                    if let Some(leader) = leader.take() {
-                        leader.finish(Outcome::Value(Arc::from(bytes)));
-                    }
                 }
                 Err(error) => {
                     // Every call of the fn would say it again: told once
@@ -762,9 +755,14 @@ impl Cache {
                 }
             }
         }
-        // An error, or a value that does not encode: nothing to share.
         if let Some(leader) = leader {
-            leader.finish(Outcome::Failed);
+            match &result {
+                // The value, stored or not (too large, not to keep, or it
+                // does not encode): the followers get it as the leader does.
+                Ok(value) => leader.share(value),
+                // An error: each follower runs the load itself, at once.
+                Err(_) => leader.finish(Outcome::Failed),
+            }
         }
         if let Some(lock) = held {
             lock.release().await;
@@ -778,7 +776,7 @@ impl Cache {
     /// limit), so that every process answers with it meanwhile instead of
     /// asking the failing source again. Its load time is kept: it is the
     /// value of that load.
-    async fn serve_fail_safe<T: Serialize>(
+    async fn serve_fail_safe<T: Cacheable>(
         &self,
         call: Call<'_>,
         key: &str,
@@ -828,10 +826,7 @@ impl Cache {
             self.store(call, write, held.as_mut()).await;
         }
         if let Some(leader) = leader {
-            match bytes {
-                Ok(bytes) => leader.finish(Outcome::Value(Arc::from(bytes))),
-                Err(_) => leader.finish(Outcome::Failed),
-            }
+            leader.share(&found.value);
         }
         if let Some(lock) = held {
             lock.release().await;

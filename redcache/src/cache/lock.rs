@@ -18,7 +18,7 @@ pub(super) enum Locking<T> {
     Held(LoadLock),
     /// The other process stored the value meanwhile (decoded, and encoded
     /// for this process's followers).
-    Found(T, Vec<u8>),
+    Found(T),
     /// Load without the lock (waited too long, or Redis failed).
     Unlocked,
 }
@@ -127,7 +127,7 @@ impl Cache {
                 let bytes = value?;
                 // An expired value is no answer: the holder is refreshing it.
                 match entry::decode::<T>(&bytes, call.name, call.tags, &now, self.now_ms()) {
-                    Decoded::Fresh(found) => Some(Locking::Found(found.value, bytes)),
+                    Decoded::Fresh(found) => Some(Locking::Found(found.value)),
                     _ => None,
                 }
             }

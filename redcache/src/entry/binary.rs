@@ -224,11 +224,3 @@ pub(super) fn decode<T: DeserializeOwned>(bytes: &[u8], want: &Want<'_>) -> Deco
         Err(miss) => miss,
     }
 }
-
-/// The value of an entry of template `name`, its tags unchecked.
-pub(super) fn decode_value<T: DeserializeOwned>(bytes: &[u8], name: &str) -> Option<T> {
-    let header = Header::parse(bytes)?;
-    (bytes[1] == VERSION && super::same_shape(header.name, name))
-        .then(|| header.value().ok())
-        .flatten()
-}

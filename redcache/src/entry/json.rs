@@ -92,9 +92,3 @@ pub(super) fn decode<T: DeserializeOwned>(bytes: &[u8], want: &Want<'_>) -> Deco
     };
     Decoded::found(entry.value, times, want.now_ms)
 }
-
-/// The value of an entry of template `name`, its tags unchecked.
-pub(super) fn decode_value<T: DeserializeOwned>(bytes: &[u8], name: &str) -> Option<T> {
-    let entry: EntryOwned<'_, T> = serde_json::from_slice(bytes).ok()?;
-    (entry.v == FORMAT_VERSION && super::same_shape(&entry.k, name)).then_some(entry.value)
-}
