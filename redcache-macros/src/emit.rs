@@ -33,8 +33,10 @@ pub(crate) fn call_tokens(entry: &EntryArgs, name: TokenStream) -> (TokenStream,
     {
         call.extend(quote!(.stampede(#stampede)));
     }
+    // Spanned at the option's value: a codec whose feature is off is
+    // reported there.
     if let Some(codec) = entry.codec.get() {
-        call.extend(quote!(.codec(#codec)));
+        call.extend(quote_spanned!(codec.span=> .codec(#codec)));
     }
     (tags_let, call)
 }

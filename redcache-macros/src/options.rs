@@ -103,10 +103,11 @@ impl Codec {
 impl ToTokens for Spanned<Codec> {
     fn to_tokens(&self, tokens: &mut TokenStream) {
         let name = match self.value {
-            Codec::Json => quote_spanned!(self.span=> JSON),
-            Codec::MessagePack => quote_spanned!(self.span=> MSGPACK),
+            Codec::Json => "JSON",
+            Codec::MessagePack => "MSGPACK",
         };
-        tokens.extend(quote!(::redcache::__private::codecs::#name));
+        let name = Ident::new(name, self.span);
+        tokens.extend(quote_spanned!(self.span=> ::redcache::__private::codecs::#name));
     }
 }
 
