@@ -162,8 +162,6 @@ pub(crate) struct Inner {
     pub(crate) near: Option<Arc<Near>>,
     /// Pub/sub subscriptions (`Cache::channel`).
     pub(crate) pubsub: crate::pubsub::PubSub,
-    /// Functions whose too-large value was already reported.
-    told_too_large: Mutex<std::collections::HashSet<&'static str>>,
 }
 
 /// The settings of a cache, as the builder collected them.
@@ -247,7 +245,6 @@ impl Cache {
             retrying: AtomicBool::new(false),
             near,
             pubsub: Default::default(),
-            told_too_large: Mutex::default(),
         };
         Cache {
             inner: Arc::new(inner),
@@ -601,16 +598,11 @@ impl Cache {
     pub(super) fn too_large(&self, name: &'static str, key: &str, size: usize) {
         self.inner.guarded.counters.count(Event::TooLarge(name));
         let max = self.inner.max_value_size;
-        let first = self
-            .inner
-            .told_too_large
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(name);
-        if first {
-            tracing::warn!(target: "redcache", name, key, size, max,
-                "value larger than max_value_size: returned, not cached (said once per function; stats().too_large counts them)");
-        } else {
+        let subject = format!("too_large:{}:{name}", self.inner.namespace);
+        let message = format!(
+            "{name}: a value of {size} bytes (key {key}) is larger than max_value_size ({max}): returned, not cached (said once per function; stats().too_large counts them)"
+        );
+        if !crate::report::once(&subject, &message) {
             tracing::debug!(target: "redcache", name, key, size, max, "value larger than max_value_size: not cached");
         }
     }
