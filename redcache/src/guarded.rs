@@ -30,8 +30,6 @@ pub(crate) struct Guarded {
     /// Entries whose read timed out, not read again until checked.
     slow_keys: Mutex<HashSet<String>>,
     has_slow_keys: AtomicBool,
-    /// An out-of-memory refusal was reported.
-    told_out_of_memory: AtomicBool,
 }
 
 impl Guarded {
@@ -50,7 +48,6 @@ impl Guarded {
             checking: AtomicBool::new(false),
             slow_keys: Mutex::new(HashSet::new()),
             has_slow_keys: AtomicBool::new(false),
-            told_out_of_memory: AtomicBool::new(false),
         }
     }
 
@@ -281,12 +278,12 @@ impl Guarded {
             // Fail open like any other failure; said loudly once, as the
             // setup is wrong for a cache (see `Cache::health`).
             self.counters.count(Event::OutOfMemory(op));
-            if !self
-                .told_out_of_memory
-                .swap(true, std::sync::atomic::Ordering::Relaxed)
-            {
-                tracing::warn!(target: "redcache", op, %error, "Redis refuses writes: it is out of memory and evicts nothing (maxmemory-policy noeviction). Functions run uncached until it has room; set an eviction policy such as allkeys-lru (README, \"Running in production\")");
-            } else {
+            let endpoint = self.backend.endpoint();
+            let told = crate::report::once(
+                &format!("out_of_memory:{endpoint}"),
+                &format!("Redis at {endpoint} refuses writes: it is out of memory and evicts nothing (maxmemory-policy noeviction). Functions run uncached until it has room; set an eviction policy such as allkeys-lru (README, \"Running in production\")"),
+            );
+            if !told {
                 tracing::debug!(target: "redcache", op, %error, "write refused: Redis is out of memory");
             }
             return;
