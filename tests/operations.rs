@@ -9,19 +9,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use redcache::Cache;
-use redcache_suite::{unique_namespace, RedisCluster, RedisServer};
+use redcache_suite::{redis_cache, unique_namespace, RedisCluster, RedisServer};
 
 const TTL: Duration = Duration::from_secs(600);
-
-async fn redis_cache(url: String, ns: &str) -> Cache {
-    Cache::builder()
-        .redis(url)
-        .namespace(ns)
-        .op_timeout(Duration::from_secs(1))
-        .build()
-        .await
-        .unwrap()
-}
 
 /// Caches `key` (loading `value`); returns how many loads ran.
 async fn fill(cache: &Cache, keys: impl Iterator<Item = String>) {

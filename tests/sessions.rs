@@ -7,17 +7,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use redcache::{Cache, SessionId, SessionStore};
-use redcache_suite::{unique_namespace, RedisServer};
-
-async fn redis_cache(server: &RedisServer, ns: &str) -> Cache {
-    Cache::builder()
-        .redis(server.url())
-        .namespace(ns)
-        .op_timeout(Duration::from_secs(1))
-        .build()
-        .await
-        .unwrap()
-}
+use redcache_suite::{redis_cache, unique_namespace, RedisServer};
 
 async fn memory_cache() -> Cache {
     Cache::builder().memory().build().await.unwrap()
@@ -113,7 +103,7 @@ async fn fields_rotation_and_logout_in_memory() {
 async fn fields_rotation_and_logout_on_redis() {
     let server = RedisServer::start();
     fields_rotation_and_logout(
-        redis_cache(&server, &unique_namespace("sess"))
+        redis_cache(server.url(), &unique_namespace("sess"))
             .await
             .sessions(),
     )
@@ -158,14 +148,14 @@ async fn sessions_slide_until_their_maximum_lifetime_in_memory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_slide_until_their_maximum_lifetime_on_redis() {
     let server = RedisServer::start();
-    expiry(redis_cache(&server, &unique_namespace("sess")).await).await;
+    expiry(redis_cache(server.url(), &unique_namespace("sess")).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_in_a_session_is_absent_and_every_key_has_a_ttl() {
     let server = RedisServer::start();
     let ns = unique_namespace("sess");
-    let sessions = redis_cache(&server, &ns).await.sessions();
+    let sessions = redis_cache(server.url(), &ns).await.sessions();
     let id = sessions.create(Some("ada")).await.unwrap();
     let (tag, secret) = id.expose().split_at(4);
     let key = format!("{ns}:sess:{{{tag}}}{secret}");
@@ -223,7 +213,7 @@ async fn ten_thousand_sessions_from_64_tasks_never_collide_in_memory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_sessions_from_64_tasks_never_collide_on_redis() {
     let server = RedisServer::start();
-    ten_thousand_sessions(redis_cache(&server, &unique_namespace("sess")).await).await;
+    ten_thousand_sessions(redis_cache(server.url(), &unique_namespace("sess")).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

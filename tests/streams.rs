@@ -11,23 +11,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redcache::{Cache, Delivery, EventStream};
-use redcache_suite::{eventually, unique_namespace, RedisCluster, RedisServer};
+use redcache_suite::{eventually, redis_cache, unique_namespace, RedisCluster, RedisServer};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Order {
     id: u64,
     cents: u64,
-}
-
-async fn redis_cache(url: String, ns: &str) -> Cache {
-    Cache::builder()
-        .redis(url)
-        .namespace(ns)
-        .op_timeout(Duration::from_secs(1))
-        .build()
-        .await
-        .unwrap()
 }
 
 async fn memory_cache() -> Cache {
@@ -305,7 +295,7 @@ async fn shutdown_hands_back(cache: Cache) {
     let stuck = orders
         .consumer("g")
         .block(Duration::from_millis(50))
-        .claim_idle(Duration::from_secs(3))
+        .claim_idle(Duration::from_secs(30))
         .drain_timeout(Duration::from_millis(200))
         .start(|_: Delivery<Order>| async {
             std::future::pending::<()>().await;
@@ -332,7 +322,7 @@ async fn shutdown_hands_back(cache: Cache) {
     let next = recording(&orders, "g", Arc::clone(&seen)).await;
     eventually(
         "the next consumer takes them",
-        Duration::from_secs(2),
+        Duration::from_secs(10),
         || {
             let seen = Arc::clone(&seen);
             async move { seen.lock().unwrap().len() == 3 }
@@ -340,8 +330,8 @@ async fn shutdown_hands_back(cache: Cache) {
     )
     .await;
     assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "handed back, not left to claim_idle"
+        started.elapsed() < Duration::from_secs(10),
+        "handed back, not left to claim_idle (30 s)"
     );
     assert_eq!(next.shutdown().await.reclaimed, 3);
 }

@@ -12,6 +12,19 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+/// A cache on the Redis at `url` in namespace `ns`, with a 1 s operation
+/// timeout: room for a loaded CI machine, and an outage still ends a test
+/// soon.
+pub async fn redis_cache(url: impl Into<String>, ns: &str) -> redcache::Cache {
+    redcache::Cache::builder()
+        .redis(url)
+        .namespace(ns)
+        .op_timeout(Duration::from_secs(1))
+        .build()
+        .await
+        .expect("a cache on the test redis")
+}
+
 /// The program started, `redis-server` unless `REDIS_SERVER_BIN` names another.
 pub fn server_program() -> String {
     std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".to_string())
