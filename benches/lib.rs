@@ -107,6 +107,9 @@ pub mod contenders {
     /// tag's epoch (what a raw `GET` / `MGET` reads).
     pub const PRODUCT_ENTRY: &str = "bench:v:product:1";
     pub const PRODUCT_MSGPACK_ENTRY: &str = "bench:v:msgpack:1";
+    /// `product(1)` as bare MessagePack (maps), no entry around it: what
+    /// [`raw_get_and_decode_msgpack`] reads.
+    pub const PRODUCT_MSGPACK_RAW: &str = "bench:raw:msgpack:1";
     pub const TAGGED_KEYS: [&str; 2] = ["bench:v:tagged:1", "bench:tag:category:7"];
 
     /// A stored entry as redcache writes it (see `redcache/src/entry.rs`):
@@ -126,6 +129,13 @@ pub mod contenders {
         let entry: Entry = serde_json::from_slice(&bytes).expect("an entry");
         assert_eq!(entry.v, 3);
         entry.value
+    }
+
+    /// A raw `GET` of bare MessagePack and its decode: the least any cache
+    /// of MessagePack values over Redis does for a hit.
+    pub async fn raw_get_and_decode_msgpack() -> Product {
+        let bytes = bench().raw_get(PRODUCT_MSGPACK_RAW).await.expect("stored");
+        rmp_serde::from_slice(&bytes).expect("MessagePack")
     }
 
     /// The rate-limit script, as redcache runs it.
@@ -166,9 +176,20 @@ pub mod contenders {
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         }
         assert_eq!(bench().near.stats().near, redcache::NearStatus::Tracking);
+        let mut conn = bench().raw.clone();
+        let bare = rmp_serde::to_vec_named(&product(1)).expect("encodes");
+        let () = redis::cmd("SET")
+            .arg(PRODUCT_MSGPACK_RAW)
+            .arg(bare)
+            .arg("EX")
+            .arg(3600)
+            .query_async(&mut conn)
+            .await
+            .expect("SET the bare MessagePack");
         for key in [
             PRODUCT_ENTRY.to_string(),
             PRODUCT_MSGPACK_ENTRY.to_string(),
+            PRODUCT_MSGPACK_RAW.to_string(),
             bench().entry_key(&format!("payload:{LARGE}")),
             bench().entry_key(&format!("payload-msgpack:{LARGE}")),
         ] {

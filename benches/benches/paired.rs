@@ -15,9 +15,9 @@ use futures::future::BoxFuture;
 use redcache::{Algorithm, Policy, RateLimiter};
 use redcache_benches::contenders::{
     cached_crate_product, memory_product, near_product, near_tagged, payload_json, payload_msgpack,
-    rate_limit_script, raw_get_and_decode, raw_rate_limit_check, redcache_product,
-    redcache_product_msgpack, redcache_tagged, warm, LARGE, PRODUCT_ENTRY, PRODUCT_MSGPACK_ENTRY,
-    TAGGED_KEYS,
+    rate_limit_script, raw_get_and_decode, raw_get_and_decode_msgpack, raw_rate_limit_check,
+    redcache_product, redcache_product_msgpack, redcache_tagged, warm, LARGE, PRODUCT_ENTRY,
+    PRODUCT_MSGPACK_ENTRY, TAGGED_KEYS,
 };
 use redcache_benches::{
     bench, calls, in_tasks, product, runtime, write_result, Product, StopServerOnExit, CONCURRENCY,
@@ -134,12 +134,31 @@ fn main() {
     let raw_get_msgpack = call(|| async {
         bench().raw_get(PRODUCT_MSGPACK_ENTRY).await;
     });
+    // The least a MessagePack cache does (GET, decode), to tell what
+    // redcache adds from what the decode costs.
+    let raw_get_decode_msgpack = call(|| async {
+        raw_get_and_decode_msgpack().await;
+    });
     for tasks in [1, 64] {
         pairs.push((
             format!("hit/redcache_msgpack/{tasks}"),
             format!("hit/raw_get_msgpack/{tasks}"),
             Arc::clone(&msgpack),
             Arc::clone(&raw_get_msgpack),
+            tasks,
+        ));
+        pairs.push((
+            format!("hit/raw_get_decode_msgpack/{tasks}"),
+            format!("hit/raw_get_msgpack/{tasks}"),
+            Arc::clone(&raw_get_decode_msgpack),
+            Arc::clone(&raw_get_msgpack),
+            tasks,
+        ));
+        pairs.push((
+            format!("hit/redcache_msgpack/{tasks}"),
+            format!("hit/raw_get_decode_msgpack/{tasks}"),
+            Arc::clone(&msgpack),
+            Arc::clone(&raw_get_decode_msgpack),
             tasks,
         ));
     }
