@@ -110,6 +110,8 @@ pub mod contenders {
     /// `product(1)` as bare MessagePack (maps), no entry around it: what
     /// [`raw_get_and_decode_msgpack`] reads.
     pub const PRODUCT_MSGPACK_RAW: &str = "bench:raw:msgpack:1";
+    /// The [`LARGE`] string as bare MessagePack.
+    pub const LARGE_MSGPACK_RAW: &str = "bench:raw:payload-msgpack";
     pub const TAGGED_KEYS: [&str; 2] = ["bench:v:tagged:1", "bench:tag:category:7"];
 
     /// A stored entry as redcache writes it (see `redcache/src/entry.rs`):
@@ -135,6 +137,12 @@ pub mod contenders {
     /// of MessagePack values over Redis does for a hit.
     pub async fn raw_get_and_decode_msgpack() -> Product {
         let bytes = bench().raw_get(PRODUCT_MSGPACK_RAW).await.expect("stored");
+        rmp_serde::from_slice(&bytes).expect("MessagePack")
+    }
+
+    /// The same for the [`LARGE`] string.
+    pub async fn raw_get_and_decode_large_msgpack() -> String {
+        let bytes = bench().raw_get(LARGE_MSGPACK_RAW).await.expect("stored");
         rmp_serde::from_slice(&bytes).expect("MessagePack")
     }
 
@@ -177,19 +185,27 @@ pub mod contenders {
         }
         assert_eq!(bench().near.stats().near, redcache::NearStatus::Tracking);
         let mut conn = bench().raw.clone();
-        let bare = rmp_serde::to_vec_named(&product(1)).expect("encodes");
-        let () = redis::cmd("SET")
-            .arg(PRODUCT_MSGPACK_RAW)
-            .arg(bare)
-            .arg("EX")
-            .arg(3600)
-            .query_async(&mut conn)
-            .await
-            .expect("SET the bare MessagePack");
+        for (key, bare) in [
+            (PRODUCT_MSGPACK_RAW, rmp_serde::to_vec_named(&product(1))),
+            (
+                LARGE_MSGPACK_RAW,
+                rmp_serde::to_vec_named(&"x".repeat(LARGE)),
+            ),
+        ] {
+            let () = redis::cmd("SET")
+                .arg(key)
+                .arg(bare.expect("encodes"))
+                .arg("EX")
+                .arg(3600)
+                .query_async(&mut conn)
+                .await
+                .expect("SET the bare MessagePack");
+        }
         for key in [
             PRODUCT_ENTRY.to_string(),
             PRODUCT_MSGPACK_ENTRY.to_string(),
             PRODUCT_MSGPACK_RAW.to_string(),
+            LARGE_MSGPACK_RAW.to_string(),
             bench().entry_key(&format!("payload:{LARGE}")),
             bench().entry_key(&format!("payload-msgpack:{LARGE}")),
         ] {

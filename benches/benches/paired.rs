@@ -15,9 +15,9 @@ use futures::future::BoxFuture;
 use redcache::{Algorithm, Policy, RateLimiter};
 use redcache_benches::contenders::{
     cached_crate_product, memory_product, near_product, near_tagged, payload_json, payload_msgpack,
-    rate_limit_script, raw_get_and_decode, raw_get_and_decode_msgpack, raw_rate_limit_check,
-    redcache_product, redcache_product_msgpack, redcache_tagged, warm, LARGE, PRODUCT_ENTRY,
-    PRODUCT_MSGPACK_ENTRY, TAGGED_KEYS,
+    rate_limit_script, raw_get_and_decode, raw_get_and_decode_large_msgpack,
+    raw_get_and_decode_msgpack, raw_rate_limit_check, redcache_product, redcache_product_msgpack,
+    redcache_tagged, warm, LARGE, PRODUCT_ENTRY, PRODUCT_MSGPACK_ENTRY, TAGGED_KEYS,
 };
 use redcache_benches::{
     bench, calls, in_tasks, product, runtime, write_result, Product, StopServerOnExit, CONCURRENCY,
@@ -189,10 +189,30 @@ fn main() {
         pairs.push((
             format!("hit_1mb/redcache_{codec}/1"),
             format!("hit_1mb/raw_get_{codec}/1"),
-            hit,
-            raw,
+            Arc::clone(&hit),
+            Arc::clone(&raw),
             1,
         ));
+        if codec == "msgpack" {
+            // What the decode of the string costs by itself.
+            let decode = call(|| async {
+                raw_get_and_decode_large_msgpack().await;
+            });
+            pairs.push((
+                "hit_1mb/raw_get_decode_msgpack/1".to_string(),
+                "hit_1mb/raw_get_msgpack/1".to_string(),
+                Arc::clone(&decode),
+                raw,
+                1,
+            ));
+            pairs.push((
+                "hit_1mb/redcache_msgpack/1".to_string(),
+                "hit_1mb/raw_get_decode_msgpack/1".to_string(),
+                hit,
+                decode,
+                1,
+            ));
+        }
     }
     for tasks in CONCURRENCY {
         pairs.push((
