@@ -280,6 +280,83 @@ async fn an_option_behind_a_type_alias_does_not_cache_none() {
     );
 }
 
+/// A value a generic fn makes: a `Result` that fails on its first load.
+trait Answer: redcache::Cacheable {
+    fn answer(load: usize) -> Self;
+}
+
+impl Answer for Result<usize, AppError> {
+    fn answer(load: usize) -> Self {
+        if load == 0 {
+            Err(AppError("first load fails".into()))
+        } else {
+            Ok(load)
+        }
+    }
+}
+
+impl Answer for u32 {
+    fn answer(load: usize) -> Self {
+        load as u32
+    }
+}
+
+static GENERIC_LOADS: AtomicUsize = AtomicUsize::new(0);
+static GENERIC_VALUE_LOADS: AtomicUsize = AtomicUsize::new(0);
+
+/// The return type is a type parameter: where the fn is written, nothing
+/// tells it is a `Result`; only the instance does.
+#[cached(ttl = 60, key = "generic-answer:<id>")]
+async fn generic_answer<R: Answer>(id: u64) -> R {
+    let _ = id;
+    R::answer(GENERIC_LOADS.fetch_add(1, SeqCst))
+}
+
+#[cached(ttl = 60, key = "generic-value:<id>")]
+async fn generic_value<R: Answer>(id: u64) -> R {
+    let _ = id;
+    R::answer(GENERIC_VALUE_LOADS.fetch_add(1, SeqCst))
+}
+
+/// Writes what `generic_answer` reads.
+#[redcache::cache_put(ttl = 60, key = "generic-answer:<id>")]
+async fn put_generic_answer<R: Answer>(id: u64, load: usize) -> R {
+    let _ = id;
+    R::answer(load)
+}
+
+#[tokio::test]
+async fn a_generic_return_that_is_a_result_never_writes_its_errors() {
+    type R = Result<usize, AppError>;
+    assert_eq!(put_generic_answer::<R>(2, 40).await, Ok(40));
+    assert_eq!(generic_answer::<R>(2).await, Ok(40), "the Ok was written");
+    assert!(put_generic_answer::<R>(2, 0).await.is_err());
+    assert_eq!(
+        generic_answer::<R>(2).await,
+        Ok(40),
+        "the Err was not written over it"
+    );
+}
+
+#[tokio::test]
+async fn a_generic_return_that_is_a_result_never_caches_its_errors() {
+    let first = generic_answer::<Result<usize, AppError>>(1).await;
+    assert!(first.is_err());
+    let second = generic_answer::<Result<usize, AppError>>(1).await;
+    assert_eq!(second, Ok(1), "the error was served from the cache");
+    // Its Ok is cached, like any `Result`'s.
+    assert_eq!(generic_answer::<Result<usize, AppError>>(1).await, Ok(1));
+    assert_eq!(GENERIC_LOADS.load(SeqCst), 2, "the Ok was cached");
+    // Another instance of a generic return is a value, cached as one.
+    let value = generic_value::<u32>(1).await;
+    assert_eq!(generic_value::<u32>(1).await, value);
+    assert_eq!(
+        GENERIC_VALUE_LOADS.load(SeqCst),
+        1,
+        "a plain value is cached"
+    );
+}
+
 /// Parameters that do not change the result: `ignore`, or a `_` name.
 struct Lookup {
     cache: Cache,

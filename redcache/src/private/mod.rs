@@ -9,6 +9,7 @@ pub use crate::global::global;
 pub use crate::identity::{FnId, FnPath};
 pub use crate::key::{ArgPart, IntPart, Key, KeyArg, ListPart};
 pub use crate::ratelimit::{Algorithm, OnError, Policy};
+mod generic_result;
 mod writes;
 
 pub use crate::{
@@ -419,7 +420,10 @@ impl OptionKind {
     }
 }
 
-/// A fn returning any other type: every value is cached.
+/// A fn returning any other type: every value is cached. Also a fn whose
+/// return type is a type parameter, which may be a `Result` where it is
+/// called: then its `Err`s are neither cached nor shared, as for
+/// [`ResultKind`] (see `generic_result.rs`).
 #[derive(Debug, Clone, Copy)]
 pub struct ValueKind;
 
@@ -430,7 +434,13 @@ impl ValueKind {
         T: Cacheable,
         Fut: Future<Output = T>,
     {
-        cache.as_ref().load_infallible(call.0, |_| true, load).await
+        let cache = cache.as_ref();
+        if !generic_result::is_result::<T>() {
+            return cache.load_infallible(call.0, |_| true, load).await;
+        }
+        let load = async { err_apart(load.await) };
+        let (Ok(value) | Err(value)) = cache.load_through(call.0, |_| true, load).await;
+        value
     }
 
     /// `cached` for `early_refresh` and `stale` (see
@@ -441,11 +451,31 @@ impl ValueKind {
         T: Cacheable,
         Fut: Future<Output = T> + Send + 'static,
     {
-        cache
-            .as_ref()
-            .load_infallible_refreshing(call.0, |_| true, load)
-            .await
+        let cache = cache.as_ref();
+        if !generic_result::is_result::<T>() {
+            return cache
+                .load_infallible_refreshing(call.0, |_| true, load)
+                .await;
+        }
+        let load = async { err_apart(load.await) };
+        let (Ok(value) | Err(value)) = cache.load_through_refreshing(call.0, |_| true, load).await;
+        value
     }
+}
+
+/// A generic return that is a `Result`, as the engine takes a fallible
+/// load: its `Err` (the whole value) as the load's error.
+fn err_apart<T: serde::Serialize>(value: T) -> Result<T, T> {
+    match generic_result::is_err(&value) {
+        true => Err(value),
+        false => Ok(value),
+    }
+}
+
+/// Whether `value`, the return of a generic fn, is the `Err` of a `Result`
+/// (which a writing fn does not write).
+pub(crate) fn is_generic_err<T: serde::Serialize>(value: &T) -> bool {
+    generic_result::is_result::<T>() && generic_result::is_err(value)
 }
 
 /// `cache_none = true`: only a fn returning an `Option` has a `None` to cache.

@@ -156,7 +156,9 @@ impl OptionWrite {
     }
 }
 
-/// A fn returning any other type: every return is a success.
+/// A fn returning any other type: every return is a success, except that
+/// the `Err` of a generic return that is a `Result` where it is called is
+/// not written.
 #[derive(Debug, Clone, Copy)]
 pub struct ValueWrite;
 
@@ -168,7 +170,11 @@ impl ValueWrite {
         Fut: Future<Output = T>,
     {
         let value = body.await;
-        let _kept_pending = cache.as_ref().put_call(call.into_inner(), &value).await;
+        // A generic return that is a `Result` here: an `Err` is a failure,
+        // as for `ResultQuiet`.
+        if !super::is_generic_err(&value) {
+            let _kept_pending = cache.as_ref().put_call(call.into_inner(), &value).await;
+        }
         value
     }
 
@@ -182,6 +188,9 @@ impl ValueWrite {
         C: AsRef<Cache>,
         Fut: Future<Output = T>,
     {
+        // Even after the `Err` of a generic `Result` (not told apart here,
+        // as `T` need not be `Serialize`): one invalidation too many costs
+        // a load, never a wrong value.
         let value = body.await;
         let _kept_pending = cache.as_ref().invalidate_all(invalidation).await;
         value
