@@ -403,6 +403,17 @@ async fn a_dead_consumers_entries_are_taken_over_and_garbage_is_dead_lettered() 
 /// Worker processes, killed (by pid) when the test ends, also by a panic.
 struct Workers(Vec<std::process::Child>);
 
+impl Workers {
+    /// Starts again every worker that died (by a kill, or by the poison).
+    fn revive(&mut self, spawn: &dyn Fn() -> std::process::Child) {
+        for worker in &mut self.0 {
+            if worker.try_wait().unwrap().is_some() {
+                *worker = spawn();
+            }
+        }
+    }
+}
+
 impl Drop for Workers {
     fn drop(&mut self) {
         for worker in &mut self.0 {
@@ -435,7 +446,9 @@ async fn at_least_once_across_sigkilled_consumer_processes() {
     // The kills come at fixed points of the stream, not on a clock: on a
     // slow machine a timed schedule ran out of stream before its fifth
     // kill. Each kill waits until the workers have handled something since
-    // the last one, so the victim is one that was at work.
+    // the one before, so kills land while entries are in flight. A worker
+    // the poison aborted is started again at once, so that two dead
+    // workers never stall the stream.
     let handled_key = format!("{ns}-handled");
     let handled_count = || {
         let reply = server.command(&format!("HLEN {handled_key}"));
@@ -454,6 +467,7 @@ async fn at_least_once_across_sigkilled_consumer_processes() {
             jobs.emit(&u64::MAX).await.unwrap();
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
+        workers.revive(&spawn);
         if KILL_AT.contains(&i) {
             let at_work = Instant::now() + Duration::from_secs(20);
             while handled_count() <= handled_before {
@@ -463,6 +477,7 @@ async fn at_least_once_across_sigkilled_consumer_processes() {
                     kills + 1
                 );
                 tokio::time::sleep(Duration::from_millis(10)).await;
+                workers.revive(&spawn);
             }
             let victim = &mut workers.0[kills % 2];
             victim.kill().unwrap(); // SIGKILL, by pid
@@ -472,14 +487,10 @@ async fn at_least_once_across_sigkilled_consumer_processes() {
             handled_before = handled_count();
         }
     }
-    // Whatever died (killed, or by the poison) is started again until done.
+    // Until every entry is handled and the poison dead-lettered.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        for worker in &mut workers.0 {
-            if worker.try_wait().unwrap().is_some() {
-                *worker = spawn();
-            }
-        }
+        workers.revive(&spawn);
         let handled = server.command(&format!("HLEN {handled_key}"));
         let dead = jobs.dead_letters(100).await.unwrap();
         let poison_dead = dead.iter().any(|d| d.value == Some(u64::MAX));
