@@ -281,7 +281,7 @@ impl Guarded {
             let endpoint = self.backend.endpoint();
             let told = crate::report::once(
                 &format!("out_of_memory:{endpoint}"),
-                &format!("Redis at {endpoint} refuses writes: it is out of memory and evicts nothing (maxmemory-policy noeviction). Functions run uncached until it has room; set an eviction policy such as allkeys-lru (README, \"Running in production\")"),
+                &format!("Redis at {endpoint} refuses writes ({op}: {error}): it is out of memory and evicts nothing (maxmemory-policy noeviction). Functions run uncached until it has room; set an eviction policy such as allkeys-lru (README, \"Running in production\")"),
             );
             if !told {
                 tracing::debug!(target: "redcache", op, %error, "write refused: Redis is out of memory");
