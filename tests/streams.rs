@@ -31,11 +31,22 @@ async fn recording(
     group: &str,
     seen: Arc<Mutex<HashMap<u64, u64>>>,
 ) -> redcache::Consumer {
+    recording_claiming_after(stream, group, seen, Duration::from_millis(300)).await
+}
+
+/// [`recording`], taking over another consumer's entries once idle for
+/// `claim_idle`.
+async fn recording_claiming_after(
+    stream: &EventStream<Order>,
+    group: &str,
+    seen: Arc<Mutex<HashMap<u64, u64>>>,
+    claim_idle: Duration,
+) -> redcache::Consumer {
     stream
         .consumer(group)
         .concurrency(4)
         .block(Duration::from_millis(100))
-        .claim_idle(Duration::from_millis(300))
+        .claim_idle(claim_idle)
         .start(move |order: Delivery<Order>| {
             let seen = Arc::clone(&seen);
             async move {
@@ -295,7 +306,7 @@ async fn shutdown_hands_back(cache: Cache) {
     let stuck = orders
         .consumer("g")
         .block(Duration::from_millis(50))
-        .claim_idle(Duration::from_secs(30))
+        .claim_idle(Duration::from_secs(3))
         .drain_timeout(Duration::from_millis(200))
         .start(|_: Delivery<Order>| async {
             std::future::pending::<()>().await;
@@ -319,7 +330,10 @@ async fn shutdown_hands_back(cache: Cache) {
     assert_eq!(stats.handled, 0);
     let started = Instant::now();
     let seen = Arc::new(Mutex::new(HashMap::new()));
-    let next = recording(&orders, "g", Arc::clone(&seen)).await;
+    // It would take idle entries over only after 30 s: what it gets
+    // sooner was handed back.
+    let next =
+        recording_claiming_after(&orders, "g", Arc::clone(&seen), Duration::from_secs(30)).await;
     eventually(
         "the next consumer takes them",
         Duration::from_secs(10),
@@ -331,7 +345,7 @@ async fn shutdown_hands_back(cache: Cache) {
     .await;
     assert!(
         started.elapsed() < Duration::from_secs(10),
-        "handed back, not left to claim_idle (30 s)"
+        "handed back, not left to the next consumer's claim_idle (30 s)"
     );
     assert_eq!(next.shutdown().await.reclaimed, 3);
 }
@@ -425,9 +439,10 @@ impl Drop for Workers {
 
 /// Kills one of two consumer processes with SIGKILL five times while they
 /// work through 400 entries (one of them poison: it aborts whichever
-/// process handles it). Every entry is handled at least once, the poison
-/// is dead-lettered after max_deliveries without running again, nothing
-/// stays pending, and the duplicates are counted.
+/// process handles it). No entry is lost: each is handled at least once
+/// or (held by a dying consumer more than max_deliveries times)
+/// dead-lettered; the poison is dead-lettered after max_deliveries without
+/// running again, nothing stays pending, and the duplicates are counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_least_once_across_sigkilled_consumer_processes() {
     let server = RedisServer::start();
@@ -487,59 +502,54 @@ async fn at_least_once_across_sigkilled_consumer_processes() {
             handled_before = handled_count();
         }
     }
-    // Until every entry is handled and the poison dead-lettered.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        workers.revive(&spawn);
-        let handled = server.command(&format!("HLEN {handled_key}"));
-        let dead = jobs.dead_letters(100).await.unwrap();
-        let poison_dead = dead.iter().any(|d| d.value == Some(u64::MAX));
-        let pending = jobs.pending("g").await.unwrap();
-        if handled.trim() == format!(":{total}") && poison_dead && pending == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not done in 60 s: handled {handled:?}, poison dead-lettered {poison_dead}, pending {pending}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    drop(workers);
+    // Until every entry is handled or dead-lettered, and the poison is.
     let mut db = redis::Client::open(server.url())
         .unwrap()
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    let counts: HashMap<u64, u64> = redis::cmd("HGETALL")
-        .arg(&handled_key)
-        .query_async(&mut db)
-        .await
-        .unwrap();
-    assert!(
-        (0..total).all(|i| counts.get(&i).is_some_and(|&n| n >= 1)),
-        "every entry handled"
-    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (counts, dead) = loop {
+        workers.revive(&spawn);
+        let counts: HashMap<u64, u64> = redis::cmd("HGETALL")
+            .arg(&handled_key)
+            .query_async(&mut db)
+            .await
+            .unwrap();
+        let dead = jobs.dead_letters(100).await.unwrap();
+        let poison_dead = dead.iter().any(|d| d.value == Some(u64::MAX));
+        let unaccounted = (0..total)
+            .filter(|i| !counts.contains_key(i) && !dead.iter().any(|d| d.value == Some(*i)))
+            .count();
+        let pending = jobs.pending("g").await.unwrap();
+        if unaccounted == 0 && poison_dead && pending == 0 {
+            break (counts, dead);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not done in 60 s: {unaccounted} entries neither handled nor dead-lettered, poison dead-lettered {poison_dead}, pending {pending}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    drop(workers);
     let duplicates: u64 = counts.values().map(|n| n - 1).sum();
-    let dead = jobs.dead_letters(100).await.unwrap();
     let poison = dead.iter().find(|d| d.value == Some(u64::MAX)).unwrap();
     assert!(
         poison.deliveries > 3,
         "the poison was given up after max_deliveries: {poison:?}"
     );
     // An entry a consumer held when it died (killed, or by the poison)
-    // more than max_deliveries times is dead-lettered too, though its
-    // handler ran: it was never lost.
+    // more than max_deliveries times is dead-lettered too: not lost, but
+    // its handler may have run (most often) or not (the poison aborted
+    // the process before it got to its record, each time).
     let innocents: Vec<u64> = dead
         .iter()
         .filter_map(|d| d.value)
         .filter(|&v| v != u64::MAX)
         .collect();
-    assert!(
-        innocents.iter().all(|v| counts.contains_key(v)),
-        "{innocents:?}"
-    );
+    let never_ran = innocents.iter().filter(|v| !counts.contains_key(v)).count();
     println!(
-        "at least once: {total} entries, {kills} SIGKILLs, {duplicates} extra handlings, poison dead-lettered after {} deliveries, {} handled entries dead-lettered as well (held by a dying consumer > max_deliveries times)",
+        "at least once: {total} entries, {kills} SIGKILLs, {duplicates} extra handlings, poison dead-lettered after {} deliveries, {} other entries dead-lettered as well (held by a dying consumer > max_deliveries times; {never_ran} of them never recorded)",
         poison.deliveries,
         innocents.len()
     );

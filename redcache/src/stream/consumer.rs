@@ -30,6 +30,12 @@ use crate::backend::connection::Connection;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 
+/// How idle an entry handed back at shutdown is made: longer than any
+/// sensible `claim_idle`, so another consumer takes it at its next claim,
+/// and far below the server's clock (`XCLAIM ... IDLE` beyond the epoch
+/// would read as 0).
+const HANDED_BACK_IDLE: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
 /// Where a group that does not exist yet starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -527,7 +533,9 @@ impl<T: DeserializeOwned + Send + 'static> Run<T> {
     }
 
     /// Waits for the handlers in hand (up to the drain timeout); entries
-    /// still in hand then are handed back, idle, for others to take.
+    /// still in hand then are handed back, idle for [`HANDED_BACK_IDLE`],
+    /// so that the next claim of any consumer of the group takes them,
+    /// whatever its own `claim_idle`.
     async fn drain(self, mut tasks: JoinSet<()>) {
         let worker = self.worker;
         let drained = tokio::time::timeout(self.drain_timeout, async {
@@ -548,7 +556,7 @@ impl<T: DeserializeOwned + Send + 'static> Run<T> {
                     &worker.group,
                     &worker.name,
                     &left,
-                    worker.claim_idle,
+                    worker.claim_idle.max(HANDED_BACK_IDLE),
                 )
                 .await;
             tracing::info!(target: "redcache", stream = &*stream.name, group = %worker.group, entries = left.len(), ok = handed.is_ok(), "stream consumer: entries still in hand at shutdown handed back");
