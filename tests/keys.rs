@@ -318,6 +318,33 @@ async fn generic_value<R: Answer>(id: u64) -> R {
     R::answer(GENERIC_VALUE_LOADS.fetch_add(1, SeqCst))
 }
 
+static SLOW_LOADS: AtomicUsize = AtomicUsize::new(0);
+
+/// `generic_answer`, slow enough that concurrent callers wait for it.
+#[cached(ttl = 60, key = "slow-generic-answer:<id>")]
+async fn slow_generic_answer<R: Answer>(id: u64) -> R {
+    let _ = id;
+    let load = SLOW_LOADS.fetch_add(1, SeqCst);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    R::answer(load)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_waiting_on_a_generic_result_never_get_its_err() {
+    let calls: Vec<_> = (0..8)
+        .map(|_| tokio::spawn(slow_generic_answer::<Result<usize, AppError>>(1)))
+        .collect();
+    let mut errors = 0;
+    for call in calls {
+        if call.await.unwrap().is_err() {
+            errors += 1;
+        }
+    }
+    // The first load fails, and only its own caller sees it: the callers
+    // that waited on it load again (as for any `Result`), and succeed.
+    assert_eq!(errors, 1, "the leader's Err was shared with its followers");
+}
+
 /// Writes what `generic_answer` reads.
 #[redcache::cache_put(ttl = 60, key = "generic-answer:<id>")]
 async fn put_generic_answer<R: Answer>(id: u64, load: usize) -> R {
