@@ -75,6 +75,7 @@ mod rate_checks;
 mod ratelimit;
 mod redlock;
 mod report;
+mod serde_probe;
 mod session;
 mod stats;
 mod stream;

@@ -4,11 +4,12 @@
 //! which reads back as `None`. Such a value is not cached: a hit would
 //! answer `None` where the function answered `Some`.
 //!
-//! A serializer that looks only at the top of a value: it follows
-//! `Some` and newtype structs, and stops at the first anything else, so
-//! asking costs a call or two whatever the value's size.
+//! A probe (`serde_probe.rs`) that follows `Some` and newtype structs,
+//! and stops at the first anything else.
 
-use serde::ser::{self, Impossible, Serialize, Serializer};
+use serde::ser::{Serialize, Serializer};
+
+use crate::serde_probe::{ends_walk, finding};
 
 /// Whether `value` is, at its top, `Some` of something written as null;
 /// `json`: in JSON, where a float that is not finite is written as null.
@@ -27,19 +28,7 @@ enum Top {
     Other,
 }
 
-impl std::fmt::Display for Top {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("probe")
-    }
-}
-
-impl std::error::Error for Top {}
-
-impl ser::Error for Top {
-    fn custom<M: std::fmt::Display>(_: M) -> Self {
-        Top::Other
-    }
-}
+finding!(Top, Top::Other);
 
 struct Probe {
     in_some: bool,
@@ -63,25 +52,7 @@ impl Probe {
     }
 }
 
-macro_rules! other {
-    ($($name:ident($($arg:ty),*)),* $(,)?) => {$(
-        fn $name(self, $(_: $arg),*) -> Result<(), Top> {
-            Err(Top::Other)
-        }
-    )*};
-}
-
 impl Serializer for Probe {
-    type Ok = ();
-    type Error = Top;
-    type SerializeSeq = Impossible<(), Top>;
-    type SerializeTuple = Impossible<(), Top>;
-    type SerializeTupleStruct = Impossible<(), Top>;
-    type SerializeTupleVariant = Impossible<(), Top>;
-    type SerializeMap = Impossible<(), Top>;
-    type SerializeStruct = Impossible<(), Top>;
-    type SerializeStructVariant = Impossible<(), Top>;
-
     fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), Top> {
         value.serialize(Probe {
             in_some: true,
@@ -109,7 +80,7 @@ impl Serializer for Probe {
         self.null()
     }
 
-    other!(
+    ends_walk!(Top, Top::Other;
         serialize_bool(bool),
         serialize_i8(i8),
         serialize_i16(i16),
@@ -142,50 +113,6 @@ impl Serializer for Probe {
         _: &'static str,
         _: &T,
     ) -> Result<(), Top> {
-        Err(Top::Other)
-    }
-
-    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, Top> {
-        Err(Top::Other)
-    }
-
-    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Top> {
-        Err(Top::Other)
-    }
-
-    fn serialize_tuple_struct(
-        self,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleStruct, Top> {
-        Err(Top::Other)
-    }
-
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleVariant, Top> {
-        Err(Top::Other)
-    }
-
-    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Top> {
-        Err(Top::Other)
-    }
-
-    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, Top> {
-        Err(Top::Other)
-    }
-
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeStructVariant, Top> {
         Err(Top::Other)
     }
 }

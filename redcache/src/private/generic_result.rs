@@ -6,9 +6,12 @@
 //! Only the instance knows: [`is_result`] asks its type's name, and
 //! [`is_err`] asks a value which variant it is through its `Serialize`
 //! (serde writes a `Result` as the newtype variant `Ok` or `Err` of
-//! `Result`), looking at the top of the value only.
+//! `Result`), with a probe (`serde_probe.rs`) that looks at the top of
+//! the value only.
 
-use serde::ser::{self, Impossible, Serialize, Serializer};
+use serde::ser::{Serialize, Serializer};
+
+use crate::serde_probe::{ends_walk, finding};
 
 /// Whether `R` is `core::result::Result` (as `type_name` names it; a
 /// user's own type named `Result` is in another path).
@@ -29,41 +32,11 @@ enum Variant {
     Other,
 }
 
-impl std::fmt::Display for Variant {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("probe")
-    }
-}
-
-impl std::error::Error for Variant {}
-
-impl ser::Error for Variant {
-    fn custom<M: std::fmt::Display>(_: M) -> Self {
-        Variant::Other
-    }
-}
+finding!(Variant, Variant::Other);
 
 struct Probe;
 
-macro_rules! other {
-    ($($name:ident($($arg:ty),*)),* $(,)?) => {$(
-        fn $name(self, $(_: $arg),*) -> Result<(), Variant> {
-            Err(Variant::Other)
-        }
-    )*};
-}
-
 impl Serializer for Probe {
-    type Ok = ();
-    type Error = Variant;
-    type SerializeSeq = Impossible<(), Variant>;
-    type SerializeTuple = Impossible<(), Variant>;
-    type SerializeTupleStruct = Impossible<(), Variant>;
-    type SerializeTupleVariant = Impossible<(), Variant>;
-    type SerializeMap = Impossible<(), Variant>;
-    type SerializeStruct = Impossible<(), Variant>;
-    type SerializeStructVariant = Impossible<(), Variant>;
-
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
         self,
         name: &'static str,
@@ -89,7 +62,7 @@ impl Serializer for Probe {
         Err(Variant::Other)
     }
 
-    other!(
+    ends_walk!(Variant, Variant::Other;
         serialize_bool(bool),
         serialize_i8(i8),
         serialize_i16(i16),
@@ -111,50 +84,6 @@ impl Serializer for Probe {
         serialize_unit_struct(&'static str),
         serialize_unit_variant(&'static str, u32, &'static str),
     );
-
-    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, Variant> {
-        Err(Variant::Other)
-    }
-
-    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Variant> {
-        Err(Variant::Other)
-    }
-
-    fn serialize_tuple_struct(
-        self,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleStruct, Variant> {
-        Err(Variant::Other)
-    }
-
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleVariant, Variant> {
-        Err(Variant::Other)
-    }
-
-    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Variant> {
-        Err(Variant::Other)
-    }
-
-    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, Variant> {
-        Err(Variant::Other)
-    }
-
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeStructVariant, Variant> {
-        Err(Variant::Other)
-    }
 }
 
 #[cfg(test)]
