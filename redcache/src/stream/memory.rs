@@ -32,7 +32,10 @@ struct Group {
 
 struct Pending {
     consumer: String,
-    delivered_ms: u64,
+    /// When it was delivered, in ms of the cache's clock; before 0 for an
+    /// entry made idle for longer than the clock has run (a hand-back
+    /// under a test clock that starts at 0).
+    delivered_ms: i128,
     count: u64,
 }
 
@@ -179,7 +182,7 @@ impl MemoryStreams {
                         *id,
                         Pending {
                             consumer: consumer.to_string(),
-                            delivered_ms: now_ms,
+                            delivered_ms: i128::from(now_ms),
                             count: 1,
                         },
                     );
@@ -198,7 +201,7 @@ impl MemoryStreams {
                     .take(count);
                 for (id, p) in mine {
                     p.count += 1;
-                    p.delivered_ms = now_ms;
+                    p.delivered_ms = i128::from(now_ms);
                     out.push(RawEntry {
                         id: *id,
                         // Empty when the entry was trimmed: Redis answers nil fields.
@@ -252,13 +255,13 @@ impl MemoryStreams {
                 break;
             }
             let p = g.pending.get_mut(&id).expect("listed");
-            if now_ms.saturating_sub(p.delivered_ms) < min_idle_ms {
+            if i128::from(now_ms) - p.delivered_ms < i128::from(min_idle_ms) {
                 continue;
             }
             match log.entries.get(&id) {
                 Some(fields) => {
                     p.consumer = consumer.to_string();
-                    p.delivered_ms = now_ms;
+                    p.delivered_ms = i128::from(now_ms);
                     p.count += 1;
                     claimed.entries.push(RawEntry {
                         id,
@@ -295,7 +298,7 @@ impl MemoryStreams {
         for id in ids {
             if let Some(p) = g.pending.get_mut(id) {
                 p.consumer = consumer.to_string();
-                p.delivered_ms = now_ms.saturating_sub(idle_ms);
+                p.delivered_ms = i128::from(now_ms) - i128::from(idle_ms);
             }
         }
     }
@@ -316,7 +319,7 @@ impl MemoryStreams {
         let fields = log.entries.get(&id)?;
         let p = g.pending.get_mut(&id)?;
         p.consumer = consumer.to_string();
-        p.delivered_ms = now_ms;
+        p.delivered_ms = i128::from(now_ms);
         p.count += 1;
         Some(RawEntry {
             id,
@@ -378,6 +381,29 @@ mod tests {
         s.append("k", fields("a"), 10, 100, 1_000);
         assert_eq!(s.len("k", 1_099), 1);
         assert_eq!(s.len("k", 1_100), 0);
+    }
+
+    #[test]
+    fn an_entry_made_idle_longer_than_the_clock_has_run_is_claimed() {
+        // A test clock that starts at 0: a hand-back's 30 days of idle
+        // must not be cut to the 10 ms the clock has run.
+        let s = MemoryStreams::default();
+        assert!(s.create_group("k", "g", true, 10_000, 0));
+        let a = s.append("k", fields("a"), 10, 10_000, 1);
+        assert_eq!(
+            s.read_group("k", "g", "c1", &ReadFrom::New, 10, 1)
+                .unwrap()
+                .len(),
+            1
+        );
+        s.touch("k", "g", "c1", &[a], 30 * 24 * 3_600_000, 10);
+        let claimed = s
+            .auto_claim("k", "g", "c2", 30_000, Id::ZERO, 10, 10)
+            .unwrap();
+        assert_eq!(
+            claimed.entries.iter().map(|e| e.id).collect::<Vec<_>>(),
+            vec![a]
+        );
     }
 
     #[test]
