@@ -434,12 +434,8 @@ impl ValueKind {
         T: Cacheable,
         Fut: Future<Output = T>,
     {
-        let cache = cache.as_ref();
-        if !generic_result::is_result::<T>() {
-            return cache.load_infallible(call.0, |_| true, load).await;
-        }
         let load = async { err_apart(load.await) };
-        let (Ok(value) | Err(value)) = cache.load_through(call.0, |_| true, load).await;
+        let (Ok(value) | Err(value)) = cache.as_ref().load_through(call.0, |_| true, load).await;
         value
     }
 
@@ -451,22 +447,19 @@ impl ValueKind {
         T: Cacheable,
         Fut: Future<Output = T> + Send + 'static,
     {
-        let cache = cache.as_ref();
-        if !generic_result::is_result::<T>() {
-            return cache
-                .load_infallible_refreshing(call.0, |_| true, load)
-                .await;
-        }
         let load = async { err_apart(load.await) };
-        let (Ok(value) | Err(value)) = cache.load_through_refreshing(call.0, |_| true, load).await;
+        let (Ok(value) | Err(value)) = cache
+            .as_ref()
+            .load_through_refreshing(call.0, |_| true, load)
+            .await;
         value
     }
 }
 
-/// A generic return that is a `Result`, as the engine takes a fallible
-/// load: its `Err` (the whole value) as the load's error.
+/// A load as the engine takes it: fallible, failing only with the `Err`
+/// of a generic return that is a `Result` (the whole value).
 fn err_apart<T: serde::Serialize>(value: T) -> Result<T, T> {
-    match generic_result::is_err(&value) {
+    match is_generic_err(&value) {
         true => Err(value),
         false => Ok(value),
     }
