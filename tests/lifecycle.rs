@@ -52,7 +52,7 @@ impl Source {
     }
 }
 
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 enum SourceError {
     Down,
     TimedOut,
@@ -421,6 +421,56 @@ async fn a_soft_timeout_does_not_serve_a_value_invalidated_meanwhile(setup: Setu
     );
 }
 
+/// What a generic fn makes of the source's answer.
+trait FromSource: redcache::Cacheable {
+    fn from_source(answer: Result<u64, SourceError>) -> Self;
+}
+
+impl FromSource for Result<u64, SourceError> {
+    fn from_source(answer: Result<u64, SourceError>) -> Self {
+        answer
+    }
+}
+
+/// `with_stale` and `with_fail_safe` at once, with a return type that is
+/// a type parameter: a `Result` only where it is called.
+#[cached(ttl = 10, stale = "60s", fail_safe = "1h", key = "generic:<id>", cache = cache, ignore = [cache, source])]
+async fn generic_lifecycle<R: FromSource>(cache: Cache, source: Arc<Source>, id: u64) -> R {
+    R::from_source(source.load().await)
+}
+
+/// A generic return that is a `Result`, through the background paths:
+/// a refresh that fails stores nothing and the value it was to replace is
+/// served on; past `stale`, a failed load is answered by fail-safe; the
+/// `Err` surfaces only where a concrete `Result`'s would.
+async fn a_generic_result_refreshed_in_the_background_never_caches_its_err(setup: Setup) {
+    let Setup { cache, clock } = setup;
+    let source = Arc::new(Source::default());
+    let call = || generic_lifecycle::<Result<u64, SourceError>>(cache.clone(), source.clone(), 1);
+    assert_eq!(call().await, Ok(1));
+    source.fail.store(true, SeqCst);
+    clock.advance(Duration::from_secs(11));
+    assert_eq!(call().await, Ok(1), "the expired value, at once");
+    // The background refresh fails; whatever runs next, no Err is served.
+    for _ in 0..20 {
+        assert_eq!(call().await, Ok(1), "a failed refresh was stored");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(source.loads() >= 2, "a refresh ran");
+
+    // Past ttl + stale, the load fails: fail-safe answers.
+    clock.advance(Duration::from_secs(100));
+    assert_eq!(call().await, Ok(1), "fail-safe");
+
+    // Past fail_safe, the error surfaces, and is not cached.
+    clock.advance(Duration::from_secs(3_700));
+    assert_eq!(call().await, Err(SourceError::Down));
+    source.fail.store(false, SeqCst);
+    let recovered = call().await;
+    assert!(matches!(recovered, Ok(n) if n >= 2), "{recovered:?}");
+    assert_eq!(call().await, recovered, "the Ok is cached");
+}
+
 macro_rules! on_every_backend {
     ($($scenario:ident),* $(,)?) => {
         mod in_memory {
@@ -477,6 +527,7 @@ on_every_backend!(
     a_failed_refresh_is_retried_once_per_throttle_period,
     fail_safe_does_not_serve_a_value_invalidated_during_the_load,
     a_soft_timeout_does_not_serve_a_value_invalidated_meanwhile,
+    a_generic_result_refreshed_in_the_background_never_caches_its_err,
 );
 
 /// `jitter` spreads the expiry of entries written together.
