@@ -46,7 +46,8 @@ fn large(id: u64, len: usize) -> Product {
     }
 }
 
-async fn redis_cache(url: &str, ns: &str) -> redcache::CacheBuilder {
+/// A builder of a cache on the test Redis, with a 2 s operation timeout.
+fn redis_builder(url: &str, ns: &str) -> redcache::CacheBuilder {
     Cache::builder()
         .redis(url)
         .namespace(ns)
@@ -102,7 +103,7 @@ async fn a_msgpack_fn_writes_binary_entries_and_hits_them() {
     let server = RedisServer::start();
     let ns = unique_namespace("codec");
     let shop = Shop {
-        cache: redis_cache(&server.url(), &ns).await.build().await.unwrap(),
+        cache: redis_builder(&server.url(), &ns).build().await.unwrap(),
         loads: AtomicU64::new(0),
     };
     for round in 0..3 {
@@ -186,7 +187,7 @@ async fn caches_with_other_codecs_and_compression_read_each_others_entries() {
     ];
     let mut caches = Vec::new();
     for (name, codec, compression) in settings {
-        let mut builder = redis_cache(&server.url(), &ns).await.codec(codec);
+        let mut builder = redis_builder(&server.url(), &ns).codec(codec);
         if let Some(compression) = compression {
             builder = builder.compression(compression);
         }
@@ -253,7 +254,7 @@ async fn the_size_guard_applies_to_the_stored_compressed_bytes() {
     let noise: Vec<u64> = (0..4000).map(|_| rand::random::<u64>()).collect();
     for compression in [None, Some(Compression::lz4()), Some(Compression::zstd(3))] {
         let ns = unique_namespace("guard");
-        let mut builder = redis_cache(&server.url(), &ns).await.max_value_size(limit);
+        let mut builder = redis_builder(&server.url(), &ns).max_value_size(limit);
         if let Some(compression) = compression {
             builder = builder.compression(compression.above(1024));
         }
@@ -291,8 +292,7 @@ async fn the_size_guard_applies_to_the_stored_compressed_bytes() {
 async fn entries_that_do_not_decode_are_misses_never_a_panic() {
     let server = RedisServer::start();
     let ns = unique_namespace("damaged");
-    let cache = redis_cache(&server.url(), &ns)
-        .await
+    let cache = redis_builder(&server.url(), &ns)
         .codec(Codec::MessagePack)
         .compression(Compression::zstd(3).above(1024))
         .build()
@@ -365,8 +365,7 @@ async fn a_background_refresh_writes_in_the_fns_codec() {
     let server = RedisServer::start();
     let ns = unique_namespace("refresh");
     let clock = ManualClock::new(Duration::from_secs(1_000_000));
-    let cache = redis_cache(&server.url(), &ns)
-        .await
+    let cache = redis_builder(&server.url(), &ns)
         .clock(clock.clone())
         .build()
         .await
@@ -402,8 +401,7 @@ async fn the_near_cache_holds_decoded_values_of_compressed_entries_and_drops_the
     let server = RedisServer::start();
     let ns = unique_namespace("nearcodec");
     let build = || async {
-        redis_cache(&server.url(), &ns)
-            .await
+        redis_builder(&server.url(), &ns)
             .codec(Codec::MessagePack)
             .compression(Compression::zstd(3).above(1024))
             .near_cache(redcache::NearCache::new())
@@ -508,8 +506,7 @@ async fn maybe(cache: &Cache, id: u64) -> Result<Option<Option<u64>>, String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn some_written_as_null_is_never_read_back_as_none() {
     let server = RedisServer::start();
-    let redis = redis_cache(&server.url(), &unique_namespace("null"))
-        .await
+    let redis = redis_builder(&server.url(), &unique_namespace("null"))
         .build()
         .await
         .unwrap();
@@ -538,8 +535,7 @@ async fn a_fail_safe_rewrite_in_a_larger_codec_keeps_to_the_size_limit() {
         let clock = clock.clone();
         let (url, ns) = (server.url(), ns.clone());
         async move {
-            let mut builder = redis_cache(&url, &ns)
-                .await
+            let mut builder = redis_builder(&url, &ns)
                 .clock(clock)
                 .max_value_size(8 * 1024);
             if let Some(compression) = compression {
@@ -588,8 +584,7 @@ async fn slow_exists(cache: &Cache, id: u64) -> Option<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_callers_share_a_value_that_is_not_cached() {
     let server = RedisServer::start();
-    let redis = redis_cache(&server.url(), &unique_namespace("share"))
-        .await
+    let redis = redis_builder(&server.url(), &unique_namespace("share"))
         .build()
         .await
         .unwrap();
